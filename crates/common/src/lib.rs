@@ -1,0 +1,25 @@
+//! The substrate every postern program shares, and nothing else.
+//!
+//! - [`exit`]: the 0 / 100 / 111 exit-code contract as a type, and the `main` funnel
+//!   that turns an error into one `postern-NAME: fatal: …` line and the right code.
+//! - [`control`]: reading the flat control files (comments, defaults, line numbers).
+//! - [`logline`]: `event=… key=value` log lines, written and parsed.
+//! - [`tai64n`]: TAI64N stamps as daemontools and multilog write them.
+//! - [`privilege`]: looking up accounts and dropping root for good.
+//! - [`getopt`]: djb-style option parsing for the classic-compatible programs.
+//! - [`atomic`]: write-temp-fsync-rename, the one way postern replaces a file.
+//! - [`home`]: where the instance is (`POSTERN_HOME`).
+//!
+//! Families depend on this crate; it depends on no family.
+#![forbid(unsafe_code)]
+
+pub mod atomic;
+pub mod control;
+pub mod exit;
+pub mod getopt;
+pub mod home;
+pub mod logline;
+pub mod privilege;
+pub mod tai64n;
+
+pub use exit::{Error, Kind, Result, ResultExt};
