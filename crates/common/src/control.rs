@@ -31,7 +31,10 @@ pub fn parse_lines(text: &str) -> Vec<Line> {
             if line.is_empty() || line.starts_with('#') {
                 None
             } else {
-                Some(Line { number: i + 1, text: line.to_string() })
+                Some(Line {
+                    number: i + 1,
+                    text: line.to_string(),
+                })
             }
         })
         .collect()
@@ -46,7 +49,9 @@ pub struct Control {
 impl Control {
     /// The control directory of the instance at `home` (`home/control`).
     pub fn for_home(home: &Path) -> Self {
-        Control { dir: home.join("control") }
+        Control {
+            dir: home.join("control"),
+        }
     }
 
     /// The control directory of the instance named by `POSTERN_HOME`.
@@ -85,7 +90,9 @@ impl Control {
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io(format!("unable to read {label}"), &e))?;
         if bytes.len() as u64 > MAX_CONTROL_FILE {
-            return Err(Error::temp(format!("{label}: file is larger than {MAX_CONTROL_FILE} bytes")));
+            return Err(Error::temp(format!(
+                "{label}: file is larger than {MAX_CONTROL_FILE} bytes"
+            )));
         }
         match String::from_utf8(bytes) {
             Ok(text) => Ok(Some(text)),
@@ -109,7 +116,10 @@ impl Control {
 
     /// The first meaningful line, or `None` if the file is missing or has none.
     pub fn value(&self, name: &str) -> Result<Option<String>> {
-        Ok(self.lines(name)?.and_then(|l| l.into_iter().next()).map(|l| l.text))
+        Ok(self
+            .lines(name)?
+            .and_then(|l| l.into_iter().next())
+            .map(|l| l.text))
     }
 
     /// The first meaningful line, or `default`.
@@ -140,7 +150,10 @@ impl Control {
             None => false,
             Some(lines) => match lines.first() {
                 None => true,
-                Some(l) => !matches!(l.text.to_ascii_lowercase().as_str(), "0" | "no" | "false" | "off"),
+                Some(l) => !matches!(
+                    l.text.to_ascii_lowercase().as_str(),
+                    "0" | "no" | "false" | "off"
+                ),
             },
         })
     }
@@ -173,7 +186,10 @@ mod tests {
     fn comments_blanks_and_trailing_space_are_dropped() {
         let lines = parse_lines("# header\n\nexample.test  \n  .example.test\t\n#@[]x\na#b\n");
         let texts: Vec<_> = lines.iter().map(|l| (l.number, l.text.as_str())).collect();
-        assert_eq!(texts, vec![(3, "example.test"), (4, ".example.test"), (6, "a#b")]);
+        assert_eq!(
+            texts,
+            vec![(3, "example.test"), (4, ".example.test"), (6, "a#b")]
+        );
     }
 
     #[test]

@@ -43,13 +43,22 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn usage(msg: impl Into<String>) -> Self {
-        Error { kind: Kind::Usage, msg: msg.into() }
+        Error {
+            kind: Kind::Usage,
+            msg: msg.into(),
+        }
     }
     pub fn perm(msg: impl Into<String>) -> Self {
-        Error { kind: Kind::Perm, msg: msg.into() }
+        Error {
+            kind: Kind::Perm,
+            msg: msg.into(),
+        }
     }
     pub fn temp(msg: impl Into<String>) -> Self {
-        Error { kind: Kind::Temp, msg: msg.into() }
+        Error {
+            kind: Kind::Temp,
+            msg: msg.into(),
+        }
     }
     /// An I/O error while doing `what`: temporary, as the DJB tools treat them.
     pub fn io(what: impl fmt::Display, err: &io::Error) -> Self {
@@ -144,9 +153,15 @@ mod tests {
     #[test]
     fn error_lines_follow_the_convention() {
         let e = Error::temp("unable to open x").context("svc");
-        assert_eq!(error_line("postern-svc", &e), "postern-svc: fatal: svc: unable to open x");
+        assert_eq!(
+            error_line("postern-svc", &e),
+            "postern-svc: fatal: svc: unable to open x"
+        );
         let u = Error::usage("postern-svc [-udo] dir");
-        assert_eq!(error_line("postern-svc", &u), "postern-svc: usage: postern-svc [-udo] dir");
+        assert_eq!(
+            error_line("postern-svc", &u),
+            "postern-svc: usage: postern-svc [-udo] dir"
+        );
     }
 
     #[test]
@@ -156,6 +171,9 @@ mod tests {
         let r: io::Result<()> = Err(e);
         let err = r.temp("unable to open control/me").unwrap_err();
         assert_eq!(err.kind, Kind::Temp);
-        assert_eq!(err.msg, "unable to open control/me: no such file or directory");
+        assert_eq!(
+            err.msg,
+            "unable to open control/me: no such file or directory"
+        );
     }
 }

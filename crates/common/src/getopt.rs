@@ -28,7 +28,8 @@ impl Opt {
     /// The argument as a whole number.
     pub fn number(&self) -> Result<u64> {
         let text = self.text()?;
-        text.parse().map_err(|_| Error::usage(format!("-{} needs a number, not {text:?}", self.letter)))
+        text.parse()
+            .map_err(|_| Error::usage(format!("-{} needs a number, not {text:?}", self.letter)))
     }
 }
 
@@ -66,7 +67,10 @@ pub fn parse(args: &[OsString], spec: &str, usage: &str) -> Result<(Vec<Opt>, Ve
             match takes_arg(c) {
                 None => return Err(Error::usage(usage.to_string())),
                 Some(false) => {
-                    opts.push(Opt { letter: c, arg: None });
+                    opts.push(Opt {
+                        letter: c,
+                        arg: None,
+                    });
                     j += 1;
                 }
                 Some(true) => {
@@ -79,7 +83,10 @@ pub fn parse(args: &[OsString], spec: &str, usage: &str) -> Result<(Vec<Opt>, Ve
                             None => return Err(Error::usage(usage.to_string())),
                         }
                     };
-                    opts.push(Opt { letter: c, arg: Some(arg) });
+                    opts.push(Opt {
+                        letter: c,
+                        arg: Some(arg),
+                    });
                     j = word.len();
                 }
             }

@@ -19,7 +19,9 @@ pub struct LogLine {
 impl LogLine {
     /// Start a line with `event=NAME`.
     pub fn event(name: &str) -> Self {
-        let mut line = LogLine { buf: String::with_capacity(128) };
+        let mut line = LogLine {
+            buf: String::with_capacity(128),
+        };
         line.push("event", name);
         line
     }
@@ -62,7 +64,10 @@ impl fmt::Display for LogLine {
 }
 
 fn needs_quotes(value: &str) -> bool {
-    value.is_empty() || value.bytes().any(|b| matches!(b, b' ' | b'"' | b'\\' | b'='))
+    value.is_empty()
+        || value
+            .bytes()
+            .any(|b| matches!(b, b' ' | b'"' | b'\\' | b'='))
 }
 
 fn write_value(out: &mut String, value: &str) {
@@ -183,7 +188,10 @@ pub fn parse(line: &str) -> Vec<(String, String)> {
 
 /// The value of `key` in a parsed line.
 pub fn get<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]
@@ -197,13 +205,22 @@ mod tests {
             .kv("reason", "rbl")
             .kv("zone", "zen.test")
             .kv("from", "<a@b.test>");
-        assert_eq!(line.as_str(), "event=reject ip=203.0.113.9 reason=rbl zone=zen.test from=<a@b.test>");
+        assert_eq!(
+            line.as_str(),
+            "event=reject ip=203.0.113.9 reason=rbl zone=zen.test from=<a@b.test>"
+        );
     }
 
     #[test]
     fn quotes_and_escapes() {
-        let line = LogLine::event("x").kv("text", "go away now").kv("empty", "").kv("q", "a\"b");
-        assert_eq!(line.as_str(), r#"event=x text="go away now" empty="" q="a\"b""#);
+        let line = LogLine::event("x")
+            .kv("text", "go away now")
+            .kv("empty", "")
+            .kv("q", "a\"b");
+        assert_eq!(
+            line.as_str(),
+            r#"event=x text="go away now" empty="" q="a\"b""#
+        );
         let evil = LogLine::event("helo").kv("name", "x\r\nevent=forged");
         assert_eq!(evil.as_str(), r#"event=helo name="x\x0d\x0aevent=forged""#);
         assert!(!evil.as_str().contains('\n'));
@@ -211,7 +228,16 @@ mod tests {
 
     #[test]
     fn parse_round_trips() {
-        let values = ["plain", "with space", "", "quote\"d", "back\\slash", "eq=ual", "nl\nx", "é"];
+        let values = [
+            "plain",
+            "with space",
+            "",
+            "quote\"d",
+            "back\\slash",
+            "eq=ual",
+            "nl\nx",
+            "é",
+        ];
         for v in values {
             let line = LogLine::event("t").kv("v", v).kv("after", 1);
             let fields = parse(line.as_str());

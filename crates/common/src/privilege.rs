@@ -18,7 +18,12 @@ pub struct Account {
 /// Look up `name` in the password database. Unknown is permanent, a lookup error temporary.
 pub fn lookup_account(name: &str) -> Result<Account> {
     match User::from_name(name).temp(format!("unable to look up account {name}"))? {
-        Some(u) => Ok(Account { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir }),
+        Some(u) => Ok(Account {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            home: u.dir,
+        }),
         None => Err(Error::perm(format!("unknown account: {name}"))),
     }
 }
@@ -28,7 +33,12 @@ pub fn account_of(uid: u32) -> Option<Account> {
     User::from_uid(Uid::from_raw(uid))
         .ok()
         .flatten()
-        .map(|u| Account { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir })
+        .map(|u| Account {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            home: u.dir,
+        })
 }
 
 pub fn is_root() -> bool {
@@ -44,18 +54,25 @@ pub fn drop_to(uid: u32, gid: u32) -> Result<()> {
     }
     unistd::setgid(gid).temp(format!("unable to set gid {gid}"))?;
     unistd::setuid(uid).temp(format!("unable to set uid {uid}"))?;
-    if unistd::getuid() != uid || unistd::geteuid() != uid || unistd::getgid() != gid || unistd::getegid() != gid {
+    if unistd::getuid() != uid
+        || unistd::geteuid() != uid
+        || unistd::getgid() != gid
+        || unistd::getegid() != gid
+    {
         return Err(Error::temp("privileges were not dropped"));
     }
     if !uid.is_root() && unistd::setuid(Uid::from_raw(0)).is_ok() {
-        return Err(Error::temp("root could be regained after dropping privileges"));
+        return Err(Error::temp(
+            "root could be regained after dropping privileges",
+        ));
     }
     Ok(())
 }
 
 /// Become `account` (its uid and primary gid).
 pub fn become_account(account: &Account) -> Result<()> {
-    drop_to(account.uid, account.gid).map_err(|e| e.context(format!("unable to become {}", account.name)))
+    drop_to(account.uid, account.gid)
+        .map_err(|e| e.context(format!("unable to become {}", account.name)))
 }
 
 #[cfg(test)]

@@ -24,7 +24,10 @@ impl Tai64n {
 
     pub fn from_system(t: SystemTime) -> Self {
         match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => Tai64n { secs: UNIX_EPOCH_LABEL + d.as_secs(), nanos: d.subsec_nanos() },
+            Ok(d) => Tai64n {
+                secs: UNIX_EPOCH_LABEL + d.as_secs(),
+                nanos: d.subsec_nanos(),
+            },
             Err(e) => {
                 let d = e.duration();
                 let mut secs = UNIX_EPOCH_LABEL - d.as_secs();
@@ -39,7 +42,10 @@ impl Tai64n {
     }
 
     pub fn from_unix(secs: i64, nanos: u32) -> Self {
-        Tai64n { secs: UNIX_EPOCH_LABEL.wrapping_add_signed(secs), nanos }
+        Tai64n {
+            secs: UNIX_EPOCH_LABEL.wrapping_add_signed(secs),
+            nanos,
+        }
     }
 
     /// Seconds since the unix epoch (negative before it).
@@ -52,7 +58,8 @@ impl Tai64n {
         if s >= 0 {
             UNIX_EPOCH + Duration::new(s as u64, self.nanos)
         } else {
-            UNIX_EPOCH - Duration::from_secs(s.unsigned_abs()) + Duration::from_nanos(self.nanos as u64)
+            UNIX_EPOCH - Duration::from_secs(s.unsigned_abs())
+                + Duration::from_nanos(self.nanos as u64)
         }
     }
 
@@ -69,7 +76,10 @@ impl Tai64n {
         secs.copy_from_slice(&bytes[..8]);
         let mut nanos = [0u8; 4];
         nanos.copy_from_slice(&bytes[8..]);
-        Tai64n { secs: u64::from_be_bytes(secs), nanos: u32::from_be_bytes(nanos) }
+        Tai64n {
+            secs: u64::from_be_bytes(secs),
+            nanos: u32::from_be_bytes(nanos),
+        }
     }
 
     /// `@` + 24 lowercase hex digits.
@@ -94,7 +104,10 @@ impl Tai64n {
     /// Local time as `YYYY-MM-DD HH:MM:SS.NNNNNNNNN`, the form `tai64nlocal` prints.
     pub fn format_local(&self) -> String {
         use chrono::{Local, TimeZone};
-        match Local.timestamp_opt(self.unix_secs(), self.nanos.min(999_999_999)).single() {
+        match Local
+            .timestamp_opt(self.unix_secs(), self.nanos.min(999_999_999))
+            .single()
+        {
             Some(t) => t.format("%Y-%m-%d %H:%M:%S%.9f").to_string(),
             None => self.label(),
         }

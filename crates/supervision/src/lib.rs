@@ -7,6 +7,7 @@
 //! - [`multilog`], [`tai64nlocal`]: logging.
 //! - [`softlimit`], [`setuidgid`], [`envdir`]: chain-loading helpers for run scripts.
 
+mod chain;
 pub mod envdir;
 pub mod multilog;
 pub mod setuidgid;

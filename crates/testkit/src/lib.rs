@@ -17,7 +17,10 @@ pub use tempfile::TempDir;
 
 /// A temporary directory (under `$TMPDIR`), removed when dropped.
 pub fn tempdir() -> TempDir {
-    tempfile::Builder::new().prefix("postern-test.").tempdir().expect("create temp dir")
+    tempfile::Builder::new()
+        .prefix("postern-test.")
+        .tempdir()
+        .expect("create temp dir")
 }
 
 /// Poll `cond` every 10 ms until it holds or `timeout` passes. Returns whether it held.
@@ -36,12 +39,17 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// Like [`wait_until`] but panics with `what` on timeout.
 pub fn expect_within(timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
-    assert!(wait_until(timeout, cond), "timed out after {timeout:?} waiting for {what}");
+    assert!(
+        wait_until(timeout, cond),
+        "timed out after {timeout:?} waiting for {what}"
+    );
 }
 
 /// Whether the tests must have every interop tool (CI) or may skip without them.
 pub fn interop_required() -> bool {
-    std::env::var("POSTERN_REQUIRE_INTEROP").map(|v| v == "1").unwrap_or(false)
+    std::env::var("POSTERN_REQUIRE_INTEROP")
+        .map(|v| v == "1")
+        .unwrap_or(false)
 }
 
 /// Find `program` on `$PATH` (and in /usr/sbin, /sbin, where Debian puts some tools).
@@ -74,7 +82,11 @@ pub fn require(program: &str, package: &str) -> Option<PathBuf> {
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe.parent().expect("deps dir");
-    let dir = if deps.ends_with("deps") { deps.parent().expect("target dir") } else { deps };
+    let dir = if deps.ends_with("deps") {
+        deps.parent().expect("target dir")
+    } else {
+        deps
+    };
     dir.to_path_buf()
 }
 
@@ -82,7 +94,11 @@ pub fn target_dir() -> PathBuf {
 /// `cargo build --workspace` build them all before any test runs).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let path = target_dir().join(name);
-    assert!(path.is_file(), "{} not built: run `cargo build --workspace` first", path.display());
+    assert!(
+        path.is_file(),
+        "{} not built: run `cargo build --workspace` first",
+        path.display()
+    );
     path
 }
 
@@ -107,12 +123,17 @@ impl Daemon {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Daemon { child: Some(child), name: name.to_string() }
+        Daemon {
+            child: Some(child),
+            name: name.to_string(),
+        }
     }
 
     /// Start with stdin/stdout/stderr as given by the caller or null.
     pub fn spawn_quiet(name: &str, mut cmd: Command) -> Daemon {
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         Daemon::spawn(name, cmd)
     }
 
@@ -133,7 +154,9 @@ impl Daemon {
 
     /// Whether it has exited (reaping it if so).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Wait for it to exit by itself within `timeout`.
@@ -148,7 +171,9 @@ impl Daemon {
 
     /// Stop the whole process group: TERM, up to 5 s grace, then KILL.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pgid = child.id() as i32;
         unsafe_free_kill(-pgid, libc::SIGTERM);
         unsafe_free_kill(-pgid, libc::SIGCONT);
@@ -187,7 +212,10 @@ pub fn group_alive(pgid: i32) -> bool {
 /// Whether process `pid` exists (and is not a zombie).
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(false),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -195,14 +223,18 @@ pub fn process_alive(pid: u32) -> bool {
 /// A field of `/proc/PID/status` (e.g. `Uid`, `Gid`, `VmHWM`), for privilege checks.
 pub fn proc_status_field(pid: u32, field: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()))
+    status.lines().find_map(|l| {
+        l.strip_prefix(field)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    })
 }
 
 /// Run `cmd` to completion with a deadline; returns (exit code, stdout, stderr).
 pub fn run(cmd: &mut Command, timeout: Duration) -> (Option<i32>, String, String) {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut d = Daemon::spawn("command", std::mem::replace(cmd, Command::new("true")));
     let child = d.child_mut();
     let mut out = child.stdout.take().unwrap();

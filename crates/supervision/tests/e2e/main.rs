@@ -3,4 +3,5 @@
 
 mod multilog;
 mod supervise;
+mod svscan;
 mod tools;

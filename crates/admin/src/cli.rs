@@ -1,0 +1,125 @@
+//! posternctl's command line. clap does the parsing; a mistake becomes one
+//! `posternctl: usage: …` line and exit 100 (DESIGN §5), not clap's exit 2.
+
+use crate::init::InitOptions;
+use clap::{Parser, Subcommand};
+use postern_common::{Error, Result};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "posternctl",
+    about = "Set up and control a postern instance.",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// The instance directory (default: $POSTERN_HOME, else /var/postern).
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Create an instance, or add what is missing to one (never overwrites).
+    Init {
+        /// The first hosted domain: written to control/rcpthosts.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Where the postern binaries are (default: posternctl's own directory).
+        #[arg(long)]
+        bin: Option<PathBuf>,
+    },
+    /// Start services (svc -u); all of them without names.
+    Start { services: Vec<String> },
+    /// Stop services (svc -d); their loggers keep running to record the last lines.
+    Stop { services: Vec<String> },
+    /// Restart services (svc -t: TERM, and supervise starts them again).
+    Restart { services: Vec<String> },
+    /// Pause services (svc -p: STOP).
+    Pause { services: Vec<String> },
+    /// Continue paused services (svc -c: CONT).
+    Cont { services: Vec<String> },
+    /// Show every service and logger (svstat).
+    Stat { services: Vec<String> },
+    /// Retry every queued message now (svc -a on the send service).
+    Doqueue,
+    /// Make the delivery service reread its control files (svc -h on send).
+    Reload,
+}
+
+/// A parsed command.
+#[derive(Debug)]
+pub enum Command {
+    Init(InitOptions),
+    /// `postern-svc -FLAGS` on some or all services.
+    Svc {
+        home: PathBuf,
+        flags: &'static str,
+        services: Vec<String>,
+    },
+    Stat {
+        home: PathBuf,
+        services: Vec<String>,
+    },
+    /// Signal the send service.
+    Send {
+        home: PathBuf,
+        flag: &'static str,
+    },
+    /// Help was asked for and has been printed.
+    Printed,
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            let _ = e.print();
+            return Ok(Command::Printed);
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            return Err(Error::usage(
+                "posternctl COMMAND [options] (see posternctl help)",
+            ));
+        }
+        Err(e) => return Err(Error::usage(one_line(&e.to_string()))),
+    };
+    let home = cli.home.unwrap_or_else(postern_common::home::postern_home);
+    let svc = |flags, services| Command::Svc {
+        home: home.clone(),
+        flags,
+        services,
+    };
+    Ok(match cli.command {
+        Sub::Init { domain, bin } => Command::Init(InitOptions {
+            home: home.clone(),
+            domain,
+            bin_source: bin.or_else(|| {
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+            }),
+        }),
+        Sub::Start { services } => svc("u", services),
+        Sub::Stop { services } => svc("d", services),
+        Sub::Restart { services } => svc("t", services),
+        Sub::Pause { services } => svc("p", services),
+        Sub::Cont { services } => svc("c", services),
+        Sub::Stat { services } => Command::Stat { home, services },
+        Sub::Doqueue => Command::Send { home, flag: "a" },
+        Sub::Reload => Command::Send { home, flag: "h" },
+    })
+}
+
+/// clap's first line, without its `error: ` prefix, plus where to look for help.
+fn one_line(text: &str) -> String {
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ");
+    format!("{first} (see posternctl help)")
+}

@@ -1,0 +1,250 @@
+//! `posternctl init --home DIR [--domain D]`: make an instance (DESIGN §4), or complete
+//! one. It only ever adds what is missing: an existing file or directory is left exactly
+//! as the admin has it, so running it again (or after an upgrade) is always safe.
+//!
+//! Run by a normal user it makes a single-user instance owned by that user. Run by root
+//! it makes the same tree owned by root; `scripts/install` then hands parts of it to the
+//! service accounts.
+
+use crate::templates::{self, Template};
+use postern_common::control::system_hostname;
+use postern_common::{Error, Result, ResultExt};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The instance's directories and their modes.
+pub const DIRECTORIES: &[(&str, u32)] = &[
+    ("bin", 0o755),
+    ("control", 0o755),
+    ("control/tls", 0o700),
+    ("queue", 0o750),
+    ("users", 0o711),
+    ("quarantine", 0o700),
+    ("quarantine/tmp", 0o700),
+    ("quarantine/new", 0o700),
+    ("quarantine/cur", 0o700),
+    ("service", 0o755),
+    ("log", 0o755),
+];
+
+/// What `init` did, for its report.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub created: Vec<PathBuf>,
+    pub kept: usize,
+}
+
+/// Options of `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub home: PathBuf,
+    pub domain: Option<String>,
+    /// Where the postern binaries are; `bin/` gets a symlink to each one found there
+    /// unless it is `bin/` itself.
+    pub bin_source: Option<PathBuf>,
+}
+
+/// A domain name as an admin may type it: letters, digits, `-` and `.`, no leading dot.
+pub fn check_domain(domain: &str) -> Result<String> {
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && !d.starts_with('.')
+        && !d.contains("..")
+        && d.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if ok {
+        Ok(d)
+    } else {
+        Err(Error::usage(format!(
+            "not a domain name: {}",
+            postern_common::logline::printable(domain)
+        )))
+    }
+}
+
+pub fn init(opts: &InitOptions) -> Result<Outcome> {
+    let home = absolute(&opts.home)?;
+    let domain = opts.domain.as_deref().map(check_domain).transpose()?;
+    let mut outcome = Outcome::default();
+    make_dir(&home, 0o755, &mut outcome)?;
+    for (dir, mode) in DIRECTORIES {
+        make_dir(&home.join(dir), *mode, &mut outcome)?;
+    }
+    let home_text = home
+        .to_str()
+        .ok_or_else(|| Error::usage("the instance path must be UTF-8"))?;
+    let domain_text = domain.clone().unwrap_or_else(|| "localhost".to_string());
+    for t in templates::CONTROL.iter().chain(templates::SERVICES) {
+        let contents = templates::render(t.contents, home_text, &domain_text);
+        make_file(&home, t, &contents, &mut outcome)?;
+    }
+    // Files whose default depends on this host or the domain.
+    let me = Template {
+        path: "control/me",
+        contents: "",
+        mode: 0o644,
+    };
+    make_file(
+        &home,
+        &me,
+        &format!("{}\n", system_hostname()),
+        &mut outcome,
+    )?;
+    if let Some(d) = &domain {
+        let rcpthosts = Template {
+            path: "control/rcpthosts",
+            contents: "",
+            mode: 0o644,
+        };
+        make_file(
+            &home,
+            &rcpthosts,
+            &format!("# Domains anyone may send mail to.\n{d}\n"),
+            &mut outcome,
+        )?;
+    }
+    for t in templates::SERVICES {
+        if let Some(service_dir) = Path::new(t.path).parent() {
+            let name = service_dir
+                .strip_prefix("service")
+                .ok()
+                .and_then(|p| p.iter().next());
+            if let (Some(name), false) = (name, service_dir.ends_with("log")) {
+                make_dir(&home.join("log").join(name), 0o755, &mut outcome)?;
+            }
+        }
+    }
+    if let Some(source) = &opts.bin_source {
+        link_binaries(source, &home.join("bin"), &mut outcome)?;
+    }
+    Ok(outcome)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    let cwd = std::env::current_dir().temp("unable to find the current directory")?;
+    Ok(cwd.join(path))
+}
+
+fn make_dir(path: &Path, mode: u32, outcome: &mut Outcome) -> Result<()> {
+    match fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => {
+            // The umask may have taken bits away; the mode is part of the contract.
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .temp(format!("unable to chmod {}", path.display()))?;
+            outcome.created.push(path.to_path_buf());
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if path.is_dir() {
+                outcome.kept += 1;
+                Ok(())
+            } else {
+                Err(Error::perm(format!(
+                    "{} exists and is not a directory",
+                    path.display()
+                )))
+            }
+        }
+        Err(e) => Err(Error::io(
+            format!("unable to create {}", path.display()),
+            &e,
+        )),
+    }
+}
+
+/// Create `home/t.path` with `contents` unless something is already there.
+fn make_file(home: &Path, t: &Template, contents: &str, outcome: &mut Outcome) -> Result<()> {
+    let path = home.join(t.path);
+    if let Some(parent) = path.parent() {
+        if !parent.is_dir() {
+            let mode = if parent.ends_with("supervise") {
+                0o700
+            } else {
+                0o755
+            };
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(parent)
+                .temp(format!("unable to create {}", parent.display()))?;
+            outcome.created.push(parent.to_path_buf());
+        }
+    }
+    // create_new: never replace an admin's file, even one created a moment ago.
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(t.mode)
+        .open(&path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            outcome.kept += 1;
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("unable to create {}", path.display()),
+                &e,
+            ))
+        }
+    };
+    file.write_all(contents.as_bytes())
+        .temp(format!("unable to write {}", path.display()))?;
+    file.sync_all()
+        .temp(format!("unable to write {}", path.display()))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(t.mode))
+        .temp(format!("unable to chmod {}", path.display()))?;
+    outcome.created.push(path);
+    Ok(())
+}
+
+/// Symlink every `postern-*` program (and `posternctl`) found in `source` into `bin`.
+fn link_binaries(source: &Path, bin: &Path, outcome: &mut Outcome) -> Result<()> {
+    let source = fs::canonicalize(source).temp(format!("unable to find {}", source.display()))?;
+    if fs::canonicalize(bin).ok().as_deref() == Some(source.as_path()) {
+        return Ok(());
+    }
+    let entries = fs::read_dir(&source).temp(format!("unable to read {}", source.display()))?;
+    let mut names: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| {
+            let n = n.to_string_lossy();
+            (n.starts_with("postern-") || n == "posternctl") && !n.contains('.')
+        })
+        .collect();
+    names.sort();
+    for name in names {
+        let target = source.join(&name);
+        if !target.is_file() {
+            continue;
+        }
+        let link = bin.join(&name);
+        match std::os::unix::fs::symlink(&target, &link) {
+            Ok(()) => outcome.created.push(link),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => outcome.kept += 1,
+            Err(e) => return Err(Error::io(format!("unable to link {}", link.display()), &e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_are_checked() {
+        assert_eq!(check_domain("Example.TEST.").unwrap(), "example.test");
+        for bad in ["", ".x", "a..b", "a b", "a/b", "x\n"] {
+            assert!(check_domain(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Antivirus engines from `control/scanners`, several at once (AMaViS style), one per line:
+//!
+//! - `clamd:/path/to/clamd.sock` or `clamd:HOST:PORT` — clamd's INSTREAM protocol over a
+//!   unix or TCP socket: `zINSTREAM\0`, then chunks of `u32be length` + bytes, then a zero
+//!   length; the answer is `stream: OK` or `stream: SIGNATURE FOUND`.
+//! - `command:/path/to/scanner [ARGS…]` — runs the program with the message in a
+//!   temporary file as its last argument. Exit 0 = clean; exit 1 = infected, and the first
+//!   line of its output names the signature; anything else (or a crash) = scanner error.
+//!
+//! A scanner that cannot be reached or answers nonsense is an *error*, never "clean": the
+//! caller answers 451 (or lets the mail through only if `control/scanfailopen` says so).
+
+use postern_common::control::Line;
+use postern_common::{Error, Result};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Bytes per INSTREAM chunk.
+pub const CHUNK: usize = 64 * 1024;
+/// Longest answer we read from clamd.
+pub const MAX_REPLY: u64 = 4096;
+/// How long one engine may take for one message.
+pub const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    ClamdUnix(PathBuf),
+    ClamdTcp(String),
+    Command(Vec<String>),
+}
+
+impl Engine {
+    /// How the engine is named in logs and alerts.
+    pub fn name(&self) -> String {
+        match self {
+            Engine::ClamdUnix(p) => format!("clamd:{}", p.display()),
+            Engine::ClamdTcp(a) => format!("clamd:{a}"),
+            Engine::Command(argv) => format!("command:{}", argv[0]),
+        }
+    }
+}
+
+/// What one engine said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Clean,
+    Infected(String),
+}
+
+/// Parse `control/scanners` lines.
+pub fn parse(lines: &[Line]) -> Result<Vec<Engine>> {
+    lines
+        .iter()
+        .map(|l| {
+            let bad = |why: &str| Error::temp(format!("control/scanners:{}: {why}", l.number));
+            if let Some(addr) = l.text.strip_prefix("clamd:") {
+                if addr.starts_with('/') {
+                    Ok(Engine::ClamdUnix(PathBuf::from(addr)))
+                } else if addr
+                    .rsplit_once(':')
+                    .map(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                    .unwrap_or(false)
+                {
+                    Ok(Engine::ClamdTcp(addr.to_string()))
+                } else {
+                    Err(bad("clamd: needs /socket/path or host:port"))
+                }
+            } else if let Some(cmd) = l.text.strip_prefix("command:") {
+                let argv: Vec<String> = cmd.split_whitespace().map(String::from).collect();
+                if argv.is_empty() {
+                    return Err(bad("command: needs a program"));
+                }
+                Ok(Engine::Command(argv))
+            } else {
+                Err(bad("expected clamd:SOCKET or command:PROGRAM"))
+            }
+        })
+        .collect()
+}
+
+/// Talk INSTREAM over any stream.
+fn instream<S: Read + Write>(mut s: S, message: &[u8]) -> std::io::Result<String> {
+    s.write_all(b"zINSTREAM\0")?;
+    for chunk in message.chunks(CHUNK) {
+        s.write_all(&(chunk.len() as u32).to_be_bytes())?;
+        s.write_all(chunk)?;
+    }
+    s.write_all(&0u32.to_be_bytes())?;
+    s.flush()?;
+    let mut reply = Vec::new();
+    s.take(MAX_REPLY).read_to_end(&mut reply)?;
+    Ok(String::from_utf8_lossy(&reply)
+        .trim_end_matches(['\0', '\n'])
+        .to_string())
+}
+
+/// Turn clamd's answer into a verdict.
+pub fn clamd_verdict(reply: &str) -> std::result::Result<Verdict, String> {
+    let body = reply.strip_prefix("stream: ").unwrap_or(reply);
+    if body == "OK" {
+        Ok(Verdict::Clean)
+    } else if let Some(sig) = body.strip_suffix(" FOUND") {
+        Ok(Verdict::Infected(sig.to_string()))
+    } else {
+        Err(format!(
+            "unexpected clamd answer: {}",
+            postern_common::logline::printable(reply)
+        ))
+    }
+}
+
+/// Scan `message` (stored in `file`) with one engine.
+pub fn scan(engine: &Engine, message: &[u8], file: &Path) -> std::result::Result<Verdict, String> {
+    let io = |e: std::io::Error| {
+        format!(
+            "{}: {}",
+            engine.name(),
+            postern_common::exit::describe_io(&e)
+        )
+    };
+    match engine {
+        Engine::ClamdUnix(path) => {
+            let s = UnixStream::connect(path).map_err(io)?;
+            s.set_read_timeout(Some(SCAN_TIMEOUT)).map_err(io)?;
+            s.set_write_timeout(Some(SCAN_TIMEOUT)).map_err(io)?;
+            clamd_verdict(&instream(s, message).map_err(io)?)
+        }
+        Engine::ClamdTcp(addr) => {
+            let s = TcpStream::connect(addr).map_err(io)?;
+            s.set_read_timeout(Some(SCAN_TIMEOUT)).map_err(io)?;
+            s.set_write_timeout(Some(SCAN_TIMEOUT)).map_err(io)?;
+            clamd_verdict(&instream(s, message).map_err(io)?)
+        }
+        Engine::Command(argv) => {
+            let out = Command::new(&argv[0])
+                .args(&argv[1..])
+                .arg(file)
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .map_err(io)?;
+            let first = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            match out.status.code() {
+                Some(0) => Ok(Verdict::Clean),
+                Some(1) => Ok(Verdict::Infected(if first.is_empty() {
+                    "unnamed".into()
+                } else {
+                    first
+                })),
+                other => Err(format!(
+                    "{}: scanner failed (status {other:?})",
+                    engine.name()
+                )),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_common::control::parse_lines;
+
+    #[test]
+    fn parses_engines_and_names_bad_lines() {
+        let lines = parse_lines(
+            "clamd:/run/clamav/clamd.ctl\nclamd:127.0.0.1:3310\ncommand:/usr/bin/scan -q\n",
+        );
+        let engines = parse(&lines).unwrap();
+        assert_eq!(
+            engines[0],
+            Engine::ClamdUnix("/run/clamav/clamd.ctl".into())
+        );
+        assert_eq!(engines[1], Engine::ClamdTcp("127.0.0.1:3310".into()));
+        assert_eq!(
+            engines[2],
+            Engine::Command(vec!["/usr/bin/scan".into(), "-q".into()])
+        );
+        let e = parse(&parse_lines("# x\nclamd:nowhere\n")).unwrap_err();
+        assert_eq!(
+            e.msg,
+            "control/scanners:2: clamd: needs /socket/path or host:port"
+        );
+        assert!(parse(&parse_lines("sophos:x\n")).is_err());
+    }
+
+    #[test]
+    fn clamd_answers() {
+        assert_eq!(clamd_verdict("stream: OK"), Ok(Verdict::Clean));
+        assert_eq!(
+            clamd_verdict("stream: Eicar-Test-Signature FOUND"),
+            Ok(Verdict::Infected("Eicar-Test-Signature".into()))
+        );
+        assert!(clamd_verdict("INSTREAM size limit exceeded. ERROR").is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! The decision: apply the content rules to a message's analysis. Pure — no I/O — so
+//! every rule type is unit-tested on its own.
+
+use crate::envelope::Envelope;
+use crate::mime::Analysis;
+use crate::quarantine::Refusal;
+use crate::rules::{Field, Rule, RuleKind};
+
+/// Facts about the message that are not in its bytes.
+pub struct Context<'a> {
+    pub envelope: &'a Envelope,
+    pub client_ip: &'a str,
+    /// `message/partial` allowed (`control/allowpartial`).
+    pub allow_partial: bool,
+}
+
+fn refusal(reason: &str, rule: &Rule, detail: String) -> Refusal {
+    Refusal {
+        reason: reason.into(),
+        rule: format!("{} (filter.rules:{})", rule.pattern, rule.line),
+        detail,
+    }
+}
+
+/// The first rule the message breaks, if any.
+pub fn check(analysis: &Analysis, rules: &[Rule], cx: &Context) -> Option<Refusal> {
+    if let Some(why) = analysis.suspicious.first() {
+        return Some(Refusal {
+            reason: "mime".into(),
+            rule: "structure".into(),
+            detail: why.clone(),
+        });
+    }
+    if !cx.allow_partial
+        && analysis
+            .content_types
+            .iter()
+            .any(|t| t == "message/partial")
+    {
+        return Some(Refusal {
+            reason: "partial".into(),
+            rule: "message/partial".into(),
+            detail: "message/partial reassembles past any scanner; refused by default".into(),
+        });
+    }
+    for rule in rules {
+        match &rule.kind {
+            RuleKind::Attachment { name, size } => {
+                if let Some(a) = analysis
+                    .attachments
+                    .iter()
+                    .find(|a| name.matches(&a.name) && (*size == 0 || a.size == *size))
+                {
+                    let via = if a.source == "mime" {
+                        String::new()
+                    } else {
+                        format!(" (in {})", a.source)
+                    };
+                    return Some(refusal(
+                        "attachment",
+                        rule,
+                        format!("{}: {}{via}", rule.description, a.name),
+                    ));
+                }
+            }
+            RuleKind::Header { field, value } => {
+                let hit = match field {
+                    Field::MailFrom => value.matches(&cx.envelope.sender),
+                    Field::TcpRemoteIp => value.matches(cx.client_ip),
+                    Field::ContentType => analysis.content_types.iter().any(|t| value.matches(t)),
+                    Field::To => {
+                        cx.envelope.recipients.iter().any(|r| value.matches(r))
+                            || analysis
+                                .headers
+                                .iter()
+                                .any(|(k, v)| k == "to" && value.matches(v))
+                    }
+                    Field::Header(name) => analysis
+                        .headers
+                        .iter()
+                        .any(|(k, v)| k == name && value.matches(v)),
+                };
+                if hit {
+                    return Some(refusal("header", rule, rule.description.clone()));
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{mime, rules};
+
+    fn run(rules_text: &str, message: &str, sender: &str, ip: &str) -> Option<Refusal> {
+        let rules = rules::parse(rules_text).unwrap();
+        let envelope = Envelope {
+            sender: sender.into(),
+            recipients: vec!["u@example.test".into()],
+        };
+        let cx = Context {
+            envelope: &envelope,
+            client_ip: ip,
+            allow_partial: false,
+        };
+        check(&mime::analyse(message.as_bytes()), &rules, &cx)
+    }
+
+    const ATTACH: &str = "Subject: hi\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--B\r\nContent-Type: application/octet-stream; name=\"Report.PDF.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAA==\r\n--B--\r\n";
+
+    #[test]
+    fn each_rule_type() {
+        let r = run(
+            ".exe\t0\tExecutable File (.exe)\n",
+            ATTACH,
+            "a@b.test",
+            "192.0.2.1",
+        )
+        .unwrap();
+        assert_eq!(r.reason, "attachment");
+        assert_eq!(r.detail, "Executable File (.exe): Report.PDF.exe");
+        assert_eq!(r.rule, ".exe (filter.rules:1)");
+        assert!(
+            run("report.pdf.exe\t5\tworm\n", ATTACH, "a@b.test", "192.0.2.1").is_none(),
+            "size must match"
+        );
+        assert!(run("report.pdf.exe\t4\tworm\n", ATTACH, "a@b.test", "192.0.2.1").is_some());
+        let plain = "Subject: I love you\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nx\r\n";
+        assert_eq!(
+            run(
+                "love you\tVirus-Subject\tLoveLetter\n",
+                plain,
+                "a@b.test",
+                "1.2.3.4"
+            )
+            .unwrap()
+            .reason,
+            "header"
+        );
+        assert!(run(
+            "^spam@\tVirus-MAILFROM\tknown spammer\n",
+            plain,
+            "spam@evil.test",
+            "1.2.3.4"
+        )
+        .is_some());
+        assert!(run(
+            "^spam@\tVirus-MAILFROM\tknown spammer\n",
+            plain,
+            "ok@evil.test",
+            "1.2.3.4"
+        )
+        .is_none());
+        assert!(run(
+            "^10\\.6\\.\tVirus-TCPREMOTEIP\tbad net\n",
+            plain,
+            "a@b",
+            "10.6.0.9"
+        )
+        .is_some());
+        assert!(run(
+            "@example\\.test$\tVirus-To\tno mail for them\n",
+            plain,
+            "a@b",
+            "1.1.1.1"
+        )
+        .is_some());
+        let long_date = format!("Date: {}\r\n\r\nx\r\n", "9".repeat(120));
+        assert!(run(
+            ".{100,}\tVirus-Date\toverflow\n",
+            &long_date,
+            "a@b",
+            "1.1.1.1"
+        )
+        .is_some());
+        assert!(run(".{100,}\tVirus-Date\toverflow\n", plain, "a@b", "1.1.1.1").is_none());
+    }
+
+    #[test]
+    fn partial_is_refused_by_default_and_structure_first() {
+        let partial = "Content-Type: message/partial; id=\"x\"; number=1; total=2\r\n\r\nx\r\n";
+        assert_eq!(
+            run("", partial, "a@b", "1.1.1.1").unwrap().reason,
+            "partial"
+        );
+        let bad = "Content-Type: text/plain\r\nContent-Type: application/zip\r\n\r\nx\r\n";
+        assert_eq!(run("", bad, "a@b", "1.1.1.1").unwrap().reason, "mime");
+    }
+
+    #[test]
+    fn names_inside_zip_archives() {
+        use base64_free as b64;
+        let zip = crate::zipnames::tests::make_zip(&[("docs/invoice.pdf.scr", b"MZ")]);
+        let msg = format!(
+            "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: application/zip; name=\"invoice.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--B--\r\n",
+            b64::encode(&zip)
+        );
+        let r = run(".scr\t0\tScreen saver\n", &msg, "a@b", "1.1.1.1").unwrap();
+        assert_eq!(
+            r.detail,
+            "Screen saver: invoice.pdf.scr (in zip:invoice.zip)"
+        );
+    }
+
+    /// A tiny base64 encoder for building test messages.
+    mod base64_free {
+        pub fn encode(data: &[u8]) -> String {
+            const A: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut out = String::new();
+            for chunk in data.chunks(3) {
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
+                let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+                for i in 0..4 {
+                    if i <= chunk.len() {
+                        out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+                    } else {
+                        out.push('=');
+                    }
+                }
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! `postern-checkpassword prog [arg...]`: the checkpassword interface (interop §7) over
+//! postern's user database.
+//!
+//! Reads `user\0password\0[timestamp\0]` (at most [`MAX_INPUT`] bytes) from descriptor
+//! 3 to end of file; `user` is a full address (case ignored). On success it sets `USER`,
+//! `AUTHUSER` (the address), `HOME` (the user's directory), `MAILDIR`, changes to `HOME`
+//! and execs `prog`, so success is `prog`'s exit status. Started as root, it first
+//! becomes the owner of the user's directory (never root). Unknown users are checked
+//! against a dummy hash so that they take as long as a wrong password. Before checking,
+//! it waits out the delay the failed-login table ([`crate::authfail`]) gives the client
+//! IP and the account.
+
+use crate::authfail::{self, Table};
+use crate::{fd3, password, userdb};
+use postern_common::control::Control;
+use postern_common::logline::LogLine;
+use postern_common::{privilege, Error, Result, ResultExt};
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::Duration;
+
+pub const PROG: &str = "postern-checkpassword";
+/// Wrong password, unknown user, disabled login.
+pub const EXIT_DENIED: i32 = 1;
+/// Misuse: no program, fd 3 not open, input malformed or too long.
+pub const EXIT_MISUSE: i32 = 2;
+/// Temporary trouble: the database cannot be read, the exec failed.
+pub const EXIT_TEMP: i32 = 111;
+/// The most the interface allows on descriptor 3.
+pub const MAX_INPUT: usize = 512;
+
+/// What came in on descriptor 3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub user: Vec<u8>,
+    pub password: Vec<u8>,
+}
+
+/// Split `user\0password\0…`; `None` when either field lacks its NUL. The timestamp
+/// and anything after it are ignored (no APOP or CRAM-MD5: only hashes are stored).
+pub fn parse_request(input: &[u8]) -> Option<Request> {
+    let mut fields = input.splitn(3, |&b| b == 0);
+    let user = fields.next()?;
+    let password = fields.next()?;
+    // splitn yields a third item only when the second field's NUL was present.
+    fields.next()?;
+    Some(Request {
+        user: user.to_vec(),
+        password: password.to_vec(),
+    })
+}
+
+/// Why a login was refused, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NoUser,
+    BadPass,
+    Disabled,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::NoUser => "nouser",
+            Refusal::BadPass => "badpass",
+            Refusal::Disabled => "disabled",
+        }
+    }
+}
+
+fn table_warn(e: &Error) {
+    postern_common::exit::warn(PROG, format!("failed-login table not used: {e}"));
+}
+
+/// Check `req` against the instance at `home` for a client at `ip`. `Ok(Err(_))` is a
+/// refusal (already logged); `Err` is trouble.
+pub fn authenticate(
+    home: &Path,
+    req: &Request,
+    ip: &str,
+) -> Result<std::result::Result<userdb::User, Refusal>> {
+    let control = Control::for_home(home);
+    let base_ms = control.number(authfail::DELAY_FILE, authfail::DEFAULT_DELAY_MS)?;
+    let name = String::from_utf8_lossy(&req.user).into_owned();
+    let user = if req.user.is_empty() {
+        None
+    } else {
+        userdb::lookup_user(home, &name)?
+    };
+    let account = user
+        .as_ref()
+        .map(|u| u.address.clone())
+        .unwrap_or_else(|| name.to_lowercase());
+    let (ip_key, user_key) = (format!("ip:{ip}"), format!("user:{account}"));
+
+    let delay = match Table::open(home) {
+        Ok(t) => authfail::delay_for(t.failures(&ip_key), base_ms)
+            .max(authfail::delay_for(t.failures(&user_key), base_ms)),
+        Err(e) => {
+            table_warn(&e);
+            Duration::ZERO
+        }
+    }; // the lock is released here: nobody waits on another's delay or argon2 run
+    std::thread::sleep(delay);
+
+    let (hash, mut refusal) = match &user {
+        None => (password::dummy_hash(), Some(Refusal::NoUser)),
+        Some(u) if u.login_disabled() => (password::dummy_hash(), Some(Refusal::Disabled)),
+        Some(u) => (u.hash.clone(), None),
+    };
+    let matched = password::verify(&req.password, &hash);
+    if refusal.is_none() && (!matched || req.password.is_empty()) {
+        refusal = Some(Refusal::BadPass);
+    }
+
+    let table = Table::open(home);
+    match (refusal, user) {
+        (None, Some(u)) => {
+            if let Ok(mut t) = table {
+                let _ = t.clear(&ip_key);
+            }
+            LogLine::event("auth")
+                .kv("user", &u.address)
+                .kv("ip", ip)
+                .emit();
+            Ok(Ok(u))
+        }
+        (r, _) => {
+            let r = r.unwrap_or(Refusal::BadPass);
+            match table {
+                Ok(mut t) => {
+                    if let Err(e) = t
+                        .record_failure(&ip_key)
+                        .and_then(|_| t.record_failure(&user_key))
+                    {
+                        table_warn(&e);
+                    }
+                }
+                Err(e) => table_warn(&e),
+            }
+            LogLine::event("authfail")
+                .kv("ip", ip)
+                .kv("user", &account)
+                .kv("reason", r.reason())
+                .kv("delay", delay.as_millis())
+                .emit();
+            Ok(Err(r))
+        }
+    }
+}
+
+/// Become the owner of `user`'s directory when running as root, set the environment,
+/// change to `HOME` and exec `prog`. Returns only on failure.
+fn exec_as(user: &userdb::User, prog: &[OsString]) -> Error {
+    let result = (|| -> Result<()> {
+        if privilege::is_root() {
+            let meta = std::fs::metadata(&user.home)
+                .temp(format!("unable to stat {}", user.home.display()))?;
+            if meta.uid() == 0 {
+                return Err(Error::temp(format!(
+                    "{} belongs to root: refusing to run as root",
+                    user.home.display()
+                )));
+            }
+            privilege::drop_to(meta.uid(), meta.gid())?;
+        }
+        std::env::set_current_dir(&user.home)
+            .temp(format!("unable to change to {}", user.home.display()))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        return e;
+    }
+    let err = std::process::Command::new(&prog[0])
+        .args(&prog[1..])
+        .env("USER", &user.address)
+        .env("AUTHUSER", &user.address)
+        .env("HOME", &user.home)
+        .env("MAILDIR", &user.maildir)
+        .exec();
+    Error::io(format!("unable to run {}", prog[0].to_string_lossy()), &err)
+}
+
+fn fatal(code: i32, msg: impl std::fmt::Display) -> i32 {
+    eprintln!("{PROG}: fatal: {msg}");
+    code
+}
+
+/// The program: returns the exit code (it does not return on success: it execs).
+pub fn main() -> i32 {
+    let prog: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if prog.is_empty() {
+        eprintln!("{PROG}: usage: {PROG} prog [arg...]");
+        return EXIT_MISUSE;
+    }
+    let Some(fd) = fd3::take() else {
+        return fatal(EXIT_MISUSE, "descriptor 3 is not open");
+    };
+    let mut input = Vec::with_capacity(MAX_INPUT + 1);
+    if let Err(e) = fd.take(MAX_INPUT as u64 + 1).read_to_end(&mut input) {
+        return fatal(
+            EXIT_TEMP,
+            format!(
+                "unable to read descriptor 3: {}",
+                postern_common::exit::describe_io(&e)
+            ),
+        );
+    }
+    if input.len() > MAX_INPUT {
+        return fatal(
+            EXIT_MISUSE,
+            format!("input on descriptor 3 is longer than {MAX_INPUT} bytes"),
+        );
+    }
+    let Some(req) = parse_request(&input) else {
+        return fatal(
+            EXIT_MISUSE,
+            "input on descriptor 3 is not user\\0password\\0",
+        );
+    };
+    let ip = std::env::var("TCPREMOTEIP").unwrap_or_else(|_| "unknown".to_string());
+    let home = postern_common::home::postern_home();
+    match authenticate(&home, &req, &ip) {
+        Err(e) => fatal(EXIT_TEMP, e),
+        Ok(Err(_)) => EXIT_DENIED,
+        Ok(Ok(user)) => fatal(EXIT_TEMP, exec_as(&user, &prog)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_need_two_nul_terminated_fields() {
+        let r = parse_request(b"a@x.test\0secret\0<1.2@h>\0").unwrap();
+        assert_eq!(
+            (r.user.as_slice(), r.password.as_slice()),
+            (&b"a@x.test"[..], &b"secret"[..])
+        );
+        assert!(
+            parse_request(b"a@x.test\0secret\0").is_some(),
+            "no timestamp is fine"
+        );
+        assert!(parse_request(b"a@x.test\0secret").is_none());
+        assert!(parse_request(b"a@x.test").is_none());
+        assert!(parse_request(b"").is_none());
+        assert_eq!(parse_request(b"\0\0").unwrap().user, b"");
+    }
+
+    #[test]
+    fn parsing_byte_at_a_time_gives_the_same_answer() {
+        let input = b"a@x.test\0secret\0ts\0";
+        for n in 0..=input.len() {
+            let expect = input[..n].iter().filter(|&&b| b == 0).count() >= 2;
+            assert_eq!(parse_request(&input[..n]).is_some(), expect, "prefix {n}");
+        }
+    }
+}

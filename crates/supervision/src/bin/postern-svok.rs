@@ -1,0 +1,10 @@
+//! postern-svok — is a supervise running for a service?
+//!
+//! Usage: `postern-svok dir`
+//!
+//! Exits 0 if a supervise runs for `dir`, 100 if not (or on bad usage), 111 on trouble.
+//! See docs/postern-svok.md.
+
+fn main() {
+    std::process::exit(postern_supervision::svok::main())
+}
