@@ -1,0 +1,18 @@
+//! The ucspi-tcp family: the front door every SMTP and POP3 connection comes through.
+//!
+//! - [`tcpserver`]: `postern-tcpserver`, accept, limit, check the rules, run a program
+//!   per connection with the UCSPI environment.
+//! - [`tcprules`] / [`tcprulescheck`]: compile access rules into the classic cdb; show
+//!   which rule applies.
+//! - [`rblsmtpd`]: the DNS blocklist gate in front of an SMTP server.
+//! - [`rules`]: the rules syntax and lookup; [`cdb`]: the constant database;
+//!   [`dns`]: resolvers and the lookups the programs make.
+#![forbid(unsafe_code)]
+
+pub mod cdb;
+pub mod dns;
+pub mod rblsmtpd;
+pub mod rules;
+pub mod tcprules;
+pub mod tcprulescheck;
+pub mod tcpserver;
