@@ -1,0 +1,23 @@
+//! POP3 the qmail way: `postern-popup` speaks the authorization state and runs a
+//! checkpassword program; `postern-pop3d` serves one user's Maildir after login.
+//!
+//! - [`lineio`]: bounded command lines with an idle timeout, and writes with a deadline.
+//! - [`command`]: splitting a POP3 command line into verb and argument; message numbers.
+//! - [`sasl`]: base64 and the SASL PLAIN message (RFC 4616).
+//! - [`maildir`]: scanning a Maildir, octet counts with CRLF, dot-stuffing, flags.
+//! - [`popup`]: the authorization state (USER/PASS, AUTH PLAIN, STLS, CAPA).
+//! - [`pop3d`]: the transaction and update states over a Maildir.
+//! - [`starttls`]: the program side of postern-tlsd's control-fd protocol (smtpd reuses it).
+//! - [`sys`]: the two fd operations std and nix cannot do safely (the only `unsafe` here).
+//!
+//! None of this links a TLS library: TLS lives in postern-tlsd (crates/tls).
+#![deny(unsafe_code)]
+
+pub mod command;
+pub mod lineio;
+pub mod maildir;
+pub mod pop3d;
+pub mod popup;
+pub mod sasl;
+pub mod starttls;
+pub mod sys;
