@@ -1,5 +1,6 @@
 //! `posternctl init`: the instance layout, idempotence, and single-user ownership.
 
+use crate::support::ThrowawayUser;
 use postern_testkit::{run, tempdir, workspace_bin};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -120,39 +121,6 @@ fn init_refuses_bad_input() {
     assert_eq!(code, Some(100));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("posternctl: usage: "), "{err}");
-}
-
-/// A throwaway account for the duration of a test.
-struct ThrowawayUser {
-    name: String,
-    uid: u32,
-}
-
-impl ThrowawayUser {
-    fn create(name: &str) -> Option<ThrowawayUser> {
-        if !postern_common::privilege::is_root() {
-            eprintln!("skipped: needs root to create a throwaway user");
-            return None;
-        }
-        let _ = Command::new("userdel").arg(name).output();
-        let ok = Command::new("useradd")
-            .args(["-r", "-M", "-s", "/usr/sbin/nologin", name])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "useradd {name}");
-        let uid = postern_common::privilege::lookup_account(name).unwrap().uid;
-        Some(ThrowawayUser {
-            name: name.to_string(),
-            uid,
-        })
-    }
-}
-
-impl Drop for ThrowawayUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
-    }
 }
 
 #[test]

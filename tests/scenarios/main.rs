@@ -2,4 +2,6 @@
 //! `postern-svscan`, from the binaries the workspace built.
 
 mod instance;
+mod pop3_service;
 mod supervised_logging;
+mod support;

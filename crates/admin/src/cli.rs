@@ -31,7 +31,22 @@ enum Sub {
         /// Where the postern binaries are (default: posternctl's own directory).
         #[arg(long)]
         bin: Option<PathBuf>,
+        /// Address the services listen on (0 = every IPv4 address).
+        #[arg(long, default_value = "0")]
+        listen: String,
+        /// SMTP port.
+        #[arg(long, default_value_t = 25)]
+        smtp_port: u16,
+        /// Submission port (SMTP with AUTH required).
+        #[arg(long, default_value_t = 587)]
+        submission_port: u16,
+        /// POP3 port.
+        #[arg(long, default_value_t = 110)]
+        pop3_port: u16,
     },
+    /// Compile the access rules, the user database and the filter rules (atomically; a
+    /// bad line is named and the old compiled file stays in force).
+    Cdb,
     /// Start services (svc -u); all of them without names.
     Start { services: Vec<String> },
     /// Stop services (svc -d); their loggers keep running to record the last lines.
@@ -48,12 +63,31 @@ enum Sub {
     Doqueue,
     /// Make the delivery service reread its control files (svc -h on send).
     Reload,
+    /// Summarise the logs: mail in and out, rejections, top talkers, queue size.
+    Report {
+        /// Only log lines from this time on: YYYY-MM-DD[ HH:MM[:SS]] (local) or 30m, 24h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Also write the report as one self-contained HTML page with charts.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Keep watching the logs and print a one-line summary every few seconds.
+        #[arg(long)]
+        follow: bool,
+        /// Seconds between --follow lines (default 5).
+        #[arg(long)]
+        interval: Option<u64>,
+    },
 }
 
 /// A parsed command.
 #[derive(Debug)]
 pub enum Command {
     Init(InitOptions),
+    /// Compile the hand-edited lists.
+    Cdb {
+        home: PathBuf,
+    },
     /// `postern-svc -FLAGS` on some or all services.
     Svc {
         home: PathBuf,
@@ -69,6 +103,8 @@ pub enum Command {
         home: PathBuf,
         flag: &'static str,
     },
+    /// `posternctl report`.
+    Report(crate::report::Options),
     /// Help was asked for and has been printed.
     Printed,
 }
@@ -94,7 +130,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         services,
     };
     Ok(match cli.command {
-        Sub::Init { domain, bin } => Command::Init(InitOptions {
+        Sub::Init {
+            domain,
+            bin,
+            listen,
+            smtp_port,
+            submission_port,
+            pop3_port,
+        } => Command::Init(InitOptions {
             home: home.clone(),
             domain,
             bin_source: bin.or_else(|| {
@@ -102,7 +145,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                     .ok()
                     .and_then(|p| p.parent().map(|d| d.to_path_buf()))
             }),
+            listen,
+            ports: crate::init::Ports {
+                smtp: smtp_port,
+                submission: submission_port,
+                pop3: pop3_port,
+            },
         }),
+        Sub::Cdb => Command::Cdb { home },
         Sub::Start { services } => svc("u", services),
         Sub::Stop { services } => svc("d", services),
         Sub::Restart { services } => svc("t", services),
@@ -111,6 +161,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         Sub::Stat { services } => Command::Stat { home, services },
         Sub::Doqueue => Command::Send { home, flag: "a" },
         Sub::Reload => Command::Send { home, flag: "h" },
+        Sub::Report {
+            since,
+            html,
+            follow,
+            interval,
+        } => Command::Report(crate::report::Options::new(
+            home, since, html, follow, interval,
+        )?),
     })
 }
 

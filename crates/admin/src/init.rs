@@ -8,6 +8,7 @@
 
 use crate::templates::{self, Template};
 use postern_common::control::system_hostname;
+use postern_common::privilege;
 use postern_common::{Error, Result, ResultExt};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -34,6 +35,26 @@ pub const DIRECTORIES: &[(&str, u32)] = &[
 pub struct Outcome {
     pub created: Vec<PathBuf>,
     pub kept: usize,
+    /// Things the admin should know (printed as `posternctl: warning: …`).
+    pub warnings: Vec<String>,
+}
+
+/// The ports the services listen on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub smtp: u16,
+    pub submission: u16,
+    pub pop3: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            smtp: 25,
+            submission: 587,
+            pop3: 110,
+        }
+    }
 }
 
 /// Options of `init`.
@@ -44,7 +65,15 @@ pub struct InitOptions {
     /// Where the postern binaries are; `bin/` gets a symlink to each one found there
     /// unless it is `bin/` itself.
     pub bin_source: Option<PathBuf>,
+    /// The address services listen on (`0` = every IPv4 address).
+    pub listen: String,
+    pub ports: Ports,
 }
+
+/// The account the network daemons run as in a root install (made by scripts/install).
+pub const NET_ACCOUNT: &str = "postern-net";
+/// The account the loggers run as in a root install.
+pub const LOG_ACCOUNT: &str = "postern-log";
 
 /// A domain name as an admin may type it: letters, digits, `-` and `.`, no leading dot.
 pub fn check_domain(domain: &str) -> Result<String> {
@@ -76,10 +105,65 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
     let home_text = home
         .to_str()
         .ok_or_else(|| Error::usage("the instance path must be UTF-8"))?;
-    let domain_text = domain.clone().unwrap_or_else(|| "localhost".to_string());
-    for t in templates::CONTROL.iter().chain(templates::SERVICES) {
-        let contents = templates::render(t.contents, home_text, &domain_text);
-        make_file(&home, t, &contents, &mut outcome)?;
+    let listen_ok = !opts.listen.is_empty()
+        && opts
+            .listen
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    if !listen_ok {
+        return Err(Error::usage(format!(
+            "not an address to listen on: {}",
+            postern_common::logline::printable(&opts.listen)
+        )));
+    }
+    let mut values = templates::Values {
+        home: home_text.to_string(),
+        domain: domain.clone().unwrap_or_else(|| "localhost".to_string()),
+        listen: opts.listen.clone(),
+        smtp_port: opts.ports.smtp,
+        submission_port: opts.ports.submission,
+        pop3_port: opts.ports.pop3,
+        runas: String::new(),
+        log_runas: String::new(),
+    };
+    for t in templates::CONTROL {
+        make_file(
+            &home,
+            t,
+            &templates::render(t.contents, &values),
+            &mut outcome,
+        )?;
+    }
+    // Daemons never run as root: a root instance needs the service accounts.
+    let services = if privilege::is_root() {
+        let net = privilege::lookup_account(NET_ACCOUNT);
+        let log = privilege::lookup_account(LOG_ACCOUNT);
+        match (net, log) {
+            (Ok(net), Ok(log)) => {
+                values.runas = format!("-u {} -g {}", net.uid, net.gid);
+                values.log_runas = format!("{home_text}/bin/postern-setuidgid {}", log.name);
+                true
+            }
+            _ => {
+                outcome.warnings.push(format!(
+                    "service directories not made: as root they need the accounts \
+                     {NET_ACCOUNT} and {LOG_ACCOUNT} (scripts/install makes them)"
+                ));
+                false
+            }
+        }
+    } else {
+        true
+    };
+    if services {
+        for t in templates::SERVICES {
+            make_file(
+                &home,
+                t,
+                &templates::render(t.contents, &values),
+                &mut outcome,
+            )?;
+        }
     }
     // Files whose default depends on this host or the domain.
     let me = Template {
@@ -106,7 +190,7 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
             &mut outcome,
         )?;
     }
-    for t in templates::SERVICES {
+    for t in templates::SERVICES.iter().filter(|_| services) {
         if let Some(service_dir) = Path::new(t.path).parent() {
             let name = service_dir
                 .strip_prefix("service")
@@ -120,6 +204,17 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
     if let Some(source) = &opts.bin_source {
         link_binaries(source, &home.join("bin"), &mut outcome)?;
     }
+    // Compiled forms the daemons need, made only where missing (never replaced).
+    let compiled = crate::cdb::compile_all(&home, true);
+    outcome.created.extend(
+        compiled
+            .compiled
+            .iter()
+            .map(|n| home.join("control").join(n)),
+    );
+    outcome
+        .warnings
+        .extend(compiled.failed.into_iter().map(|e| e.msg));
     Ok(outcome)
 }
 

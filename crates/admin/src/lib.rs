@@ -1,13 +1,17 @@
 //! posternctl: the admin's one command for an instance — qmailctl's successor.
 //!
 //! - [`cli`]: the command line (clap), turned into a [`cli::Command`].
+//! - [`cdb`]: `posternctl cdb`, compiling rules, users and filter rules.
 //! - [`init`]: `posternctl init`, making or completing an instance.
 //! - [`templates`]: the control defaults and service templates `init` installs.
 //! - [`services`]: start/stop/stat and friends, through postern-svc and postern-svstat.
+//! - [`report`]: `posternctl report`, the logs summarised as text, HTML or a live line.
 #![forbid(unsafe_code)]
 
+pub mod cdb;
 pub mod cli;
 pub mod init;
+pub mod report;
 pub mod services;
 pub mod templates;
 
@@ -18,6 +22,9 @@ pub fn main() -> Result<()> {
     match cli::parse(std::env::args_os())? {
         cli::Command::Init(opts) => {
             let outcome = init::init(&opts)?;
+            for w in &outcome.warnings {
+                postern_common::exit::warn("posternctl", w);
+            }
             println!(
                 "posternctl: instance {}: created {}, kept {} already present",
                 opts.home.display(),
@@ -26,6 +33,7 @@ pub fn main() -> Result<()> {
             );
             Ok(())
         }
+        cli::Command::Cdb { home } => cdb::run(&home),
         cli::Command::Svc {
             home,
             flags,
@@ -33,6 +41,7 @@ pub fn main() -> Result<()> {
         } => services::svc(&home, flags, services::Scope::Services, &services),
         cli::Command::Stat { home, services } => services::stat(&home, &services),
         cli::Command::Send { home, flag } => services::signal_send(&home, flag),
+        cli::Command::Report(opts) => report::run(&opts),
         cli::Command::Printed => Ok(()),
     }
 }

@@ -2,8 +2,9 @@
 //! and `service/` run-script templates, compiled into the binary so an install needs no
 //! source tree. Adding a file to those directories means adding a line here.
 //!
-//! Templates may contain `@POSTERN_HOME@` (the instance's absolute path) and
-//! `@DOMAIN@`; [`render`] fills them in.
+//! Templates may contain placeholders, filled in by [`render`] from [`Values`]:
+//! `@POSTERN_HOME@`, `@DOMAIN@`, `@LISTEN@`, `@SMTPPORT@`, `@SUBMISSIONPORT@`,
+//! `@POP3PORT@`, `@RUNAS@` and `@LOGRUNAS@`.
 
 /// A file `init` creates if it is missing.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +25,16 @@ macro_rules! control {
     };
 }
 
+macro_rules! service {
+    ($path:literal) => {
+        Template {
+            path: concat!("service/", $path),
+            contents: include_str!(concat!("../../../service/", $path)),
+            mode: 0o755,
+        }
+    };
+}
+
 /// The documented defaults (DESIGN §4), one file each.
 pub const CONTROL: &[Template] = &[
     control!("databytes"),
@@ -36,14 +47,108 @@ pub const CONTROL: &[Template] = &[
     control!("tcp.smtp"),
     control!("tcp.pop3"),
     control!("tcp.submission"),
+    control!("filter.rules"),
 ];
 
 /// Service directories: `service/NAME/run` and `service/NAME/log/run`.
-pub const SERVICES: &[Template] = &[];
+pub const SERVICES: &[Template] = &[service!("pop3d/run"), service!("pop3d/log/run")];
+
+/// The values a template's placeholders stand for.
+#[derive(Debug, Clone)]
+pub struct Values {
+    /// `@POSTERN_HOME@`: the instance's absolute path.
+    pub home: String,
+    /// `@DOMAIN@`
+    pub domain: String,
+    /// `@LISTEN@`: the address services listen on.
+    pub listen: String,
+    /// `@SMTPPORT@`, `@SUBMISSIONPORT@`, `@POP3PORT@`
+    pub smtp_port: u16,
+    pub submission_port: u16,
+    pub pop3_port: u16,
+    /// `@RUNAS@`: `-u UID -g GID` for the network daemons; empty in a single-user
+    /// instance, where everything runs as the user who made it.
+    pub runas: String,
+    /// `@LOGRUNAS@`: `…/postern-setuidgid ACCOUNT` for loggers; empty in a single-user
+    /// instance.
+    pub log_runas: String,
+}
 
 /// Fill in the placeholders of a template.
-pub fn render(contents: &str, home: &str, domain: &str) -> String {
+pub fn render(contents: &str, v: &Values) -> String {
     contents
-        .replace("@POSTERN_HOME@", home)
-        .replace("@DOMAIN@", domain)
+        .replace("@POSTERN_HOME@", &v.home)
+        .replace("@DOMAIN@", &v.domain)
+        .replace("@LISTEN@", &v.listen)
+        .replace("@SMTPPORT@", &v.smtp_port.to_string())
+        .replace("@SUBMISSIONPORT@", &v.submission_port.to_string())
+        .replace("@POP3PORT@", &v.pop3_port.to_string())
+        .replace("@RUNAS@ ", &spaced(&v.runas))
+        .replace("@LOGRUNAS@ ", &spaced(&v.log_runas))
+}
+
+/// `text ` or nothing, so an empty value leaves no double space behind.
+fn spaced(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("{text} ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> Values {
+        Values {
+            home: "/var/postern".into(),
+            domain: "example.test".into(),
+            listen: "127.0.0.1".into(),
+            smtp_port: 2525,
+            submission_port: 2587,
+            pop3_port: 2110,
+            runas: String::new(),
+            log_runas: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        for t in CONTROL.iter().chain(SERVICES) {
+            let text = render(t.contents, &values());
+            for p in [
+                "@POSTERN_HOME@",
+                "@DOMAIN@",
+                "@LISTEN@",
+                "@POP3PORT@",
+                "@RUNAS@",
+                "@LOGRUNAS@",
+            ] {
+                assert!(!text.contains(p), "{} still has {p}", t.path);
+            }
+        }
+    }
+
+    #[test]
+    fn single_user_and_root_rendering() {
+        let pop3 = render(SERVICES[0].contents, &values());
+        assert!(pop3.contains("127.0.0.1 2110"), "{pop3}");
+        assert!(pop3.contains("\"$bin/postern-tlsd\" \\\n"), "{pop3}");
+        let log = render(SERVICES[1].contents, &values());
+        assert!(
+            log.contains("exec /var/postern/bin/postern-multilog t"),
+            "{log}"
+        );
+        let mut root = values();
+        root.runas = "-u 998 -g 997".into();
+        root.log_runas = "/var/postern/bin/postern-setuidgid postern-log".into();
+        let pop3 = render(SERVICES[0].contents, &root);
+        assert!(
+            pop3.contains("\"$bin/postern-tlsd\" -u 998 -g 997 \\\n"),
+            "{pop3}"
+        );
+        let log = render(SERVICES[1].contents, &root);
+        assert!(log.contains("exec /var/postern/bin/postern-setuidgid postern-log /var/postern/bin/postern-multilog"), "{log}");
+    }
 }

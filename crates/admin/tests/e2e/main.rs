@@ -1,0 +1,3 @@
+//! posternctl's end-to-end tests: the real binary, in temporary instances.
+
+mod report;
