@@ -128,10 +128,15 @@ pub const TABLE: &[Row] = &[
     ("scan", "", "", Info),
     ("scanerror", "", "", Info),
     ("alertfail", "", "", Info),
-    // postern-ratelimit
-    ("ratelimit", "action", "allow", Info),
-    ("ratelimit", "action", "pass", Info),
-    ("ratelimit", "*", "*", Reject(RateLimit)),
+    // postern-ratelimit: `kind=sender|ip|auth key action=warn|block|paranoid|hold|expire`.
+    // A warning and the end of a block refuse nothing.
+    ("ratelimit", "action", "block", Reject(RateLimit)),
+    ("ratelimit", "action", "paranoid", Reject(RateLimit)),
+    ("ratelimit", "action", "hold", Reject(RateLimit)),
+    ("ratelimit", "*", "*", Info),
+    ("follow", "", "", Info),
+    ("alert", "", "", Info),
+    ("holdbulk", "", "", Info),
     // postern-checkpassword
     ("authfail", "", "", CheckerAuthFail),
     // postern-popup / postern-pop3d
@@ -225,8 +230,12 @@ mod tests {
             Some(Reject(ContentRule))
         );
         assert_eq!(
-            class("event=ratelimit kind=sender key=a action=defer"),
+            class("event=ratelimit kind=sender key=a action=block"),
             Some(Reject(RateLimit))
+        );
+        assert_eq!(
+            class("event=ratelimit kind=sender key=a action=warn"),
+            Some(Info)
         );
         assert_eq!(class("event=authfail ip=1.2.3.4"), Some(CheckerAuthFail));
         assert_eq!(

@@ -107,22 +107,67 @@ impl Tail {
     }
 }
 
-fn rejected_words(stats: &Stats) -> String {
-    let parts: Vec<String> = Category::ALL
-        .iter()
-        .filter(|&&c| stats.rejected_in(c) > 0)
-        .map(|&c| format!("{} {}", c.word(), stats.rejected_in(c)))
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" [{}]", parts.join(", "))
+/// The numbers a summary line shows, taken from the running totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub rejected: [u64; Category::ALL.len()],
+}
+
+impl Counts {
+    pub fn of(stats: &Stats) -> Counts {
+        Counts {
+            in_msgs: stats.in_msgs,
+            in_bytes: stats.in_bytes,
+            out_msgs: stats.out_msgs,
+            rejected: stats.rejected,
+        }
+    }
+
+    /// What was added since `before`.
+    pub fn since(&self, before: &Counts) -> Counts {
+        let mut rejected = self.rejected;
+        for (r, b) in rejected.iter_mut().zip(before.rejected.iter()) {
+            *r -= b;
+        }
+        Counts {
+            in_msgs: self.in_msgs - before.in_msgs,
+            in_bytes: self.in_bytes - before.in_bytes,
+            out_msgs: self.out_msgs - before.out_msgs,
+            rejected,
+        }
+    }
+
+    fn total_rejected(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    fn rejected_words(&self) -> String {
+        let parts: Vec<String> = Category::ALL
+            .iter()
+            .filter(|c| self.rejected[c.index()] > 0)
+            .map(|c| format!("{} {}", c.word(), self.rejected[c.index()]))
+            .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", parts.join(", "))
+        }
     }
 }
 
 /// The one line printed per interval.
-pub fn summary(now: i64, interval: u64, window: &Stats, total: &Stats, started: i64) -> String {
-    let queue = match window.queue {
+pub fn summary(
+    now: i64,
+    interval: u64,
+    window: &Counts,
+    total: &Counts,
+    started: i64,
+    queue: Option<super::stats::Queue>,
+) -> String {
+    let queue = match queue {
         Some(q) => format!("queue {}", q.total),
         None => "queue ?".to_string(),
     };
@@ -133,22 +178,12 @@ pub fn summary(now: i64, interval: u64, window: &Stats, total: &Stats, started: 
         bytes(window.in_bytes),
         window.out_msgs,
         window.total_rejected(),
-        rejected_words(window),
+        window.rejected_words(),
         local_time(started, "%H:%M:%S"),
         total.in_msgs,
         total.out_msgs,
         total.total_rejected(),
     )
-}
-
-fn add_into(total: &mut Stats, window: &Stats) {
-    total.in_msgs += window.in_msgs;
-    total.in_bytes += window.in_bytes;
-    total.out_msgs += window.out_msgs;
-    total.out_bytes += window.out_bytes;
-    for (t, w) in total.rejected.iter_mut().zip(window.rejected.iter()) {
-        *t += w;
-    }
 }
 
 /// Run until SIGINT or SIGTERM.
@@ -177,10 +212,11 @@ pub fn run(opts: &Options) -> Result<()> {
     {
         return Ok(()); // nobody is reading
     }
-    // The read positions persist; the counts of the window are made afresh each round,
-    // and the queue is counted once per round.
+    // One running count, so a message's size (from `new`) and an auth failure's two lines
+    // are paired even when they fall in different intervals; a line's numbers are the
+    // difference since the last one.
     let mut total = Stats::default();
-    let mut window = Stats::default();
+    let mut before = Counts::default();
     let interval = Duration::from_secs(opts.interval);
     let mut next = Instant::now() + interval;
     loop {
@@ -196,20 +232,20 @@ pub fn run(opts: &Options) -> Result<()> {
             continue;
         }
         next += interval;
-        tail.read_new(&mut window)?;
-        window.queue = super::queue_size(&opts.home);
-        add_into(&mut total, &window);
+        tail.read_new(&mut total)?;
+        let now = Counts::of(&total);
         let line = summary(
             chrono::Utc::now().timestamp(),
             opts.interval,
-            &window,
-            &total,
+            &now.since(&before),
+            &now,
             started,
+            super::queue_size(&opts.home),
         );
+        before = now;
         if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
             return Ok(());
         }
-        window = Stats::default();
     }
 }
 
@@ -219,23 +255,23 @@ mod tests {
 
     #[test]
     fn summary_names_the_refusals() {
-        let mut w = Stats::default();
-        w.add("smtpd", Some(0), "event=accept size=2000 from=<a@b>");
-        w.add("smtpd", Some(0), "event=reject ip=192.0.2.1 reason=relay");
-        w.add(
+        let mut s = Stats::default();
+        s.add("smtpd", Some(0), "event=accept size=500 from=<a@b>");
+        let before = Counts::of(&s);
+        s.add("smtpd", Some(0), "event=accept size=2000 from=<a@b>");
+        s.add("smtpd", Some(0), "event=reject ip=192.0.2.1 reason=relay");
+        s.add(
             "smtpd",
             Some(0),
             "event=rbl ip=192.0.2.1 result=listed zone=z",
         );
-        let mut total = Stats::default();
-        add_into(&mut total, &w);
-        add_into(&mut total, &w);
-        let line = summary(0, 5, &w, &total, 0);
+        let now = Counts::of(&s);
+        let line = summary(0, 5, &now.since(&before), &now, 0, None);
         assert!(
             line.contains("last 5s: in 1 (2.0 kB), out 0, rejected 2 [relay 1, rbl 1]"),
             "{line}"
         );
-        assert!(line.contains("in 2, out 0, rejected 4"), "{line}");
+        assert!(line.contains("in 2, out 0, rejected 2"), "{line}");
         assert!(line.ends_with("queue ?"), "{line}");
     }
 }

@@ -235,9 +235,9 @@ pub fn render(stats: &Stats, home: &Path, since: Option<i64>) -> String {
         .map(|(name, n)| format!("{name} {n}"))
         .collect();
     let now = chrono::Utc::now().timestamp();
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<footer>Made by posternctl report on {} from {} log lines ({}){}.</footer></main></body></html>\n",
+        "<footer>Made by posternctl report on {} from {} log lines ({}){}.</footer></main></body></html>",
         esc(&local_time(now, "%Y-%m-%d %H:%M")),
         stats.lines,
         esc(&logs.join(", ")),

@@ -255,6 +255,9 @@ impl Stats {
             Class::CheckerAuthFail => {
                 self.reject(Category::AuthFailure, &fields, time);
                 if let (Some(ip), Some(t)) = (get("ip"), time) {
+                    if self.pending_count >= MAX_PENDING_AUTH {
+                        self.forget_unpaired(t);
+                    }
                     if self.pending_count < MAX_PENDING_AUTH {
                         self.pending_count += 1;
                         self.pending_auth
@@ -313,6 +316,16 @@ impl Stats {
         }
     }
 
+    /// Drop checker failures too old to be paired at `now` (a front end that never logs
+    /// its own line leaves them behind).
+    fn forget_unpaired(&mut self, now: i64) {
+        self.pending_auth.retain(|_, q| {
+            q.retain(|&t| now - t <= AUTH_PAIR_SECS);
+            !q.is_empty()
+        });
+        self.pending_count = self.pending_auth.values().map(VecDeque::len).sum();
+    }
+
     /// Whether a front end's auth failure is the partner of a checker's line just seen.
     fn pair_auth(&mut self, log: &str, ip: Option<&str>, time: Option<i64>) -> bool {
         let (Some(ip), Some(t)) = (ip, time) else {
@@ -340,7 +353,9 @@ impl Stats {
         let get = |k| logline::get(fields, k);
         self.rejected[category.index()] += 1;
         self.bucket(time).rejected += 1;
-        if let Some(ip) = get("ip").filter(|ip| !ip.is_empty() && *ip != "local") {
+        // postern-ratelimit names a blocked client as `kind=ip key=IP`.
+        let ip = get("ip").or_else(|| get("key").filter(|_| get("kind") == Some("ip")));
+        if let Some(ip) = ip.filter(|ip| !ip.is_empty() && *ip != "local") {
             self.blocked_ips.add(ip, 1);
         }
         match category {
@@ -401,6 +416,34 @@ mod tests {
         ]);
         assert_eq!(s.rejected_in(Category::AuthFailure), 2);
         assert_eq!(s.blocked_ips.get("192.0.2.9"), 2);
+    }
+
+    #[test]
+    fn unpaired_checker_failures_are_forgotten_in_time() {
+        let mut s = Stats::default();
+        for i in 0..MAX_PENDING_AUTH as i64 + 10 {
+            s.add(
+                "pop3d",
+                Some(i * 100),
+                "event=authfail ip=192.0.2.9 reason=badpass",
+            );
+        }
+        assert!(s.pending_count <= MAX_PENDING_AUTH);
+        let t = (MAX_PENDING_AUTH as i64 + 10) * 100;
+        s.add(
+            "pop3d",
+            Some(t),
+            "event=authfail ip=192.0.2.1 reason=badpass",
+        );
+        s.add(
+            "pop3d",
+            Some(t + 1),
+            "event=loginfail ip=192.0.2.1 reason=auth",
+        );
+        assert_eq!(
+            s.rejected_in(Category::AuthFailure),
+            MAX_PENDING_AUTH as u64 + 11
+        );
     }
 
     #[test]

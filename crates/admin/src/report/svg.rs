@@ -54,7 +54,7 @@ pub fn nice_scale(max: u64) -> (u64, u64) {
             let step = m.saturating_mul(magnitude);
             let steps = max.div_ceil(step);
             if steps <= 5 {
-                return (steps.checked_mul(step).unwrap_or(u64::MAX), step);
+                return (steps.saturating_mul(step), step);
             }
         }
         magnitude = magnitude.saturating_mul(10);

@@ -148,7 +148,7 @@ fn generated() -> Instance {
         "current",
         &[(
             T0 + 3 * HOUR + 6,
-            "event=ratelimit kind=sender key=alice@a.test action=defer",
+            "event=ratelimit kind=sender key=alice@a.test count=90 rcpts=90 window=3600 action=block until=1700020000",
         )],
     );
     for (sub, n) in [("new", 1), ("mess", 2)] {
@@ -475,4 +475,63 @@ fn follow_exits_0_on_sigint() {
         .wait_exit(Duration::from_secs(10))
         .expect("exits on SIGINT");
     assert_eq!(status.code(), Some(0));
+}
+
+/// A workspace program, or `None` (with a message) when this build has not made it.
+fn producer(name: &str) -> Option<PathBuf> {
+    let path = postern_testkit::target_dir().join(name);
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!("skipped: {name} not built (cargo build --workspace builds it)");
+        None
+    }
+}
+
+#[test]
+fn counts_what_the_real_smtpd_logs_through_multilog() {
+    let (Some(smtpd), Some(multilog)) = (producer("postern-smtpd"), producer("postern-multilog"))
+    else {
+        return;
+    };
+    let i = Instance::new();
+    fs::create_dir_all(i.home().join("control")).unwrap();
+    fs::write(i.home().join("control/rcpthosts"), "example.test\n").unwrap();
+    fs::write(i.home().join("control/me"), "mx.example.test\n").unwrap();
+    let queue = i.home().join("fake-queue");
+    postern_testkit::write_script(&queue, "#!/bin/sh\ncat >/dev/null\nexit 0\n");
+    let log = i.log("smtpd");
+    let session = |ip: &str, dialog: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"printf "$DIALOG" | "$SMTPD" 2>&1 >/dev/null | "$MULTILOG" t "$LOG""#)
+            .env("DIALOG", dialog)
+            .env("SMTPD", &smtpd)
+            .env("MULTILOG", &multilog)
+            .env("LOG", &log)
+            .env("POSTERN_HOME", i.home())
+            .env("TCPREMOTEIP", ip)
+            .env("PROTO", "TCP")
+            .env("QMAILQUEUE", &queue);
+        let (code, _, err) = run(&mut cmd, RUN);
+        assert_eq!(code, Some(0), "{err}");
+    };
+    session(
+        "203.0.113.9",
+        r"EHLO a.test\r\nMAIL FROM:<s@spam.test>\r\nRCPT TO:<v@victim.test>\r\nQUIT\r\n",
+    );
+    session(
+        "192.0.2.4",
+        r"EHLO b.test\r\nMAIL FROM:<bob@b.test>\r\nRCPT TO:<postmaster@example.test>\r\nDATA\r\nSubject: hi\r\n\r\nhello\r\n.\r\nQUIT\r\n",
+    );
+    let (code, out, err) = i.report(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(cells(&out, "in (smtpd)")[0], "1", "{out}");
+    assert_eq!(count(&out, "relay"), "1", "{out}");
+    assert_eq!(count(&out, "bob@b.test"), "1", "{out}");
+    assert_eq!(count(&out, "203.0.113.9"), "1", "{out}");
+    assert!(
+        !out.contains("lines with events the report does not know"),
+        "{out}"
+    );
 }

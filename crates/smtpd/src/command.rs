@@ -1,0 +1,397 @@
+//! Command lines: the verb table and the parsing of `MAIL FROM:` / `RCPT TO:` arguments.
+//!
+//! Addresses are parsed, never guessed at: an optional source route (`@a,@b:`) is
+//! dropped as RFC 5321 §4.1.1.3 says; the domain is what follows the last `@` that is
+//! not inside quotes, lower-cased with a trailing dot removed; a quoted local part is
+//! unquoted and remembered as quoted, so the relay check can see an `@` hidden in it.
+//! The limits of RFC 5321 §4.5.3.1 apply to the text as given: over them is an error,
+//! never a truncation.
+
+/// Longest local part.
+pub const MAX_LOCAL: usize = 64;
+/// Longest domain.
+pub const MAX_DOMAIN: usize = 255;
+/// Longest path, angle brackets included.
+pub const MAX_PATH: usize = 256;
+/// Most ESMTP parameters on one MAIL or RCPT.
+pub const MAX_PARAMS: usize = 10;
+
+/// The commands postern-smtpd knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Helo,
+    Ehlo,
+    Mail,
+    Rcpt,
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    Help,
+    Vrfy,
+    Auth,
+    StartTls,
+}
+
+/// The verb table: every command the server answers other than with 502.
+pub static VERBS: &[(&str, Verb)] = &[
+    ("HELO", Verb::Helo),
+    ("EHLO", Verb::Ehlo),
+    ("MAIL", Verb::Mail),
+    ("RCPT", Verb::Rcpt),
+    ("DATA", Verb::Data),
+    ("RSET", Verb::Rset),
+    ("NOOP", Verb::Noop),
+    ("QUIT", Verb::Quit),
+    ("HELP", Verb::Help),
+    ("VRFY", Verb::Vrfy),
+    ("AUTH", Verb::Auth),
+    ("STARTTLS", Verb::StartTls),
+];
+
+/// Split a command line into its verb (looked up case-insensitively) and argument
+/// (after one space, trailing spaces removed). `None` for an unknown verb.
+pub fn split(line: &[u8]) -> (Option<Verb>, &[u8]) {
+    let (word, arg) = match line.iter().position(|&b| b == b' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, &line[line.len()..]),
+    };
+    let mut end = arg.len();
+    while end > 0 && arg[end - 1] == b' ' {
+        end -= 1;
+    }
+    let verb = VERBS
+        .iter()
+        .find(|(name, _)| name.as_bytes().eq_ignore_ascii_case(word))
+        .map(|(_, v)| *v);
+    (verb, &arg[..end])
+}
+
+/// A parsed mailbox from a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// The local part, unquoted (`"a@b"` gives `a@b`).
+    pub local: String,
+    /// The domain, lower-cased, without a trailing dot; `None` for `<postmaster>`.
+    pub domain: Option<String>,
+    /// Whether the local part was (partly) quoted.
+    pub quoted: bool,
+}
+
+impl Address {
+    /// The address as it goes into the queue envelope: `local@domain`.
+    pub fn envelope(&self) -> String {
+        match &self.domain {
+            Some(d) => format!("{}@{d}", self.local),
+            None => self.local.clone(),
+        }
+    }
+}
+
+/// Why a MAIL or RCPT argument was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    /// Not `FROM:<…>` / `TO:<…>`, or a malformed address.
+    Syntax(&'static str),
+    /// A part longer than RFC 5321 allows.
+    TooLong(&'static str),
+}
+
+/// `FROM:<path> params` or `TO:<path> params`, parsed. The address is `None` for `<>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathArg {
+    pub address: Option<Address>,
+    /// `(KEYWORD upper-cased, value)`.
+    pub params: Vec<(String, Option<String>)>,
+}
+
+/// Parse the argument of MAIL (`keyword` = `FROM`) or RCPT (`TO`).
+pub fn parse_path_arg(arg: &[u8], keyword: &str) -> Result<PathArg, PathError> {
+    let text =
+        std::str::from_utf8(arg).map_err(|_| PathError::Syntax("8-bit characters in command"))?;
+    if !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(PathError::Syntax("control characters in command"));
+    }
+    let kw_len = keyword.len() + 1;
+    if text.len() < kw_len
+        || !text[..keyword.len()].eq_ignore_ascii_case(keyword)
+        || text.as_bytes()[keyword.len()] != b':'
+    {
+        return Err(PathError::Syntax(
+            "expected a path after the keyword and colon",
+        ));
+    }
+    let rest = text[kw_len..].trim_start_matches(' ');
+    let (inner, after) = if let Some(body) = rest.strip_prefix('<') {
+        let close = closing_bracket(body).ok_or(PathError::Syntax("unbalanced angle brackets"))?;
+        (&body[..close], &body[close + 1..])
+    } else {
+        // A bare address (no brackets): tolerated, as most servers do.
+        let end = rest.find(' ').unwrap_or(rest.len());
+        if rest[..end].is_empty() {
+            return Err(PathError::Syntax("empty path"));
+        }
+        (&rest[..end], &rest[end..])
+    };
+    if inner.len() + 2 > MAX_PATH {
+        return Err(PathError::TooLong("path longer than 256 characters"));
+    }
+    if !after.is_empty() && !after.starts_with(' ') {
+        return Err(PathError::Syntax("junk after the path"));
+    }
+    let address = if inner.is_empty() {
+        None
+    } else {
+        Some(parse_address(inner)?)
+    };
+    let mut params = Vec::new();
+    for word in after.split(' ').filter(|w| !w.is_empty()) {
+        if params.len() == MAX_PARAMS {
+            return Err(PathError::Syntax("too many parameters"));
+        }
+        let (k, v) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (word, None),
+        };
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(PathError::Syntax("malformed parameter"));
+        }
+        params.push((k.to_ascii_uppercase(), v));
+    }
+    Ok(PathArg { address, params })
+}
+
+/// Index of the `>` that closes a path, skipping quoted text and escapes.
+fn closing_bracket(body: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            '>' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Parse `[route:]local[@domain]` (the text inside the angle brackets).
+pub fn parse_address(inner: &str) -> Result<Address, PathError> {
+    let mut text = inner;
+    if text.starts_with('@') {
+        // Source route: `@a,@b:mailbox`. RFC 5321 says to ignore it.
+        let colon = text
+            .find(':')
+            .ok_or(PathError::Syntax("source route without colon"))?;
+        text = &text[colon + 1..];
+    }
+    // Find the last `@` outside quotes.
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut at = None;
+    let mut any_quote = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                quoted = !quoted;
+                any_quote = true;
+            }
+            '@' if !quoted => at = Some(i),
+            _ => {}
+        }
+    }
+    if quoted || escaped {
+        return Err(PathError::Syntax("unterminated quoted string"));
+    }
+    let (raw_local, domain) = match at {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    if raw_local.is_empty() {
+        return Err(PathError::Syntax("empty local part"));
+    }
+    if raw_local.len() > MAX_LOCAL {
+        return Err(PathError::TooLong("local part longer than 64 characters"));
+    }
+    let local = unquote(raw_local)?;
+    let domain = match domain {
+        None => None,
+        Some(d) => Some(check_domain(d)?),
+    };
+    Ok(Address {
+        local,
+        domain,
+        quoted: any_quote,
+    })
+}
+
+/// Remove quotes and backslash escapes; outside quotes, spaces are not allowed.
+fn unquote(raw: &str) -> Result<String, PathError> {
+    let mut out = String::with_capacity(raw.len());
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in raw.chars() {
+        match c {
+            _ if escaped => {
+                out.push(c);
+                escaped = false;
+            }
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ' ' | '<' | '>' | '(' | ')' | ',' | ';' | ':' | '[' | ']' if !quoted => {
+                return Err(PathError::Syntax(
+                    "special character in unquoted local part",
+                ))
+            }
+            _ => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// A domain or an address literal, lower-cased, trailing dot removed.
+fn check_domain(raw: &str) -> Result<String, PathError> {
+    if raw.len() > MAX_DOMAIN {
+        return Err(PathError::TooLong("domain longer than 255 characters"));
+    }
+    let d = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
+    if d.is_empty() {
+        return Err(PathError::Syntax("empty domain"));
+    }
+    if let Some(lit) = d.strip_prefix('[') {
+        let ok = lit.ends_with(']')
+            && lit.len() > 1
+            && lit[..lit.len() - 1]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":.-".contains(&b));
+        return if ok {
+            Ok(d)
+        } else {
+            Err(PathError::Syntax("malformed address literal"))
+        };
+    }
+    let labels_ok = d.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if labels_ok {
+        Ok(d)
+    } else {
+        Err(PathError::Syntax("malformed domain"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(local: &str, domain: Option<&str>, quoted: bool) -> Address {
+        Address {
+            local: local.into(),
+            domain: domain.map(Into::into),
+            quoted,
+        }
+    }
+
+    #[test]
+    fn verbs_are_case_insensitive_and_from_the_table() {
+        assert_eq!(split(b"ehlo x.test"), (Some(Verb::Ehlo), &b"x.test"[..]));
+        assert_eq!(split(b"QuIt"), (Some(Verb::Quit), &b""[..]));
+        assert_eq!(
+            split(b"MAIL FROM:<a@b>  "),
+            (Some(Verb::Mail), &b"FROM:<a@b>"[..])
+        );
+        assert_eq!(split(b"EXPN list").0, None);
+        assert_eq!(split(b"BDAT 10").0, None);
+        assert_eq!(split(b"").0, None);
+    }
+
+    #[test]
+    fn paths() {
+        let p = parse_path_arg(b"FROM:<A@Example.TEST.>", "FROM").unwrap();
+        assert_eq!(p.address, Some(addr("A", Some("example.test"), false)));
+        let p = parse_path_arg(b"from: <> SIZE=100 BODY=8BITMIME", "FROM").unwrap();
+        assert_eq!(p.address, None);
+        assert_eq!(
+            p.params,
+            vec![
+                ("SIZE".into(), Some("100".into())),
+                ("BODY".into(), Some("8BITMIME".into()))
+            ]
+        );
+        let p = parse_path_arg(b"TO:a@b.test", "TO").unwrap();
+        assert_eq!(p.address, Some(addr("a", Some("b.test"), false)));
+        let p = parse_path_arg(b"TO:<Postmaster>", "TO").unwrap();
+        assert_eq!(p.address, Some(addr("Postmaster", None, false)));
+    }
+
+    #[test]
+    fn source_routes_are_dropped() {
+        let p = parse_path_arg(b"TO:<@relay.test,@other.test:user@victim.test>", "TO").unwrap();
+        assert_eq!(p.address, Some(addr("user", Some("victim.test"), false)));
+    }
+
+    #[test]
+    fn the_domain_is_after_the_last_unquoted_at() {
+        let p = parse_path_arg(br#"TO:<"user@victim.test"@example.test>"#, "TO").unwrap();
+        assert_eq!(
+            p.address,
+            Some(addr("user@victim.test", Some("example.test"), true))
+        );
+        let p = parse_path_arg(b"TO:<user@victim.test@example.test>", "TO").unwrap();
+        assert_eq!(
+            p.address,
+            Some(addr("user@victim.test", Some("example.test"), false))
+        );
+        let p = parse_path_arg(br#"TO:<"a>b"@example.test>"#, "TO").unwrap();
+        assert_eq!(p.address, Some(addr("a>b", Some("example.test"), true)));
+        let p = parse_path_arg(b"TO:<user@[192.0.2.1]>", "TO").unwrap();
+        assert_eq!(p.address, Some(addr("user", Some("[192.0.2.1]"), false)));
+    }
+
+    #[test]
+    fn limits_are_errors_not_truncations() {
+        let local = "a".repeat(65);
+        let line = format!("TO:<{local}@x.test>");
+        assert!(matches!(
+            parse_path_arg(line.as_bytes(), "TO"),
+            Err(PathError::TooLong(_))
+        ));
+        let ok = format!("TO:<{}@x.test>", "a".repeat(64));
+        assert!(parse_path_arg(ok.as_bytes(), "TO").is_ok());
+        let domain = format!("{}.test", "d".repeat(60)).repeat(5);
+        let line = format!("TO:<a@{domain}>");
+        assert!(matches!(
+            parse_path_arg(line.as_bytes(), "TO"),
+            Err(PathError::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn syntax_errors() {
+        for bad in [
+            &b"TO <a@b>"[..],
+            b"TO:<a@b",
+            b"TO:<a@b>x",
+            b"TO:<\"a@b>",
+            b"TO:<a b@c>",
+            b"TO:<@x.test>",
+            b"TO:<a@>",
+            b"TO:<a@b..c>",
+            b"TO:<a@b\x01>",
+            b"TO:<a@b\xc3\xa9>",
+            b"TO:",
+        ] {
+            assert!(
+                matches!(parse_path_arg(bad, "TO"), Err(PathError::Syntax(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+}

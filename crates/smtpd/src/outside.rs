@@ -1,0 +1,154 @@
+//! The real world behind [`crate::session::Outside`]: the user database, the
+//! checkpassword program, the queue program, postern-tlsd's control socket, the clock
+//! and the log on stderr. Also the network input with its idle timeout.
+
+use crate::auth::Checker;
+use crate::config::Config;
+use crate::queue::{self, Job};
+use crate::recipients::{Mailstore, RecipientCheck, Verdict};
+use crate::session::{Outside, Tls};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use postern_access::starttls::TlsControl;
+use postern_common::logline::LogLine;
+use postern_common::Result;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The network input: every read waits at most `timeout` for data.
+pub struct TimedInput {
+    file: File,
+    timeout: Duration,
+}
+
+impl TimedInput {
+    pub fn new(file: File, timeout: Duration) -> Self {
+        TimedInput { file, timeout }
+    }
+}
+
+impl Read for TimedInput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+        let t = PollTimeout::try_from(self.timeout).unwrap_or(PollTimeout::MAX);
+        loop {
+            match poll(&mut fds, t) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "client timed out")),
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+        self.file.read(buf)
+    }
+}
+
+/// Bound writes to a client that stops reading (only when fd 1 is a socket).
+pub fn send_timeout(out: &File, timeout: Duration) {
+    use nix::sys::socket::{setsockopt, sockopt::SendTimeout};
+    use nix::sys::time::{TimeVal, TimeValLike};
+    let tv = TimeVal::seconds(timeout.as_secs() as i64);
+    let _ = setsockopt(out, SendTimeout, &tv);
+}
+
+/// The real outside world of one session.
+pub struct Real {
+    store: Mailstore,
+    checker: Option<Checker>,
+    tls: Option<TlsControl>,
+    stdin: File,
+    queue_program: PathBuf,
+    queue_timeout: Duration,
+    me: String,
+}
+
+impl Real {
+    pub fn new(
+        home: PathBuf,
+        checkpassword: Vec<OsString>,
+        tls: Option<TlsControl>,
+        stdin: File,
+        cfg: &Config,
+    ) -> Self {
+        let checker = (!checkpassword.is_empty()).then_some(Checker {
+            argv: checkpassword,
+            timeout: crate::auth::CHECK_TIMEOUT,
+        });
+        Real {
+            store: Mailstore { home },
+            checker,
+            tls,
+            stdin,
+            queue_program: queue::locate(),
+            queue_timeout: cfg.queue_timeout,
+            me: cfg.me.clone(),
+        }
+    }
+}
+
+impl Outside for Real {
+    fn recipient(&mut self, addr: &str, domain: &str) -> Result<Verdict> {
+        self.store.check(addr, domain)
+    }
+
+    fn alias_of(&mut self, sender: &str, login: &str) -> Result<bool> {
+        self.store.alias_of(sender, login)
+    }
+
+    fn auth_configured(&self) -> bool {
+        self.checker.is_some()
+    }
+
+    fn check_password(&mut self, user: &[u8], pass: &[u8]) -> Result<bool> {
+        let Some(checker) = &self.checker else {
+            return Ok(false);
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let stamp = format!("<{}.{now}@{}>", std::process::id(), self.me);
+        checker.check(user, pass, &stamp)
+    }
+
+    fn queue(&mut self, priority: bool, auth_user: Option<&str>) -> Result<Box<dyn Job>> {
+        Ok(Box::new(queue::start(
+            &self.queue_program,
+            priority,
+            auth_user,
+            self.queue_timeout,
+        )?))
+    }
+
+    fn tls_configured(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn tls_request(&mut self) -> Result<usize> {
+        match &mut self.tls {
+            Some(t) => t.request(&self.stdin),
+            None => Err(postern_common::Error::temp("no postern-tlsd")),
+        }
+    }
+
+    fn tls_start(&mut self) -> Result<std::result::Result<Tls, String>> {
+        match &mut self.tls {
+            Some(t) => Ok(t.start()?.map(|i| Tls {
+                version: i.version,
+                cipher: i.cipher,
+            })),
+            None => Err(postern_common::Error::temp("no postern-tlsd")),
+        }
+    }
+
+    fn sleep(&mut self, pause: Duration) {
+        std::thread::sleep(pause);
+    }
+
+    fn log(&mut self, line: LogLine) {
+        line.emit();
+    }
+}

@@ -1,0 +1,513 @@
+//! In-process session tests: a fake outside world, the dialog files of
+//! `tests/dialogs/*.txt`, and a few checks that read better as code.
+//!
+//! Dialog format, one directive per line:
+//! - `# …` comment; blank lines ignored.
+//! - `! KEY VALUE` set up the world before the session starts: `rcpthosts D,D`,
+//!   `hosted D`, `valid ADDR`, `alias ADDR LOGIN`, `relayclient`, `submission`,
+//!   `auth` (checkpassword accepts alice@example.test / secret), `tls`, `databytes N`,
+//!   `maxrcpts N`, `maxunknown N`, `ip IP`, `queue CODE` (the queue exits CODE),
+//!   `badmailfrom E`, `badrcptto E`, `authsenders LINE`, `authcleartext`.
+//! - `> TEXT` the client sends TEXT and CR LF; `>| TEXT` sends TEXT without CR LF.
+//!   Escapes in TEXT: `\r`, `\n`, `\0`, `\\`, `\xNN`.
+//! - `< PREFIX` the next reply line starts with PREFIX.
+//! - `= closed` the session ended before the input did (no more replies).
+//! - `= queued N` exactly N messages were queued; `= message N TEXT` message N
+//!   contains TEXT; `= rcpts N LIST` its recipients, comma-separated.
+//! - `= log TEXT` some log line contains TEXT; `= nolog TEXT` none does.
+//!
+//! - `~` the client waits for the replies here: the input up to this point arrives in
+//!   one piece, the rest later (STARTTLS discards only what already arrived).
+//!
+//! Otherwise all client lines go in at once, as a client that pipelines everything
+//! would send them; the replies are compared in order.
+
+use super::*;
+use crate::queue::Outcome;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+#[derive(Default, Clone)]
+struct Message {
+    text: Vec<u8>,
+    sender: String,
+    rcpts: Vec<String>,
+    priority: bool,
+}
+
+#[derive(Default)]
+struct World {
+    hosted: Vec<String>,
+    valid: Vec<String>,
+    aliases: Vec<(String, String)>,
+    auth: bool,
+    tls: bool,
+    queue_code: i32,
+    queued: Rc<RefCell<Vec<Message>>>,
+    logs: Vec<String>,
+    slept: Duration,
+    tls_injected: usize,
+}
+
+struct FakeJob {
+    msg: Message,
+    code: i32,
+    sink: Rc<RefCell<Vec<Message>>>,
+}
+
+impl Job for FakeJob {
+    fn write(&mut self, text: &[u8]) -> io::Result<()> {
+        self.msg.text.extend_from_slice(text);
+        Ok(())
+    }
+    fn finish(mut self: Box<Self>, sender: &str, rcpts: &[String]) -> Outcome {
+        if self.code != 0 {
+            return Outcome::Refused {
+                reply: crate::queue::reply_for_exit(Some(self.code)),
+                code: Some(self.code),
+            };
+        }
+        self.msg.sender = sender.to_string();
+        self.msg.rcpts = rcpts.to_vec();
+        self.sink.borrow_mut().push(self.msg.clone());
+        Outcome::Queued { pid: 42 }
+    }
+    fn abort(self: Box<Self>) {}
+}
+
+impl World {
+    /// The same setup, with nothing recorded yet.
+    fn fresh(&self) -> World {
+        World {
+            hosted: self.hosted.clone(),
+            valid: self.valid.clone(),
+            aliases: self.aliases.clone(),
+            auth: self.auth,
+            tls: self.tls,
+            queue_code: self.queue_code,
+            tls_injected: self.tls_injected,
+            ..World::default()
+        }
+    }
+}
+
+impl Outside for World {
+    fn recipient(&mut self, addr: &str, domain: &str) -> Result<Verdict> {
+        if !self.hosted.iter().any(|d| d == domain) {
+            return Ok(Verdict::NotHosted);
+        }
+        Ok(if self.valid.iter().any(|v| v.eq_ignore_ascii_case(addr)) {
+            Verdict::Valid
+        } else {
+            Verdict::Unknown
+        })
+    }
+    fn alias_of(&mut self, sender: &str, login: &str) -> Result<bool> {
+        Ok(self.aliases.iter().any(|(a, l)| a == sender && l == login))
+    }
+    fn auth_configured(&self) -> bool {
+        self.auth
+    }
+    fn check_password(&mut self, user: &[u8], pass: &[u8]) -> Result<bool> {
+        Ok(user == b"alice@example.test" && pass == b"secret")
+    }
+    fn queue(&mut self, priority: bool, _auth_user: Option<&str>) -> Result<Box<dyn Job>> {
+        let msg = Message {
+            priority,
+            ..Message::default()
+        };
+        Ok(Box::new(FakeJob {
+            msg,
+            code: self.queue_code,
+            sink: self.queued.clone(),
+        }))
+    }
+    fn tls_configured(&self) -> bool {
+        self.tls
+    }
+    fn tls_request(&mut self) -> Result<usize> {
+        Ok(self.tls_injected)
+    }
+    fn tls_start(&mut self) -> Result<std::result::Result<Tls, String>> {
+        Ok(Ok(Tls {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+        }))
+    }
+    fn sleep(&mut self, pause: Duration) {
+        self.slept += pause;
+    }
+    fn log(&mut self, line: LogLine) {
+        self.logs.push(line.to_string());
+    }
+}
+
+fn base_config() -> Config {
+    Config {
+        me: "mx.example.test".into(),
+        greeting: "mx.example.test".into(),
+        rcpthosts: vec!["example.test".into()],
+        databytes: 10_240_000,
+        badmailfrom: vec![],
+        badrcptto: vec![],
+        authsenders: vec![],
+        timeout: Duration::from_secs(300),
+        queue_timeout: Duration::from_secs(1200),
+        auth_fail_delay: Duration::from_secs(3),
+        unknown_rcpt_delay: Duration::from_secs(1),
+        max_unknown_rcpts: 10,
+        max_rcpts: 100,
+        authcleartext: false,
+    }
+}
+
+/// The outcome of one session run.
+struct Run {
+    replies: Vec<String>,
+    world: World,
+}
+
+/// Input that arrives in pieces: each read returns bytes from one piece only.
+struct Chunks(std::collections::VecDeque<Vec<u8>>);
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(front) = self.0.front_mut() else {
+            return Ok(0);
+        };
+        let n = front.len().min(buf.len());
+        buf[..n].copy_from_slice(&front[..n]);
+        front.drain(..n);
+        if front.is_empty() {
+            self.0.pop_front();
+        }
+        Ok(n)
+    }
+}
+
+fn run_session(input: &[u8], cfg: &Config, peer: &Peer, world: World, submission: bool) -> Run {
+    run_chunks(vec![input.to_vec()], cfg, peer, world, submission)
+}
+
+fn run_chunks(
+    input: Vec<Vec<u8>>,
+    cfg: &Config,
+    peer: &Peer,
+    world: World,
+    submission: bool,
+) -> Run {
+    let mut world = world;
+    let mut out = Vec::new();
+    let chunks = Chunks(input.into_iter().filter(|c| !c.is_empty()).collect());
+    Session::new(chunks, &mut out, cfg, peer, &mut world, submission)
+        .run()
+        .unwrap();
+    let text = String::from_utf8(out).expect("replies are ASCII");
+    assert!(
+        text.is_empty() || text.ends_with("\r\n"),
+        "replies end in CRLF: {text:?}"
+    );
+    let replies = text.split_terminator("\r\n").map(String::from).collect();
+    Run { replies, world }
+}
+
+fn unescape(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            match b[i + 1] {
+                b'r' => out.push(b'\r'),
+                b'n' => out.push(b'\n'),
+                b'0' => out.push(0),
+                b'\\' => out.push(b'\\'),
+                b'x' => {
+                    out.push(u8::from_str_radix(&text[i + 2..i + 4], 16).expect("\\xNN"));
+                    i += 2;
+                }
+                c => panic!("unknown escape \\{}", c as char),
+            }
+            i += 2;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn run_dialog(name: &str, script: &str) {
+    let mut cfg = base_config();
+    let mut peer = Peer {
+        ip: "192.0.2.7".into(),
+        ..Peer::default()
+    };
+    let mut world = World::default();
+    let mut submission = false;
+    let mut chunks = vec![];
+    let mut input = Vec::new();
+    let mut expect = Vec::new();
+    let mut checks = Vec::new();
+    for (n, line) in script.lines().enumerate() {
+        let at = format!("{name}:{}", n + 1);
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(setup) = line.strip_prefix("! ") {
+            let (key, value) = setup.split_once(' ').unwrap_or((setup, ""));
+            match key {
+                "rcpthosts" => {
+                    cfg.rcpthosts = value
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                }
+                "hosted" => world.hosted.push(value.into()),
+                "valid" => world.valid.push(value.into()),
+                "alias" => {
+                    let (a, l) = value.split_once(' ').expect("alias ADDR LOGIN");
+                    world.aliases.push((a.into(), l.into()));
+                }
+                "relayclient" => peer.relayclient = true,
+                "submission" => submission = true,
+                "auth" => world.auth = true,
+                "tls" => world.tls = true,
+                "tlsinjected" => world.tls_injected = value.parse().unwrap(),
+                "databytes" => cfg.databytes = value.parse().unwrap(),
+                "maxrcpts" => cfg.max_rcpts = value.parse().unwrap(),
+                "maxunknown" => cfg.max_unknown_rcpts = value.parse().unwrap(),
+                "ip" => peer.ip = value.into(),
+                "queue" => world.queue_code = value.parse().unwrap(),
+                "badmailfrom" => cfg.badmailfrom.push(value.into()),
+                "badrcptto" => cfg.badrcptto.push(value.into()),
+                "authsenders" => {
+                    let (w, p) = value.split_once(':').unwrap();
+                    cfg.authsenders.push((w.into(), p.into()));
+                }
+                "authcleartext" => cfg.authcleartext = true,
+                _ => panic!("{at}: unknown setup {key}"),
+            }
+        } else if let Some(raw) = line.strip_prefix(">| ") {
+            input.extend(unescape(raw));
+        } else if let Some(raw) = line.strip_prefix("> ") {
+            input.extend(unescape(raw));
+            input.extend_from_slice(b"\r\n");
+        } else if line == "~" {
+            chunks.push(std::mem::take(&mut input));
+        } else if line == ">" {
+            input.extend_from_slice(b"\r\n");
+        } else if let Some(prefix) = line.strip_prefix("< ") {
+            expect.push((at, prefix.to_string()));
+        } else if let Some(check) = line.strip_prefix("= ") {
+            checks.push((at, check.to_string()));
+        } else {
+            panic!("{at}: cannot read this line: {line}");
+        }
+    }
+    chunks.push(input);
+    if !world.tls {
+        // The same dialog fed one byte per read must give the same replies.
+        let bytes: Vec<Vec<u8>> = chunks.concat().into_iter().map(|b| vec![b]).collect();
+        let trickled = run_chunks(bytes, &cfg, &peer, world.fresh(), submission);
+        let whole = run_chunks(chunks.clone(), &cfg, &peer, world.fresh(), submission);
+        assert_eq!(
+            trickled.replies, whole.replies,
+            "{name}: byte-at-a-time input changes the replies"
+        );
+    }
+    let run = run_chunks(chunks, &cfg, &peer, world, submission);
+    for (i, (at, prefix)) in expect.iter().enumerate() {
+        let got = run.replies.get(i).unwrap_or_else(|| {
+            panic!(
+                "{at}: expected {prefix:?}, no more replies; got {:#?}",
+                run.replies
+            )
+        });
+        assert!(
+            got.starts_with(prefix.as_str()),
+            "{at}: expected a reply starting {prefix:?}, got {got:?}\nall replies: {:#?}",
+            run.replies
+        );
+    }
+    let queued = run.world.queued.borrow();
+    for (at, check) in checks {
+        let (what, rest) = check.split_once(' ').unwrap_or((&check, ""));
+        match what {
+            "closed" => assert_eq!(
+                run.replies.len(),
+                expect.len(),
+                "{at}: more replies than expected: {:#?}",
+                run.replies
+            ),
+            "queued" => assert_eq!(
+                queued.len(),
+                rest.parse::<usize>().unwrap(),
+                "{at}: queued messages"
+            ),
+            "message" => {
+                let (n, text) = rest.split_once(' ').unwrap();
+                let m = &queued[n.parse::<usize>().unwrap()];
+                let body = String::from_utf8_lossy(&m.text);
+                assert!(
+                    body.contains(&*String::from_utf8_lossy(&unescape(text))),
+                    "{at}: message {n} lacks {text:?}: {body:?}"
+                );
+            }
+            "rcpts" => {
+                let (n, list) = rest.split_once(' ').unwrap();
+                let m = &queued[n.parse::<usize>().unwrap()];
+                assert_eq!(m.rcpts.join(","), list, "{at}: recipients");
+            }
+            "sender" => {
+                let (n, s) = rest.split_once(' ').unwrap_or((rest, ""));
+                assert_eq!(
+                    queued[n.parse::<usize>().unwrap()].sender,
+                    s,
+                    "{at}: sender"
+                );
+            }
+            "priority" => {
+                let (n, p) = rest.split_once(' ').unwrap();
+                assert_eq!(
+                    queued[n.parse::<usize>().unwrap()].priority,
+                    p == "1",
+                    "{at}: priority"
+                );
+            }
+            "log" => assert!(
+                run.world.logs.iter().any(|l| l.contains(rest)),
+                "{at}: no log line has {rest:?}: {:#?}",
+                run.world.logs
+            ),
+            "nolog" => assert!(
+                !run.world.logs.iter().any(|l| l.contains(rest)),
+                "{at}: a log line has {rest:?}: {:#?}",
+                run.world.logs
+            ),
+            "slept" => assert_eq!(
+                run.world.slept,
+                Duration::from_secs(rest.parse().unwrap()),
+                "{at}: total pause"
+            ),
+            _ => panic!("{at}: unknown check {what}"),
+        }
+    }
+}
+
+#[test]
+fn dialogs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dialogs");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(
+        names.len() > 10,
+        "dialog files missing in {}",
+        dir.display()
+    );
+    for path in names
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+    {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        run_dialog(&name, &std::fs::read_to_string(path).unwrap());
+    }
+}
+
+#[test]
+fn ten_thousand_recipients_are_bounded() {
+    let mut input = b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\n".to_vec();
+    for i in 0..10_000 {
+        input.extend_from_slice(format!("RCPT TO:<u{i}@example.test>\r\n").as_bytes());
+    }
+    input.extend_from_slice(b"DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n");
+    let cfg = base_config();
+    let peer = Peer {
+        ip: "192.0.2.7".into(),
+        ..Peer::default()
+    };
+    let run = run_session(&input, &cfg, &peer, World::default(), false);
+    let ok = run
+        .replies
+        .iter()
+        .filter(|r| r.starts_with("250 2.1.5"))
+        .count();
+    let full = run
+        .replies
+        .iter()
+        .filter(|r| r.starts_with("452 4.5.3"))
+        .count();
+    assert_eq!((ok, full), (100, 9_900));
+    assert_eq!(run.world.queued.borrow()[0].rcpts.len(), 100);
+    assert_eq!(
+        run.world
+            .logs
+            .iter()
+            .filter(|l| l.contains("reason=toomanyrcpts"))
+            .count(),
+        1,
+        "one log line, not 9 900"
+    );
+}
+
+#[test]
+fn replies_are_flushed_when_input_runs_dry() {
+    // A writer that records how the replies were grouped into flushes.
+    struct Flushes(Vec<Vec<u8>>, Vec<u8>);
+    impl Write for Flushes {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.1.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            if !self.1.is_empty() {
+                self.0.push(std::mem::take(&mut self.1));
+            }
+            Ok(())
+        }
+    }
+    let input = b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@example.test>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n";
+    let cfg = base_config();
+    let peer = Peer::default();
+    let mut world = World::default();
+    let mut out = Flushes(vec![], vec![]);
+    Session::new(&input[..], &mut out, &cfg, &peer, &mut world, false)
+        .run()
+        .unwrap();
+    let groups: Vec<String> = out
+        .0
+        .iter()
+        .map(|g| String::from_utf8_lossy(g).into_owned())
+        .collect();
+    // Greeting alone (nothing read yet); the pipelined group up to 354; the rest.
+    assert_eq!(groups.len(), 3, "{groups:#?}");
+    assert!(
+        groups[1].ends_with("354 go ahead, end with <CRLF>.<CRLF>\r\n"),
+        "{groups:#?}"
+    );
+}
+
+#[test]
+fn received_header_comes_first() {
+    let input = b"HELO evil\r\nMAIL FROM:<>\r\nRCPT TO:<x@example.test>\r\nDATA\r\nSubject: s\r\n\r\n..dot\r\n.\r\n";
+    let cfg = base_config();
+    let peer = Peer {
+        ip: "192.0.2.7".into(),
+        ..Peer::default()
+    };
+    let run = run_session(input, &cfg, &peer, World::default(), false);
+    let m = &run.world.queued.borrow()[0];
+    let text = String::from_utf8_lossy(&m.text);
+    assert!(
+        text.starts_with(
+            "Received: from evil (unknown [192.0.2.7])\n\tby mx.example.test with SMTP;\n\t"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("\nSubject: s\n\n.dot\n"), "{text}");
+    assert_eq!(m.sender, "");
+}
