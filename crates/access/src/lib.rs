@@ -11,13 +11,10 @@
 //! - [`sys`]: the two fd operations std and nix cannot do safely (the only `unsafe` here).
 //!
 //! None of this links a TLS library: TLS lives in postern-tlsd (crates/tls).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod command;
 pub mod lineio;
 pub mod maildir;
 pub mod pop3d;
 pub mod popup;
-pub mod sasl;
-pub mod starttls;
-pub mod sys;

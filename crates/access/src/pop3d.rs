@@ -11,9 +11,9 @@
 use crate::command::{self, message_number};
 use crate::lineio::{self, Input, LineReader, Source, TimedWriter, MAX_COMMAND_LINE};
 use crate::maildir::{Maildir, Message, Stuffer, BLOCK};
-use crate::starttls;
 use postern_common::control::Control;
 use postern_common::logline::LogLine;
+use postern_common::starttls;
 use postern_common::{getopt, Error, Result, ResultExt};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;

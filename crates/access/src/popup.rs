@@ -10,12 +10,12 @@
 
 use crate::command;
 use crate::lineio::{self, Input, LineReader, TimedWriter, MAX_COMMAND_LINE};
-use crate::sasl;
-use crate::starttls::{self, TlsControl, TlsInfo};
-use crate::sys;
 use nix::fcntl::OFlag;
 use postern_common::control::Control;
 use postern_common::logline::{printable, LogLine};
+use postern_common::sasl;
+use postern_common::starttls::{self, TlsControl, TlsInfo};
+use postern_common::sys;
 use postern_common::{getopt, Error, Result, ResultExt};
 use std::ffi::OsString;
 use std::fs::File;

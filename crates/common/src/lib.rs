@@ -9,9 +9,12 @@
 //! - [`getopt`]: djb-style option parsing for the classic-compatible programs.
 //! - [`atomic`]: write-temp-fsync-rename, the one way postern replaces a file.
 //! - [`home`]: where the instance is (`POSTERN_HOME`).
+//! - [`sasl`]: base64 and SASL PLAIN, for SMTP and POP3 AUTH.
+//! - [`starttls`]: the protocol server's side of postern-tlsd's control channel.
+//! - [`sys`]: the one audited `unsafe` module (fd 3, inherited fds, signal mask).
 //!
 //! Families depend on this crate; it depends on no family.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod atomic;
 pub mod control;
@@ -20,6 +23,9 @@ pub mod getopt;
 pub mod home;
 pub mod logline;
 pub mod privilege;
+pub mod sasl;
+pub mod starttls;
+pub mod sys;
 pub mod tai64n;
 
 pub use exit::{Error, Kind, Result, ResultExt};

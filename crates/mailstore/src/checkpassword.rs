@@ -11,7 +11,7 @@
 //! IP and the account.
 
 use crate::authfail::{self, Table};
-use crate::{fd3, password, userdb};
+use crate::{password, userdb};
 use postern_common::control::Control;
 use postern_common::logline::LogLine;
 use postern_common::{privilege, Error, Result, ResultExt};
@@ -196,7 +196,7 @@ pub fn main() -> i32 {
         eprintln!("{PROG}: usage: {PROG} prog [arg...]");
         return EXIT_MISUSE;
     }
-    let Some(fd) = fd3::take() else {
+    let Some(fd) = postern_common::sys::take_fd3() else {
         return fatal(EXIT_MISUSE, "descriptor 3 is not open");
     };
     let mut input = Vec::with_capacity(MAX_INPUT + 1);

@@ -12,12 +12,11 @@
 //! - [`owner`]: which account owns the mailboxes.
 //! - [`authfail`]: the failed-login table that slows down guessing.
 //! - [`checkpassword`]: `postern-checkpassword`; [`usercmd`]: `postern-user`.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod address;
 pub mod authfail;
 pub mod checkpassword;
-mod fd3;
 pub mod maildir;
 pub mod owner;
 pub mod password;

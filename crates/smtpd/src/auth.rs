@@ -61,7 +61,7 @@ pub fn decode(text: &[u8]) -> Option<Vec<u8>> {
     if text == b"=" {
         return Some(Vec::new());
     }
-    postern_access::sasl::decode_base64(text)
+    postern_common::sasl::decode_base64(text)
 }
 
 /// `authzid\0authcid\0passwd` (RFC 4616). An authzid naming someone else is refused:
@@ -109,7 +109,7 @@ impl Checker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .process_group(0);
-        postern_access::sys::give_fd3(&mut cmd, r.as_raw_fd());
+        postern_common::sys::give_fd3(&mut cmd, r.as_raw_fd());
         let what = format!(
             "unable to run {}",
             postern_common::logline::printable(prog.as_encoded_bytes())

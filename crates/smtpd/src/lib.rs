@@ -73,7 +73,7 @@ pub fn main() -> Result<()> {
         }
     };
     outside::send_timeout(&stdout, cfg.timeout);
-    let tls = match postern_access::starttls::TlsControl::from_env() {
+    let tls = match postern_common::starttls::TlsControl::from_env() {
         Ok(t) => t,
         Err(e) => {
             postern_common::exit::warn(PROG, format!("STARTTLS disabled: {}", e.msg));

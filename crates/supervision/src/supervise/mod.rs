@@ -14,12 +14,9 @@
 //! - `./run` that cannot be executed counts as a run that exited 111 (0.76's child exits
 //!   111), without a pid ever showing in the status.
 //! - SIGTERM and SIGINT to supervise itself act like `svc -dx`.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
-pub(crate) mod child;
-
-use crate::status::{Status, WANT_DOWN, WANT_ONCE, WANT_UP};
-use child::with_clean_signal_mask;
+pub(crate) use crate::status::{Status, WANT_DOWN, WANT_ONCE, WANT_UP};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -29,6 +26,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use postern_common::exit::{Error, Result, ResultExt};
 use postern_common::logline::LogLine;
+use postern_common::sys::with_clean_signal_mask;
 use postern_common::tai64n::Tai64n;
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};

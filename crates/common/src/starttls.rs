@@ -14,8 +14,8 @@
 //! postern-smtpd reuses this module for STARTTLS; it needs no TLS library.
 
 use crate::sys;
+use crate::{Error, Result, ResultExt};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use postern_common::{Error, Result, ResultExt};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -53,7 +53,7 @@ pub fn parse_answer(line: &str) -> std::result::Result<TlsInfo, String> {
         (Some("fail"), ..) => Err(line.strip_prefix("fail").unwrap_or("").trim().to_string()),
         _ => Err(format!(
             "unexpected answer from postern-tlsd: {}",
-            postern_common::logline::printable(line)
+            crate::logline::printable(line)
         )),
     }
 }

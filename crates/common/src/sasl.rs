@@ -1,4 +1,4 @@
-//! SASL PLAIN (RFC 4616) as POP3 AUTH carries it (RFC 5034): base64 of
+//! SASL PLAIN (RFC 4616) as POP3 AUTH (RFC 5034) and SMTP AUTH (RFC 4954) carry it: base64 of
 //! `authzid NUL authcid NUL passwd`. We log in as authcid; an authzid naming someone
 //! else is refused (no proxy logins).
 

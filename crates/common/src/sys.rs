@@ -1,0 +1,94 @@
+//! The workspace's one audited `unsafe` module (DESIGN §1.4): the few process and
+//! descriptor operations that neither std nor nix offers safely.
+//!
+//! - [`give_fd3`]: a child finds a pipe as descriptor 3 (the checkpassword interface).
+//! - [`adopt_inherited_fd`] / [`take_fd3`]: own a descriptor inherited by number
+//!   (`POSTERN_TLS_FD`, checkpassword's fd 3).
+//! - [`with_clean_signal_mask`]: a child starts with no signal blocked, whatever mask
+//!   its parent uses for its signalfd.
+//!
+//! Each `unsafe` block carries its reason. Every other module of every crate forbids
+//! `unsafe`.
+#![allow(unsafe_code)]
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// The descriptor checkpassword programs read `user\0password\0timestamp\0` from.
+pub const CHECKPASSWORD_FD: RawFd = 3;
+
+/// Arrange for the child started by `cmd` to find `fd` as descriptor 3.
+pub fn give_fd3(cmd: &mut Command, fd: RawFd) {
+    // SAFETY: the closure runs in the child between fork and exec; it calls only dup2 and
+    // fcntl, which are async-signal-safe, and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == CHECKPASSWORD_FD {
+                // Same number: just let it survive exec.
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, CHECKPASSWORD_FD) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Take ownership of descriptor `fd`, inherited from our parent and named in the
+/// environment. Checks first that it is open; marks it close-on-exec so that our own
+/// children do not inherit it. The caller must adopt a given number only once.
+pub fn adopt_inherited_fd(fd: RawFd) -> std::io::Result<OwnedFd> {
+    if fd < 3 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "fd below 3",
+        ));
+    }
+    // SAFETY: fcntl(F_GETFD/F_SETFD) on a plain integer has no memory effects; it only
+    // tells us whether the descriptor is open.
+    let open = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != -1;
+    if !open {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (checked above), was handed to us by our parent for
+    // this purpose, and nothing else in this process owns it: the variable naming it is
+    // removed from the environment by the only caller, which runs once.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Descriptor 3 as a file, or `None` when it is not open (the checkpassword side of the
+/// interface). Call once.
+pub fn take_fd3() -> Option<std::fs::File> {
+    // SAFETY: fcntl(F_GETFD) on an integer only queries the descriptor table; it
+    // touches no memory and fails with EBADF when 3 is not open.
+    let open = unsafe { libc::fcntl(CHECKPASSWORD_FD, libc::F_GETFD) } != -1;
+    if !open {
+        return None;
+    }
+    // SAFETY: descriptor 3 is open (checked above), was inherited from our caller, and
+    // nothing else in this process owns or closes it; we take it exactly once, and the
+    // file closes it when dropped, as the interface requires.
+    Some(std::fs::File::from(unsafe {
+        OwnedFd::from_raw_fd(CHECKPASSWORD_FD)
+    }))
+}
+
+/// Make `cmd` start its program with no signal blocked. A blocked mask survives `exec`;
+/// supervise and svscan block the signals they read through a signalfd, so without this
+/// `./run` could start with TERM blocked and `svc -d` would not stop it.
+pub fn with_clean_signal_mask(cmd: &mut Command) -> &mut Command {
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe work is allowed. It makes one pthread_sigmask call on an empty
+    // set built on the stack (sigemptyset) and, on failure, builds an io::Error from the
+    // raw errno; it neither allocates nor takes locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::SigSet::empty()
+                .thread_set_mask()
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+        })
+    }
+}
