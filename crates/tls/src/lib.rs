@@ -6,7 +6,7 @@
 //!   the program asks for TLS over the control socket, then TLS.
 //! - [`tlsd`]: the command line, privileges, and starting the program.
 //!
-//! The program side of the control protocol lives in `postern_access::starttls`, which
+//! The program side of the control protocol lives in `postern_common::starttls`, which
 //! links no TLS library; the protocol is documented in docs/postern-tlsd.md.
 #![forbid(unsafe_code)]
 
