@@ -19,6 +19,7 @@ pub mod mime;
 pub mod policy;
 pub mod qq;
 pub mod quarantine;
+pub mod ratelimit;
 pub mod rules;
 pub mod scan;
 pub mod zipnames;

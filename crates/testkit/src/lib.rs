@@ -260,8 +260,40 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> (Option<i32>, String, String
 }
 
 /// Write an executable shell script at `path`.
+///
+/// The file is written by a short-lived `sh` child, never through a descriptor of the
+/// test process: another test thread that forks while we hold the file open for
+/// writing would keep that descriptor until its exec, and running the script then fails
+/// with ETXTBSY ("text file busy").
 pub fn write_script(path: &Path, body: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, body).expect("write script");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
+    use std::io::Write;
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run sh to write a script");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write script");
+    assert!(
+        child.wait().expect("wait for sh").success(),
+        "write {}",
+        path.display()
+    );
+}
+
+/// Copy an executable to `to` (for tests that need a program beside stand-ins), in a
+/// child process for the same reason as [`write_script`].
+pub fn copy_executable(from: &Path, to: &Path) {
+    let ok = Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "cp {} {}", from.display(), to.display());
 }

@@ -1,4 +1,6 @@
-use postern_testkit::{expect_within, require, tempdir, write_script, Daemon, TempDir};
+use postern_testkit::{
+    copy_executable, expect_within, require, tempdir, write_script, Daemon, TempDir,
+};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,11 +29,10 @@ impl Setup {
         ] {
             fs::create_dir_all(home.join(d)).unwrap();
         }
-        fs::copy(
-            env!("CARGO_BIN_EXE_postern-scan"),
-            home.join("bin/postern-scan"),
-        )
-        .unwrap();
+        copy_executable(
+            Path::new(env!("CARGO_BIN_EXE_postern-scan")),
+            &home.join("bin/postern-scan"),
+        );
         write_script(
             &home.join("bin/postern-queue"),
             &format!(
