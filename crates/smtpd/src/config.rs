@@ -50,6 +50,54 @@ pub struct Config {
     pub max_rcpts: u64,
     /// `authcleartext`: AUTH without TLS from any client.
     pub authcleartext: bool,
+    /// Entries of `control/ratelimit.blocked` in force now (written by postern-ratelimit).
+    pub ratelimit_blocked: Vec<Blocked>,
+}
+
+/// One `KIND KEY UNTIL` line of `control/ratelimit.blocked`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// `sender`, `ip` or `auth`.
+    pub kind: String,
+    /// Lower-cased for `sender`; exact for `ip` and `auth`.
+    pub key: String,
+    pub until: u64,
+}
+
+/// The entries of `ratelimit.blocked` still in force at `now`. The file's contract
+/// (docs/postern-ratelimit.md): lines that are expired or cannot be read are ignored, so
+/// a half-edited file never blocks everyone; a missing file blocks no one.
+pub fn ratelimit_blocked(c: &Control, now: u64) -> Result<Vec<Blocked>> {
+    Ok(c.list("ratelimit.blocked")?
+        .into_iter()
+        .filter_map(|line| {
+            let mut words = line.text.split(' ');
+            let (kind, key, until) = (words.next()?, words.next()?, words.next()?);
+            let until: u64 = until.parse().ok()?;
+            let key = if kind == "sender" {
+                key.to_ascii_lowercase()
+            } else {
+                key.to_string()
+            };
+            (matches!(kind, "sender" | "ip" | "auth") && until > now && words.next().is_none())
+                .then(|| Blocked {
+                    kind: kind.to_string(),
+                    key,
+                    until,
+                })
+        })
+        .collect())
+}
+
+/// Whether the client, the sender or the login is blocked by the rate limiter.
+pub fn rate_limited(blocked: &[Blocked], ip: &str, sender: &str, auth: Option<&str>) -> bool {
+    let sender = sender.to_ascii_lowercase();
+    blocked.iter().any(|b| match b.kind.as_str() {
+        "ip" => b.key == ip,
+        "sender" => !sender.is_empty() && b.key == sender,
+        "auth" => auth == Some(b.key.as_str()),
+        _ => false,
+    })
 }
 
 fn lower_list(c: &Control, name: &str) -> Result<Vec<String>> {
@@ -115,6 +163,13 @@ impl Config {
                 .max(1),
             max_rcpts: c.number("maxrcpts", DEFAULT_MAX_RCPTS)?.max(1),
             authcleartext: c.flag("authcleartext")?,
+            ratelimit_blocked: ratelimit_blocked(
+                c,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            )?,
         })
     }
 }
@@ -212,5 +267,39 @@ mod tests {
         assert!(p("::ffff:127.0.0.1").is_loopback());
         assert!(!p("192.0.2.1").is_loopback());
         assert!(!p("unknown").is_loopback());
+    }
+}
+
+#[cfg(test)]
+mod ratelimit_tests {
+    use super::*;
+
+    #[test]
+    fn blocked_entries_in_force_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ratelimit.blocked"),
+            "# by postern-ratelimit\nsender Bulk@Example.test 2000\nip 192.0.2.9 2000\nauth alice@example.test 2000\nip 192.0.2.10 999\nsender broken\nfoo x 3000\n",
+        )
+        .unwrap();
+        let c = Control::at(dir.path());
+        let b = ratelimit_blocked(&c, 1000).unwrap();
+        assert_eq!(b.len(), 3, "{b:?}");
+        assert!(rate_limited(&b, "192.0.2.9", "", None));
+        assert!(!rate_limited(&b, "192.0.2.10", "", None), "expired");
+        assert!(rate_limited(&b, "198.51.100.1", "bulk@EXAMPLE.test", None));
+        assert!(rate_limited(
+            &b,
+            "198.51.100.1",
+            "x@y.test",
+            Some("alice@example.test")
+        ));
+        assert!(
+            !rate_limited(&b, "198.51.100.1", "", None),
+            "the null sender is never blocked"
+        );
+        assert!(ratelimit_blocked(&Control::at(dir.path().join("none")), 0)
+            .unwrap()
+            .is_empty());
     }
 }

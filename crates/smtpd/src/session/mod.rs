@@ -378,6 +378,19 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 .reply("553 5.7.1 sender refused")
                 .map(|_| Flow::Continue);
         }
+        if config::rate_limited(
+            &self.cfg.ratelimit_blocked,
+            &self.peer.ip,
+            &sender,
+            self.auth_user.as_deref(),
+        ) {
+            self.reject("ratelimit", None)
+                .kv("from", format!("<{sender}>"))
+                .emit_to(self.outside);
+            return self
+                .reply("451 4.7.1 sending rate exceeded, try again later")
+                .map(|_| Flow::Continue);
+        }
         if let Some(login) = self.auth_user.clone() {
             match self.sender_allowed(&login, &sender) {
                 Ok(true) => {}

@@ -7,7 +7,8 @@
 //!   `hosted D`, `valid ADDR`, `alias ADDR LOGIN`, `relayclient`, `submission`,
 //!   `auth` (checkpassword accepts alice@example.test / secret), `tls`, `databytes N`,
 //!   `maxrcpts N`, `maxunknown N`, `ip IP`, `queue CODE` (the queue exits CODE),
-//!   `badmailfrom E`, `badrcptto E`, `authsenders LINE`, `authcleartext`.
+//!   `badmailfrom E`, `badrcptto E`, `authsenders LINE`, `authcleartext`,
+//!   `ratelimit KIND KEY` (an entry of `ratelimit.blocked` in force).
 //! - `> TEXT` the client sends TEXT and CR LF; `>| TEXT` sends TEXT without CR LF.
 //!   Escapes in TEXT: `\r`, `\n`, `\0`, `\\`, `\xNN`.
 //! - `< PREFIX` the next reply line starts with PREFIX.
@@ -149,6 +150,7 @@ fn base_config() -> Config {
         rcpthosts: vec!["example.test".into()],
         databytes: 10_240_000,
         badmailfrom: vec![],
+        ratelimit_blocked: vec![],
         badrcptto: vec![],
         authsenders: vec![],
         timeout: Duration::from_secs(300),
@@ -287,6 +289,14 @@ fn run_dialog(name: &str, script: &str) {
                     cfg.authsenders.push((w.into(), p.into()));
                 }
                 "authcleartext" => cfg.authcleartext = true,
+                "ratelimit" => {
+                    let (kind, key) = value.split_once(' ').expect("ratelimit KIND KEY");
+                    cfg.ratelimit_blocked.push(crate::config::Blocked {
+                        kind: kind.into(),
+                        key: key.into(),
+                        until: u64::MAX,
+                    });
+                }
                 _ => panic!("{at}: unknown setup {key}"),
             }
         } else if let Some(raw) = line.strip_prefix(">| ") {
