@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// fsync a directory, so that a rename or link inside it is on disk.
@@ -30,12 +30,21 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = (|| {
+        // A leftover from a crashed run (same pid, reused) is removed, and the new file is
+        // created exclusively without following a symlink: it can neither inherit a
+        // stale file's mode nor be redirected somewhere else.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
+        // The umask may have taken bits away; the caller's mode is the contract.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(contents)?;
         f.sync_all()?;
         drop(f);
@@ -65,6 +74,26 @@ mod tests {
             0o600
         );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_planted_temp_file_or_symlink_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("users");
+        let tmp = dir.path().join(format!("users.tmp.{}", std::process::id()));
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, b"untouched").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &tmp).unwrap();
+        write_atomic(&target, b"secret", 0o600).unwrap();
+        assert_eq!(fs::read(&elsewhere).unwrap(), b"untouched");
+        fs::write(&tmp, b"stale").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o666)).unwrap();
+        write_atomic(&target, b"secret2", 0o600).unwrap();
+        assert_eq!(
+            fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!tmp.exists());
     }
 
     #[test]

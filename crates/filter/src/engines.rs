@@ -113,6 +113,59 @@ pub fn clamd_verdict(reply: &str) -> std::result::Result<Verdict, String> {
     }
 }
 
+/// Most bytes of a command scanner's output we keep (its first line names the signature).
+pub const MAX_OUTPUT: u64 = 4096;
+
+/// Run a command scanner on `file` in its own process group, at most `limit` long (then
+/// the whole group is killed and it counts as a scanner error). Returns its exit code and
+/// the first line of its output.
+fn run_command(
+    argv: &[String],
+    file: &Path,
+    limit: Duration,
+) -> std::result::Result<(Option<i32>, String), String> {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| postern_common::exit::describe_io(&e))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    // Read at most MAX_OUTPUT bytes; dropping the pipe then makes a chatty scanner stop.
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.take(MAX_OUTPUT).read_to_end(&mut out);
+        out
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Ok(None) | Err(_) => {
+                let group = nix::unistd::Pid::from_raw(child.id() as i32);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait();
+                return Err(format!("no answer within {} s", limit.as_secs()));
+            }
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    let first = String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok((status.code(), first))
+}
+
 /// Scan `message` (stored in `file`) with one engine.
 pub fn scan(engine: &Engine, message: &[u8], file: &Path) -> std::result::Result<Verdict, String> {
     let io = |e: std::io::Error| {
@@ -136,20 +189,9 @@ pub fn scan(engine: &Engine, message: &[u8], file: &Path) -> std::result::Result
             clamd_verdict(&instream(s, message).map_err(io)?)
         }
         Engine::Command(argv) => {
-            let out = Command::new(&argv[0])
-                .args(&argv[1..])
-                .arg(file)
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .output()
-                .map_err(io)?;
-            let first = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            match out.status.code() {
+            let (status, first) = run_command(argv, file, SCAN_TIMEOUT)
+                .map_err(|why| format!("{}: {why}", engine.name()))?;
+            match status {
                 Some(0) => Ok(Verdict::Clean),
                 Some(1) => Ok(Verdict::Infected(if first.is_empty() {
                     "unnamed".into()
@@ -191,6 +233,30 @@ mod tests {
             "control/scanners:2: clamd: needs /socket/path or host:port"
         );
         assert!(parse(&parse_lines("sophos:x\n")).is_err());
+    }
+
+    #[test]
+    fn a_hung_command_scanner_is_killed_and_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("msg");
+        std::fs::write(&file, "x").unwrap();
+        let argv = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "sleep 30 & sleep 30".to_string(),
+        ];
+        let started = std::time::Instant::now();
+        let err = run_command(&argv, &file, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(err, "no answer within 0 s");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let chatty = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "yes FOUND; exit 1".to_string(),
+        ];
+        let (code, first) = run_command(&chatty, &file, Duration::from_secs(20)).unwrap();
+        assert_ne!(code, Some(0));
+        assert_eq!(first, "FOUND");
     }
 
     #[test]

@@ -113,14 +113,9 @@ impl Walker {
             }
             return;
         }
-        let name = self.file_name(part);
-        let needs_body = name.is_some()
-            || ctype == "message/rfc822"
-            || ctype.starts_with("text/")
-            || ctype.contains("zip");
-        if !needs_body {
-            return;
-        }
+        // Every leaf is decoded (bounded by MAX_DECODED): a zip sent as an unnamed
+        // application/octet-stream part must still have its members checked.
+        let names = self.file_names(part);
         let body = match part.get_body_raw() {
             Ok(b) => b,
             Err(e) => {
@@ -135,7 +130,7 @@ impl Walker {
                 .push(format!("more than {MAX_DECODED} decoded bytes"));
             return;
         }
-        if let Some(name) = &name {
+        for name in &names {
             self.out.attachments.push(Attachment {
                 name: name.clone(),
                 size: body.len() as u64,
@@ -143,7 +138,10 @@ impl Walker {
             });
         }
         if body.starts_with(b"PK\x03\x04") || ctype.contains("zip") {
-            let outer = name.clone().unwrap_or_else(|| "(unnamed).zip".into());
+            let outer = names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "(unnamed).zip".into());
             match zipnames::names(&body) {
                 Ok(entries) => {
                     for (inner, size) in entries {
@@ -178,17 +176,26 @@ impl Walker {
         }
     }
 
-    /// The part's file name: Content-Disposition `filename`, else Content-Type `name`.
-    fn file_name(&self, part: &ParsedMail) -> Option<String> {
+    /// The part's file names: Content-Disposition `filename` **and** Content-Type
+    /// `name`. Clients differ in which one they show, so the rules see both (once each).
+    fn file_names(&self, part: &ParsedMail) -> Vec<String> {
         let disposition = part.get_content_disposition();
-        let raw = disposition
-            .params
-            .get("filename")
-            .or_else(|| part.ctype.params.get("name"))?;
-        let name = decode_words(raw);
-        // A path in a name is the client's business; the rules look at the last component.
-        let last = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_string();
-        Some(last)
+        let mut names: Vec<String> = Vec::new();
+        for raw in [
+            disposition.params.get("filename"),
+            part.ctype.params.get("name"),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let name = decode_words(raw);
+            // A path in a name is the client's business; the rules look at the last component.
+            let last = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_string();
+            if !names.contains(&last) {
+                names.push(last);
+            }
+        }
+        names
     }
 
     fn check_ambiguity(&mut self, part: &ParsedMail) {
@@ -285,6 +292,24 @@ mod tests {
                 "application/octet-stream"
             ]
         );
+    }
+
+    #[test]
+    fn both_names_of_a_part_are_checked() {
+        // Clients that prefer Content-Type's name show evil.exe.
+        let msg = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: application/x-msdownload; name=\"evil.exe\"\r\nContent-Disposition: attachment; filename=\"notes.txt\"\r\n\r\nMZ\r\n--B--\r\n";
+        assert_eq!(names(&analyse(msg)), vec!["notes.txt", "evil.exe"]);
+    }
+
+    #[test]
+    fn an_unnamed_zip_part_is_still_opened() {
+        let zip = crate::zipnames::tests::make_zip(&[("evil.exe", b"MZ")]);
+        let mut msg = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+        msg.extend_from_slice(&zip);
+        msg.extend_from_slice(b"\r\n--B--\r\n");
+        let a = analyse(&msg);
+        assert_eq!(names(&a), vec!["evil.exe"], "{:?}", a.suspicious);
+        assert_eq!(a.attachments[0].source, "zip:(unnamed).zip");
     }
 
     #[test]

@@ -24,9 +24,13 @@ pub fn names(zip: &[u8]) -> Result<Vec<(String, u64)>, &'static str> {
         .find(|&i| u32_at(zip, i) == Some(EOCD_SIG))
         .ok_or("no central directory")?;
     let count = u16_at(zip, eocd + 10).ok_or("truncated")? as usize;
+    // Listing only some members would let the rest through unchecked: refuse instead.
+    if count > MAX_ENTRIES {
+        return Err("too many members");
+    }
     let mut at = u32_at(zip, eocd + 16).ok_or("truncated")? as usize;
     let mut out = Vec::new();
-    for _ in 0..count.min(MAX_ENTRIES) {
+    for _ in 0..count {
         if u32_at(zip, at) != Some(CDH_SIG) {
             return Err("bad central directory entry");
         }
@@ -88,6 +92,19 @@ pub(crate) mod tests {
         assert_eq!(
             names(&zip).unwrap(),
             vec![("a.txt".to_string(), 5), ("dir/b.exe".to_string(), 2)]
+        );
+    }
+
+    #[test]
+    fn too_many_members_is_an_error_not_a_partial_list() {
+        let names: Vec<String> = (0..=MAX_ENTRIES).map(|i| format!("f{i}.txt")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        assert_eq!(super::names(&make_zip(&files)), Err("too many members"));
+        assert_eq!(
+            super::names(&make_zip(&files[..MAX_ENTRIES]))
+                .unwrap()
+                .len(),
+            MAX_ENTRIES
         );
     }
 
