@@ -367,21 +367,35 @@ impl Maildir {
         }
     }
 
-    /// Remove a message; a message already gone counts as removed.
-    pub fn delete(&self, msg: &mut Message) -> io::Result<()> {
-        match fs::remove_file(self.path(msg.path())) {
+    /// Remove a message; a message already gone counts as removed. Returns the size
+    /// the Maildir++ quota counted for the file this call removed (`,S=` in its name,
+    /// else its length), or `None` when it was already gone (whoever removed it
+    /// accounts for it).
+    pub fn delete(&self, msg: &mut Message) -> io::Result<Option<u64>> {
+        match self.remove(msg) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if self.relocate(msg) {
-                    match fs::remove_file(self.path(msg.path())) {
-                        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                        _ => Ok(()),
+                    match self.remove(msg) {
+                        Ok(size) => Ok(Some(size)),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                        Err(e) => Err(e),
                     }
                 } else {
-                    Ok(())
+                    Ok(None)
                 }
             }
-            other => other,
+            other => other.map(Some),
         }
+    }
+
+    fn remove(&self, msg: &Message) -> io::Result<u64> {
+        let path = self.path(msg.path());
+        let size = match postern_mailstore::maildir::size_in_name(msg.name.as_bytes()) {
+            Some(size) => size,
+            None => fs::metadata(&path)?.len(),
+        };
+        fs::remove_file(&path)?;
+        Ok(size)
     }
 
     /// Move a kept message to cur/ with its new flags (see [`cur_name`]).

@@ -2,7 +2,9 @@
 //! Maildir, run by a checkpassword program after login. It greets with `+OK`, serves
 //! STAT LIST UIDL RETR TOP DELE RSET NOOP CAPA QUIT, and applies deletions and the
 //! `new/` → `cur/` renames only at QUIT: a dropped connection or a timeout changes
-//! nothing.
+//! nothing. When the Maildir has a Maildir++ `maildirsize`, QUIT appends one
+//! `-bytes -count` line for what it deleted (sizes as the quota counts them: `,S=` in
+//! the name, else the file's length).
 //!
 //! Exit codes are part of the interface with postern-popup: before the greeting, 1 =
 //! refused (running as root, as qmail-pop3d does), 100 = no such Maildir, 111 = trouble;
@@ -358,16 +360,24 @@ impl Session {
     /// The update state: delete what was marked, move the rest to cur/ with its flags.
     fn quit(&mut self, _cmd: &command::Command) -> io::Result<Flow> {
         let mut failed = 0u64;
+        // What the deletions free, as the Maildir++ quota counts it.
+        let (mut freed_bytes, mut freed_count) = (0u64, 0u64);
         for i in 0..self.messages.len() {
             let mut msg = self.messages[i].clone();
             let result = if msg.deleted {
                 self.maildir.delete(&mut msg)
             } else {
-                self.maildir.keep(&mut msg)
+                self.maildir.keep(&mut msg).map(|()| None)
             };
             match result {
-                Ok(()) if msg.deleted => self.deleted += 1,
-                Ok(()) => {}
+                Ok(removed) if msg.deleted => {
+                    self.deleted += 1;
+                    if let Some(size) = removed {
+                        freed_bytes = freed_bytes.saturating_add(size);
+                        freed_count += 1;
+                    }
+                }
+                Ok(_) => {}
                 Err(e) => {
                     failed += 1;
                     postern_common::exit::warn(
@@ -386,6 +396,16 @@ impl Session {
         for dir in ["new", "cur"] {
             if postern_common::atomic::fsync_dir(&self.maildir.path(dir)).is_err() {
                 failed += 1;
+            }
+        }
+        // One summed `-bytes -count` line, as Maildir++ allows; only when the maildir
+        // has a maildirsize (append leaves a missing one missing).
+        if freed_count > 0 {
+            let bytes = i64::try_from(freed_bytes).unwrap_or(i64::MAX);
+            let count = i64::try_from(freed_count).unwrap_or(i64::MAX);
+            if let Err(e) = postern_mailstore::maildir::append(&self.maildir.root, -bytes, -count) {
+                // The messages are gone; a stale maildirsize is recalculated later.
+                postern_common::exit::warn("postern-pop3d", e.to_string());
             }
         }
         if failed > 0 {

@@ -13,9 +13,12 @@
 //! Delay before verifying: none for the first [`FREE_FAILURES`] failures within
 //! [`WINDOW_SECS`] of each other, then `authfaildelay` ms (default
 //! [`DEFAULT_DELAY_MS`]), doubling with each further failure, at most [`MAX_DELAY_MS`].
-//! The larger of the IP's and the account's delay applies. A success clears the IP's
-//! entry (not the account's: an attacker's failures keep counting against the account
-//! until they age out).
+//! The larger of the IP's and the account's delay applies. Each attempt is counted as
+//! a failure *before* its password is verified (under the lock, together with reading
+//! the counts), so concurrent attempts see each other: N parallel guesses from one IP
+//! are delayed as N sequential ones would be. A success takes its own pending failure
+//! back from the account and clears the IP's entry (the account's other failures keep
+//! counting until they age out: an attacker's guesses still slow the account down).
 
 use postern_common::{Error, Result, ResultExt};
 use std::fs;
@@ -221,6 +224,20 @@ impl Table {
         self.put(i, hash, n.saturating_add(1), self.now)
     }
 
+    /// Take back one failure of `key` (a pending failure that turned out a success).
+    pub fn undo_failure(&mut self, key: &str) -> Result<()> {
+        let hash = self.hash(key);
+        let n = self.failures(key);
+        match self.find(hash) {
+            Some(i) if n > 1 => {
+                let (_, _, last) = self.slot(i);
+                self.put(i, hash, n - 1, last)
+            }
+            Some(i) => self.put(i, 0, 0, 0),
+            None => Ok(()),
+        }
+    }
+
     /// Forget `key`'s failures.
     pub fn clear(&mut self, key: &str) -> Result<()> {
         match self.find(self.hash(key)) {
@@ -259,6 +276,12 @@ mod tests {
         assert_eq!(t.failures("user:b@x.test"), 0);
         t.clear("ip:127.0.0.1").unwrap();
         assert_eq!(t.failures("ip:127.0.0.1"), 0);
+        t.record_failure("user:a@x.test").unwrap();
+        t.undo_failure("user:a@x.test").unwrap();
+        assert_eq!(t.failures("user:a@x.test"), 1, "undo takes back one");
+        t.undo_failure("user:a@x.test").unwrap();
+        t.undo_failure("user:a@x.test").unwrap();
+        assert_eq!(t.failures("user:a@x.test"), 0, "never below zero");
         assert_eq!(
             fs::metadata(table_path(d.path())).unwrap().len(),
             TABLE_BYTES as u64

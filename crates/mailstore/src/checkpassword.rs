@@ -5,13 +5,14 @@
 //! 3 to end of file; `user` is a full address (case ignored). On success it sets `USER`,
 //! `AUTHUSER` (the address), `HOME` (the user's directory), `MAILDIR`, changes to `HOME`
 //! and execs `prog`, so success is `prog`'s exit status. Started as root, it first
-//! becomes the owner of the user's directory (never root). Unknown users are checked
+//! becomes the configured mailbox owner ([`crate::owner`]; never root), and refuses
+//! (111) when the user's directory is a symbolic link or belongs to anyone else. Unknown users are checked
 //! against a dummy hash so that they take as long as a wrong password. Before checking,
-//! it waits out the delay the failed-login table ([`crate::authfail`]) gives the client
-//! IP and the account.
+//! it counts the attempt as a failure (taken back on success) and waits out the delay
+//! the failed-login table ([`crate::authfail`]) gives the client IP and the account.
 
 use crate::authfail::{self, Table};
-use crate::{password, userdb};
+use crate::{owner, password, userdb};
 use postern_common::control::Control;
 use postern_common::logline::LogLine;
 use postern_common::{privilege, Error, Result, ResultExt};
@@ -96,9 +97,20 @@ pub fn authenticate(
         .unwrap_or_else(|| name.to_lowercase());
     let (ip_key, user_key) = (format!("ip:{ip}"), format!("user:{account}"));
 
+    // Count this attempt as a failure now, under the lock that reads the counts, so
+    // parallel attempts see each other's; a success takes it back below.
     let delay = match Table::open(home) {
-        Ok(t) => authfail::delay_for(t.failures(&ip_key), base_ms)
-            .max(authfail::delay_for(t.failures(&user_key), base_ms)),
+        Ok(mut t) => {
+            let d = authfail::delay_for(t.failures(&ip_key), base_ms)
+                .max(authfail::delay_for(t.failures(&user_key), base_ms));
+            if let Err(e) = t
+                .record_failure(&ip_key)
+                .and_then(|_| t.record_failure(&user_key))
+            {
+                table_warn(&e);
+            }
+            d
+        }
         Err(e) => {
             table_warn(&e);
             Duration::ZERO
@@ -116,11 +128,15 @@ pub fn authenticate(
         refusal = Some(Refusal::BadPass);
     }
 
-    let table = Table::open(home);
     match (refusal, user) {
         (None, Some(u)) => {
-            if let Ok(mut t) = table {
-                let _ = t.clear(&ip_key);
+            match Table::open(home) {
+                Ok(mut t) => {
+                    if let Err(e) = t.clear(&ip_key).and_then(|_| t.undo_failure(&user_key)) {
+                        table_warn(&e);
+                    }
+                }
+                Err(e) => table_warn(&e),
             }
             LogLine::event("auth")
                 .kv("user", &u.address)
@@ -129,18 +145,8 @@ pub fn authenticate(
             Ok(Ok(u))
         }
         (r, _) => {
+            // The failure was recorded before verifying.
             let r = r.unwrap_or(Refusal::BadPass);
-            match table {
-                Ok(mut t) => {
-                    if let Err(e) = t
-                        .record_failure(&ip_key)
-                        .and_then(|_| t.record_failure(&user_key))
-                    {
-                        table_warn(&e);
-                    }
-                }
-                Err(e) => table_warn(&e),
-            }
             LogLine::event("authfail")
                 .kv("ip", ip)
                 .kv("user", &account)
@@ -152,20 +158,12 @@ pub fn authenticate(
     }
 }
 
-/// Become the owner of `user`'s directory when running as root, set the environment,
-/// change to `HOME` and exec `prog`. Returns only on failure.
-fn exec_as(user: &userdb::User, prog: &[OsString]) -> Error {
+/// Become the mailbox owner when running as root, set the environment, change to
+/// `HOME` and exec `prog`. Returns only on failure.
+fn exec_as(instance: &Path, user: &userdb::User, prog: &[OsString]) -> Error {
     let result = (|| -> Result<()> {
         if privilege::is_root() {
-            let meta = std::fs::metadata(&user.home)
-                .temp(format!("unable to stat {}", user.home.display()))?;
-            if meta.uid() == 0 {
-                return Err(Error::temp(format!(
-                    "{} belongs to root: refusing to run as root",
-                    user.home.display()
-                )));
-            }
-            privilege::drop_to(meta.uid(), meta.gid())?;
+            become_owner(instance, user)?;
         }
         std::env::set_current_dir(&user.home)
             .temp(format!("unable to change to {}", user.home.display()))?;
@@ -182,6 +180,47 @@ fn exec_as(user: &userdb::User, prog: &[OsString]) -> Error {
         .env("MAILDIR", &user.maildir)
         .exec();
     Error::io(format!("unable to run {}", prog[0].to_string_lossy()), &err)
+}
+
+/// Started as root: become the configured mailbox owner ([`owner::mailbox_owner`],
+/// never root) — never whoever happens to own the directory — and only if the user's
+/// home is a real directory (not a symlink) belonging to that owner. The directory we
+/// then change to must be the one checked.
+fn become_owner(instance: &Path, user: &userdb::User) -> Result<()> {
+    let home = &user.home;
+    let owner = owner::mailbox_owner(&Control::for_home(instance), None)?;
+    let meta =
+        std::fs::symlink_metadata(home).temp(format!("unable to stat {}", home.display()))?;
+    if meta.file_type().is_symlink() {
+        return Err(Error::temp(format!(
+            "{} is a symbolic link: refusing to follow it",
+            home.display()
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(Error::temp(format!(
+            "{} is not a directory",
+            home.display()
+        )));
+    }
+    if meta.uid() != owner.uid {
+        return Err(Error::temp(format!(
+            "{} belongs to uid {}, not to the mailbox owner {}",
+            home.display(),
+            meta.uid(),
+            owner.name
+        )));
+    }
+    privilege::become_account(&owner)?;
+    std::env::set_current_dir(home).temp(format!("unable to change to {}", home.display()))?;
+    let here = std::fs::metadata(".").temp(format!("unable to stat {}", home.display()))?;
+    if (here.dev(), here.ino()) != (meta.dev(), meta.ino()) {
+        return Err(Error::temp(format!(
+            "{} changed while it was checked",
+            home.display()
+        )));
+    }
+    Ok(())
 }
 
 fn fatal(code: i32, msg: impl std::fmt::Display) -> i32 {
@@ -226,7 +265,7 @@ pub fn main() -> i32 {
     match authenticate(&home, &req, &ip) {
         Err(e) => fatal(EXIT_TEMP, e),
         Ok(Err(_)) => EXIT_DENIED,
-        Ok(Ok(user)) => fatal(EXIT_TEMP, exec_as(&user, &prog)),
+        Ok(Ok(user)) => fatal(EXIT_TEMP, exec_as(&home, &user, &prog)),
     }
 }
 

@@ -187,13 +187,20 @@ fn read_size_file(maildir: &Path) -> Result<Option<(Option<SizeFile>, SystemTime
     )))
 }
 
+/// The size a message file's name gives: `,S=<n>` before the `:` (the size the
+/// delivery counted). Other programs removing messages (postern-pop3d) use it, with
+/// the file's length as the fallback, so they subtract what was added.
+pub fn size_in_name(name: &[u8]) -> Option<u64> {
+    let base = name.split(|&b| b == b':').next().unwrap_or(name);
+    base.split(|&b| b == b',')
+        .find_map(|p| p.strip_prefix(b"S="))
+        .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
+}
+
 /// The size of a message file: `,S=<n>` in its name, else its length on disk.
 fn message_size(dir: &Path, name: &str) -> Option<u64> {
-    let base = name.split(':').next().unwrap_or(name);
-    if let Some(s) = base.split(',').find_map(|p| p.strip_prefix("S=")) {
-        if let Ok(n) = s.parse() {
-            return Some(n);
-        }
+    if let Some(n) = size_in_name(name.as_bytes()) {
+        return Some(n);
     }
     fs::metadata(dir.join(name)).ok().map(|m| m.len())
 }
@@ -399,6 +406,19 @@ mod tests {
         let home = d.path().join("users/x.test/a");
         create_mailbox(&home, None).unwrap();
         (d, home.join("Maildir"))
+    }
+
+    #[test]
+    fn sizes_in_names() {
+        assert_eq!(size_in_name(b"1.2.h,S=1234:2,S"), Some(1234));
+        assert_eq!(size_in_name(b"1.2.h,W=20,S=12"), Some(12));
+        assert_eq!(
+            size_in_name(b"1.2.h:2,S=99"),
+            None,
+            "after the colon: flags"
+        );
+        assert_eq!(size_in_name(b"1.2.h,S=x"), None);
+        assert_eq!(size_in_name(b"1.2.h"), None);
     }
 
     #[test]

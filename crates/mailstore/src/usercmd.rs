@@ -11,12 +11,19 @@ use postern_common::control::{parse_lines, Control};
 use postern_common::privilege::Account;
 use postern_common::{Error, Result, ResultExt};
 use std::io::{BufRead, IsTerminal, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub const PROG: &str = "postern-user";
-pub const USAGE: &str = "postern-user [--owner NAME] domain add DOMAIN [--postmaster ADDRESS] | domain del DOMAIN | domain list | add ADDRESS [--quota BYTES] | passwd ADDRESS | del ADDRESS | list [DOMAIN] | quota ADDRESS BYTES | alias add ADDRESS TARGET... | alias del ADDRESS | alias list | compile";
+pub const USAGE: &str = "postern-user [--owner NAME] domain add DOMAIN [--postmaster ADDRESS] [--reuse] | domain del DOMAIN | domain list | add ADDRESS [--quota BYTES] [--reuse] | passwd ADDRESS | del ADDRESS | list [DOMAIN] | quota ADDRESS BYTES | alias add ADDRESS TARGET... | alias del ADDRESS | alias list | compile";
 /// The list of domains SMTP accepts mail for; `domain add|del` keep it in step.
 pub const RCPTHOSTS: &str = "rcpthosts";
+/// Where `del` moves a deleted mailbox's directory: `users/DOMAIN/.deleted/LOCAL.UNIXTIME`.
+pub const DELETED_DIR: &str = ".deleted";
+/// Options that take no value.
+const FLAGS: &[&str] = &["--reuse"];
+/// Most `.N` suffixes tried when a deleted mailbox's name is taken (same second).
+const MAX_DELETED_SUFFIX: u32 = 100;
 
 /// The command's state: where the instance is, the options, and the I/O.
 pub struct Ctx<'a> {
@@ -25,6 +32,8 @@ pub struct Ctx<'a> {
     pub owner: Option<String>,
     pub quota: Option<u64>,
     pub postmaster: Option<String>,
+    /// `--reuse`: `add` may take over an existing mailbox directory.
+    pub reuse: bool,
     pub input: &'a mut dyn BufRead,
     /// Whether standard input is a terminal (prompt twice, without echo).
     pub tty: bool,
@@ -35,13 +44,17 @@ type Handler = fn(&mut Ctx, &[String]) -> Result<()>;
 
 /// The verbs: the words that name them, the options they take, the handler.
 const VERBS: &[(&[&str], &[&str], Handler)] = &[
-    (&["domain", "add"], &["--postmaster", "--owner"], domain_add),
+    (
+        &["domain", "add"],
+        &["--postmaster", "--owner", "--reuse"],
+        domain_add,
+    ),
     (&["domain", "del"], &[], domain_del),
     (&["domain", "list"], &[], domain_list),
     (&["alias", "add"], &[], alias_add),
     (&["alias", "del"], &[], alias_del),
     (&["alias", "list"], &[], alias_list),
-    (&["add"], &["--quota", "--owner"], user_add),
+    (&["add"], &["--quota", "--owner", "--reuse"], user_add),
     (&["passwd"], &[], user_passwd),
     (&["del"], &[], user_del),
     (&["list"], &[], user_list),
@@ -88,6 +101,7 @@ pub fn run(
         if let Some(name) = a.strip_prefix("--").filter(|n| !n.is_empty()) {
             let (name, value) = match name.split_once('=') {
                 Some((n, v)) => (n.to_string(), v.to_string()),
+                None if FLAGS.contains(&a.as_str()) => (name.to_string(), String::new()),
                 None => {
                     i += 1;
                     (name.to_string(), args.get(i).ok_or_else(usage)?.clone())
@@ -111,6 +125,7 @@ pub fn run(
         owner: None,
         quota: None,
         postmaster: None,
+        reuse: false,
         input,
         tty,
         out,
@@ -122,6 +137,7 @@ pub fn run(
         match name.as_str() {
             "--owner" => ctx.owner = Some(value),
             "--postmaster" => ctx.postmaster = Some(value),
+            "--reuse" if value.is_empty() => ctx.reuse = true,
             "--quota" => {
                 let q: u64 = value.parse().map_err(|_| {
                     Error::usage(format!("--quota needs a number of bytes, not {value:?}"))
@@ -401,11 +417,20 @@ fn create_mailbox(ctx: &Ctx, owner: &Account, dir: &str, quota: Option<u64>) -> 
 }
 
 /// Create the mailbox `address` with a password from stdin, as part of `change`.
+/// Refuses when the mailbox directory exists already (the mail of a deleted mailbox of
+/// that name, say), unless `--reuse` was given: a new owner must not get old mail.
 fn add_mailbox(ctx: &mut Ctx, change: &mut Change, address: &str) -> Result<Option<String>> {
     let owner = owner_of(ctx)?;
+    let dir = userdb::default_dir(address);
+    let path = ctx.home.join(&dir);
+    if !ctx.reuse && std::fs::symlink_metadata(&path).is_ok() {
+        return Err(Error::perm(format!(
+            "{} exists already: move it away, or give --reuse to hand its mail to {address}",
+            path.display()
+        )));
+    }
     let (pw, token) = new_password(ctx, address)?;
     let hash = password::hash(&pw)?;
-    let dir = userdb::default_dir(address);
     create_mailbox(ctx, &owner, &dir, ctx.quota)?;
     change.append(
         &ctx.control,
@@ -579,14 +604,73 @@ fn user_del(ctx: &mut Ctx, rest: &[String]) -> Result<()> {
     let mut change = Change::default();
     change.replace(&ctx.control, USERS, &u.address, None)?;
     change.commit(&ctx.control)?;
-    say(
-        ctx,
-        format!(
-            "deleted {}; its mail is kept in {}",
-            u.address,
-            ctx.home.join(&u.dir).display()
+    // The address is gone first; a directory left in place makes a later `add` of the
+    // same address refuse, so a failure here cannot hand the mail to someone else.
+    let dir = ctx.home.join(&u.dir);
+    match move_aside(&ctx.home, &u.address, &dir)? {
+        Some(to) => say(
+            ctx,
+            format!(
+                "deleted {}; its mail is kept in {}",
+                u.address,
+                to.display()
+            ),
         ),
-    )
+        None => say(
+            ctx,
+            format!("deleted {}; it had no mailbox directory", u.address),
+        ),
+    }
+}
+
+/// Move a deleted mailbox's directory to `users/DOMAIN/.deleted/LOCAL.UNIXTIME` (with
+/// `.N` added if that is taken). `None` when there was no directory.
+fn move_aside(home: &Path, address: &str, dir: &Path) -> Result<Option<PathBuf>> {
+    if std::fs::symlink_metadata(dir).is_err() {
+        return Ok(None);
+    }
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let deleted = home.join("users").join(domain).join(DELETED_DIR);
+    let failed = |e: &std::io::Error| {
+        Error::io(
+            format!(
+                "deleted {address}, but unable to move {} aside",
+                dir.display()
+            ),
+            e,
+        )
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&deleted) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && deleted.is_dir() => {}
+        Err(e) => return Err(failed(&e)),
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let base = format!("{local}.{now}");
+    for n in 1..=MAX_DELETED_SUFFIX {
+        let name = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}.{n}")
+        };
+        let to = deleted.join(name);
+        // rename(2) would silently replace an empty directory: look first (under the
+        // database lock, so no other postern-user races us).
+        if std::fs::symlink_metadata(&to).is_ok() {
+            continue;
+        }
+        std::fs::rename(dir, &to).map_err(|e| failed(&e))?;
+        postern_common::atomic::fsync_dir(&deleted).map_err(|e| failed(&e))?;
+        return Ok(Some(to));
+    }
+    Err(Error::temp(format!(
+        "deleted {address}, but unable to move {} aside: {} names taken",
+        dir.display(),
+        MAX_DELETED_SUFFIX
+    )))
 }
 
 fn user_list(ctx: &mut Ctx, rest: &[String]) -> Result<()> {

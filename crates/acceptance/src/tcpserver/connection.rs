@@ -1,11 +1,13 @@
-//! One connection, in its own thread of the parent: banner, names, rules, then the
-//! program as a child process with fd 0 = fd 1 = the socket, reaped here.
+//! One connection, in a short-lived thread of the parent (small stack, see
+//! [`STACK_SIZE`]): banner, names, rules, then the program as a child process with
+//! fd 0 = fd 1 = the socket. The thread ends as soon as the program is started: it
+//! reports the pid (or that no program was started) to the accept loop, which owns the
+//! slots and reaps the children.
 //!
 //! The rules are checked here, before any process is created: a denied client is
 //! simply closed (classic tcpserver forks first and the child exits 100; the client
 //! sees the same thing, minus a process).
 
-use super::limits::{Limits, Slot};
 use super::options::{Config, Verbosity};
 use super::plain_ip;
 use crate::cdb::Reader;
@@ -15,10 +17,19 @@ use postern_common::logline::LogLine;
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::{IpAddr, TcpStream};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// Stack of a connection thread. Measured on a debug build doing the PTR and `-p`
+/// forward lookups (hickory on a tokio runtime): overflows at 48 KiB, runs at 64 KiB.
+/// 256 KiB leaves room for lookups that go to the network; at `-c 40` that is 10 MB
+/// of address space, and only while 40 connections are being set up at once (the
+/// threads end when their program starts), instead of the default 2 MiB per thread
+/// for the whole life of each program.
+pub const STACK_SIZE: usize = 256 * 1024;
 
 /// Deadline for each name lookup (PTR, and the forward check of -p).
 pub const NAME_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,24 +111,76 @@ fn check_rules(config: &Config, client: &Client) -> RulesOutcome {
     }
 }
 
-fn status(limits: &Limits) -> String {
-    format!("{}/{}", limits.active(), limits.limit())
+/// What a connection thread tells the accept loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// The program runs as `pid`; its slot is freed when the loop reaps it.
+    Started { pid: u32, ip: IpAddr },
+    /// No program was started (denied, dropped, failed): free the slot now.
+    Closed { ip: IpAddr },
 }
 
-/// Serve one accepted connection; `slot` is released when this returns.
-pub fn handle(
-    mut stream: TcpStream,
-    config: &Config,
-    limits: &Arc<Limits>,
-    slot: Slot,
-    active: usize,
-) {
+/// What the accept loop shares with the connection threads.
+pub struct Shared {
+    pub config: Config,
+    pub reports: Sender<Report>,
+    /// Written after each report, to wake the loop's poll.
+    pub wake: UnixStream,
+    /// Held while a program is spawned and reported, and while the loop reaps: so the
+    /// loop never reaps a pid before it knows whose slot it holds.
+    pub spawn_lock: Mutex<()>,
+}
+
+impl Shared {
+    fn send(&self, report: Report) {
+        let _ = self.reports.send(report);
+        // Non-blocking: a full pipe already wakes the loop.
+        let _ = (&self.wake).write(&[0]);
+    }
+
+    pub fn lock_spawns(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The lock guards no data, so a poisoned one is still good.
+        self.spawn_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Reports `Closed` when dropped without having reported a start: every way out of
+/// [`handle`], a panic included, frees the slot.
+struct Reporter<'a> {
+    shared: &'a Shared,
+    ip: IpAddr,
+    sent: bool,
+}
+
+impl Reporter<'_> {
+    fn started(&mut self, pid: u32) {
+        self.shared.send(Report::Started { pid, ip: self.ip });
+        self.sent = true;
+    }
+}
+
+impl Drop for Reporter<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.shared.send(Report::Closed { ip: self.ip });
+        }
+    }
+}
+
+/// Serve one accepted connection from `ip` (whose slot the loop has taken; `active`
+/// connections with it, for the log).
+pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize) {
+    let mut reporter = Reporter {
+        shared,
+        ip,
+        sent: false,
+    };
+    let config = &shared.config;
     let verbose = config.verbosity == Verbosity::Verbose;
     let errors = config.verbosity != Verbosity::Quiet;
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
-    let ip = plain_ip(peer.ip());
     let local_ip = plain_ip(local.ip());
     if !config.banner.is_empty() {
         let _ = stream.set_write_timeout(Some(BANNER_WRITE_TIMEOUT));
@@ -194,13 +257,15 @@ pub fn handle(
     };
     cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(stdin)));
     cmd.stdout(Stdio::from(std::os::fd::OwnedFd::from(stdout)));
+    let guard = shared.lock_spawns();
     let spawned = cmd.spawn();
     // The child has its own copies; the parent must not keep the connection open.
     drop(cmd);
     drop(stream);
-    let mut child = match spawned {
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
+            drop(guard);
             if errors {
                 LogLine::event("error")
                     .kv("ip", ip)
@@ -214,6 +279,10 @@ pub fn handle(
         }
     };
     let pid = child.id();
+    // Dropping a Child neither waits nor kills: the accept loop reaps it.
+    drop(child);
+    reporter.started(pid);
+    // Still under the lock, so this line comes before the loop's `end` line.
     if verbose {
         LogLine::event("start")
             .kv("ip", ip)
@@ -222,23 +291,8 @@ pub fn handle(
             .kv("localport", local.port())
             .kv("pid", pid)
             .kv("rule", decision.rule_name())
-            .kv("status", format!("{active}/{}", limits.limit()))
+            .kv("status", format!("{active}/{}", config.limit))
             .emit();
     }
-    let exit = child.wait();
-    drop(slot);
-    if verbose {
-        let mut line = LogLine::event("end")
-            .kv("pid", pid)
-            .kv("status", status(limits));
-        match exit {
-            Ok(s) => match (s.code(), s.signal()) {
-                (Some(code), _) => line.push("exit", code),
-                (None, Some(sig)) => line.push("signal", sig),
-                _ => line.push("exit", "unknown"),
-            },
-            Err(e) => line.push("exit", format!("unknown: {e}")),
-        }
-        line.emit();
-    }
+    drop(guard);
 }

@@ -1,48 +1,33 @@
-//! Connection slots: at most `limit` connections at once (the accept loop waits for a
-//! free slot before accepting, so extra clients wait in the kernel's backlog), and at
-//! most `per_ip` from one address (over it, the connection is refused). A [`Slot`] is
-//! held from accept until the connection's child has been reaped; dropping it frees it.
+//! Connection slots, kept by the accept loop alone (no locks): at most `limit`
+//! connections at once (the loop stops accepting while full, so extra clients wait in
+//! the kernel's backlog), and at most `per_ip` from one address (over it, the
+//! connection is refused). A slot is taken at accept; it is freed when the connection
+//! ends without a program (denied, dropped, failed), or — once the program runs — when
+//! the accept loop has reaped the program's process.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-
-#[derive(Debug, Default)]
-struct Counts {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
 
 #[derive(Debug)]
 pub struct Limits {
     limit: usize,
     per_ip: usize,
-    counts: Mutex<Counts>,
-    freed: Condvar,
-}
-
-/// One connection's share of the limits.
-#[derive(Debug)]
-pub struct Slot {
-    limits: Arc<Limits>,
-    ip: IpAddr,
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+    /// Programs running, by pid: each holds the slot of its client's address.
+    running: HashMap<u32, IpAddr>,
 }
 
 impl Limits {
     /// `per_ip` 0 = no per-address limit.
-    pub fn new(limit: usize, per_ip: usize) -> Arc<Limits> {
-        Arc::new(Limits {
+    pub fn new(limit: usize, per_ip: usize) -> Limits {
+        Limits {
             limit,
             per_ip,
-            counts: Mutex::new(Counts::default()),
-            freed: Condvar::new(),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Counts> {
-        // A panicking connection thread cannot leave the counts inconsistent (each
-        // update is one statement), so a poisoned lock is still usable.
-        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+            total: 0,
+            by_ip: HashMap::new(),
+            running: HashMap::new(),
+        }
     }
 
     pub fn limit(&self) -> usize {
@@ -51,49 +36,51 @@ impl Limits {
 
     /// Connections open now.
     pub fn active(&self) -> usize {
-        self.lock().total
+        self.total
     }
 
-    /// Block until fewer than `limit` connections are open.
-    pub fn wait_for_room(&self) {
-        let mut c = self.lock();
-        while c.total >= self.limit {
-            c = self.freed.wait(c).unwrap_or_else(|p| p.into_inner());
-        }
+    /// Whether `limit` connections are open (stop accepting).
+    pub fn full(&self) -> bool {
+        self.total >= self.limit
     }
 
     /// Take a slot for a connection from `ip`, or `None` when `ip` already has
-    /// `per_ip` connections. Returns the slot and the new total.
-    pub fn take(self: &Arc<Self>, ip: IpAddr) -> Option<(Slot, usize)> {
-        let mut c = self.lock();
-        let mine = c.per_ip.get(&ip).copied().unwrap_or(0);
+    /// `per_ip` connections. Returns the new total.
+    pub fn take(&mut self, ip: IpAddr) -> Option<usize> {
+        let mine = self.by_ip.get(&ip).copied().unwrap_or(0);
         if self.per_ip > 0 && mine >= self.per_ip {
             return None;
         }
-        c.per_ip.insert(ip, mine + 1);
-        c.total += 1;
-        Some((
-            Slot {
-                limits: Arc::clone(self),
-                ip,
-            },
-            c.total,
-        ))
+        self.by_ip.insert(ip, mine + 1);
+        self.total += 1;
+        Some(self.total)
     }
-}
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.limits.lock();
-        c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_ip.get_mut(&self.ip) {
+    /// Free a slot of `ip` (its connection ended without a program).
+    pub fn release(&mut self, ip: IpAddr) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.by_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                c.per_ip.remove(&self.ip);
+                self.by_ip.remove(&ip);
             }
         }
-        drop(c);
-        self.limits.freed.notify_all();
+    }
+
+    /// The slot of `ip` now belongs to the program running as `pid`.
+    pub fn started(&mut self, pid: u32, ip: IpAddr) {
+        self.running.insert(pid, ip);
+    }
+
+    /// `pid` has been reaped: free its slot. False if `pid` was not ours.
+    pub fn reaped(&mut self, pid: u32) -> bool {
+        match self.running.remove(&pid) {
+            Some(ip) => {
+                self.release(ip);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -103,28 +90,31 @@ mod tests {
 
     #[test]
     fn counts_per_ip_and_total() {
-        let l = Limits::new(3, 2);
+        let mut l = Limits::new(3, 2);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let (s1, n1) = l.take(a).unwrap();
-        let (_s2, n2) = l.take(a).unwrap();
-        assert_eq!((n1, n2), (1, 2));
+        assert_eq!((l.take(a), l.take(a)), (Some(1), Some(2)));
         assert!(l.take(a).is_none());
-        let (_s3, n3) = l.take(b).unwrap();
-        assert_eq!(n3, 3);
-        drop(s1);
+        assert_eq!(l.take(b), Some(3));
+        assert!(l.full());
+        l.release(a);
         assert_eq!(l.active(), 2);
+        assert!(!l.full());
         assert!(l.take(a).is_some());
     }
 
     #[test]
-    fn waiting_ends_when_a_slot_frees() {
-        let l = Limits::new(1, 0);
-        let (slot, _) = l.take("::1".parse().unwrap()).unwrap();
-        let l2 = Arc::clone(&l);
-        let t = std::thread::spawn(move || l2.wait_for_room());
-        drop(slot);
-        t.join().unwrap();
+    fn a_running_program_holds_its_slot_until_reaped() {
+        let mut l = Limits::new(1, 1);
+        let a: IpAddr = "::1".parse().unwrap();
+        l.take(a).unwrap();
+        l.started(4242, a);
+        assert!(l.full() && l.take(a).is_none());
+        assert!(!l.reaped(4243), "not ours");
+        assert!(l.full());
+        assert!(l.reaped(4242));
+        assert_eq!(l.active(), 0);
+        assert!(!l.reaped(4242), "only once");
         assert_eq!(l.active(), 0);
     }
 }

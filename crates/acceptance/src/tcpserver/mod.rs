@@ -2,28 +2,39 @@
 //! UCSPI environment and fd 0 = fd 1 = the socket (interop §3.1).
 //!
 //! The parent binds, drops privileges (`-u`/`-g`/`-U`) before any client byte is read,
-//! and runs the accept loop. Each connection gets a thread that writes the banner,
-//! looks up names, checks the rules (reopening the cdb every time), spawns the program
-//! and reaps it; the thread holds the connection's [`limits::Slot`], so the count is
-//! exact without a SIGCHLD handler. SIGTERM makes the parent exit 0 at once; running
-//! programs are separate processes and carry on.
+//! and runs one loop that polls the listening socket, a signalfd (SIGCHLD, SIGTERM)
+//! and a wake-up socket. Each accepted connection gets a short-lived thread with a
+//! small stack ([`connection::STACK_SIZE`]) that writes the banner, looks up names,
+//! checks the rules (reopening the cdb every time), spawns the program and reports its
+//! pid; the thread then ends. The loop alone owns the slots ([`limits`]) and reaps the
+//! children on SIGCHLD, so the parent's memory grows with connections being set up,
+//! not with programs running: it stays small under `postern-softlimit`. A connection
+//! whose thread cannot be started is closed and logged; the listener carries on.
+//! SIGTERM makes the parent exit 0 at once; running programs are separate processes
+//! and carry on.
 
 pub mod connection;
 pub mod limits;
 pub mod options;
 
+use connection::{Report, Shared};
 use limits::Limits;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{
     self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage,
 };
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use options::{Config, Verbosity};
 use postern_common::logline::LogLine;
 use postern_common::{getopt, privilege, Error, Result, ResultExt};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const PROG: &str = "postern-tcpserver";
@@ -49,8 +60,8 @@ pub fn main() -> Result<()> {
         .temp("unable to open /dev/null")?;
     nix::unistd::dup2_stdin(&null).temp("unable to close stdin")?;
     nix::unistd::dup2_stdout(&null).temp("unable to close stdout")?;
-    exit_on_sigterm()?;
-    serve(listener, Arc::new(config))
+    let signals = signal_fd()?;
+    serve(listener, config, signals)
 }
 
 /// Bind with SO_REUSEADDR and the requested backlog.
@@ -73,30 +84,38 @@ fn bind(c: &Config) -> Result<TcpListener> {
     Ok(TcpListener::from(fd))
 }
 
+/// `-u` without `-g` takes the uid's primary group from the password database (as
+/// setuidgid does); a uid with no entry there needs `-g`. Either way the supplementary
+/// groups are replaced by the one gid: nothing of root's groups survives `-u`.
 fn drop_privileges(c: &Config) -> Result<()> {
     if c.uid.is_none() && c.gid.is_none() {
         return Ok(());
     }
+    let gid = match (c.uid, c.gid) {
+        (_, Some(gid)) => gid,
+        (Some(uid), None) => match privilege::account_of(uid) {
+            Some(account) => account.gid,
+            None => {
+                return Err(Error::perm(format!(
+                    "-u {uid}: no such uid in the password database: give -g too"
+                )))
+            }
+        },
+        (None, None) => nix::unistd::getgid().as_raw(),
+    };
     let uid = c.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
-    let gid = c.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw());
     privilege::drop_to(uid, gid)
 }
 
-/// SIGTERM: exit 0 now, leaving the children running (classic behaviour). The signal
-/// is blocked here, before any other thread exists, and taken by one waiting thread.
-fn exit_on_sigterm() -> Result<()> {
+/// Block SIGTERM and SIGCHLD (before any thread exists, so every thread inherits the
+/// mask; programs are spawned with an empty mask) and take them from a signalfd.
+fn signal_fd() -> Result<SignalFd> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
-    set.thread_block().temp("unable to block SIGTERM")?;
-    std::thread::Builder::new()
-        .name("sigterm".into())
-        .spawn(move || {
-            if set.wait().is_ok() {
-                std::process::exit(0);
-            }
-        })
-        .temp("unable to start the signal thread")?;
-    Ok(())
+    set.add(Signal::SIGCHLD);
+    set.thread_block().temp("unable to block signals")?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .temp("unable to create a signalfd")
 }
 
 /// IPv4-mapped IPv6 addresses (from a dual-stack `::` socket) are shown as IPv4, so
@@ -108,52 +127,163 @@ pub fn plain_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
-    let limits = Limits::new(config.limit, config.per_ip);
+/// The accept loop: poll, take signals, reports and connections, never block
+/// elsewhere (except briefly on the spawn lock while reaping).
+fn serve(listener: TcpListener, config: Config, signals: SignalFd) -> Result<()> {
+    listener
+        .set_nonblocking(true)
+        .temp("unable to set up the listening socket")?;
+    let (wake_rx, wake_tx) = UnixStream::pair().temp("unable to create a socket pair")?;
+    wake_rx
+        .set_nonblocking(true)
+        .and_then(|_| wake_tx.set_nonblocking(true))
+        .temp("unable to set up the socket pair")?;
+    let (tx, rx) = mpsc::channel();
+    let mut limits = Limits::new(config.limit, config.per_ip);
+    let shared = Arc::new(Shared {
+        config,
+        reports: tx,
+        wake: wake_tx,
+        spawn_lock: Mutex::new(()),
+    });
     loop {
-        limits.wait_for_room();
-        let (stream, peer) = match listener.accept() {
-            Ok(x) => x,
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    if config.verbosity != Verbosity::Quiet {
-                        LogLine::event("error")
-                            .kv("reason", format!("unable to accept: {e}"))
-                            .emit();
-                    }
-                    std::thread::sleep(ACCEPT_RETRY);
-                }
-                continue;
-            }
+        let accepting = if limits.full() {
+            PollFlags::empty()
+        } else {
+            PollFlags::POLLIN
         };
-        let ip = plain_ip(peer.ip());
-        let Some((slot, active)) = limits.take(ip) else {
-            if config.verbosity != Verbosity::Quiet {
-                LogLine::event("refuse")
-                    .kv("reason", "perip")
-                    .kv("ip", ip)
-                    .kv("port", peer.port())
-                    .emit();
-            }
-            drop(stream);
+        let mut fds = [
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), accepting),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).temp("unable to poll"),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        if ready[0] {
+            take_signals(&signals, &shared, &rx, &mut limits);
+        }
+        if ready[1] {
+            let mut buf = [0u8; 256];
+            while matches!((&wake_rx).read(&mut buf), Ok(n) if n > 0) {}
+            take_reports(&rx, &mut limits);
+        }
+        if ready[2] && !limits.full() {
+            accept_one(&listener, &shared, &mut limits);
+        }
+    }
+}
+
+/// SIGTERM: exit 0 now, leaving the children running (classic behaviour). SIGCHLD:
+/// reap every child that has ended.
+fn take_signals(signals: &SignalFd, shared: &Shared, rx: &Receiver<Report>, limits: &mut Limits) {
+    let mut child = false;
+    while let Ok(Some(info)) = signals.read_signal() {
+        match Signal::try_from(info.ssi_signo as i32) {
+            Ok(Signal::SIGTERM) => std::process::exit(0),
+            Ok(Signal::SIGCHLD) => child = true,
+            _ => {}
+        }
+    }
+    if child {
+        reap(shared, rx, limits);
+    }
+}
+
+/// Apply the connection threads' reports to the slots.
+fn take_reports(rx: &Receiver<Report>, limits: &mut Limits) {
+    for report in rx.try_iter() {
+        match report {
+            Report::Started { pid, ip } => limits.started(pid, ip),
+            Report::Closed { ip } => limits.release(ip),
+        }
+    }
+}
+
+/// Wait for every ended child and free its slot. Under the spawn lock, after taking
+/// the reports: every pid we can reap has been reported.
+fn reap(shared: &Shared, rx: &Receiver<Report>, limits: &mut Limits) {
+    let _spawns = shared.lock_spawns();
+    take_reports(rx, limits);
+    let verbose = shared.config.verbosity == Verbosity::Verbose;
+    loop {
+        let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
+            Ok(s) => s,
+        };
+        let Some(pid) = status.pid() else { continue };
+        let pid = pid.as_raw() as u32;
+        if !limits.reaped(pid) || !verbose {
             continue;
-        };
-        let conf = Arc::clone(&config);
-        let lim = Arc::clone(&limits);
-        let spawned = std::thread::Builder::new()
-            .name("connection".into())
-            .spawn(move || {
-                connection::handle(stream, &conf, &lim, slot, active);
-            });
-        if let Err(e) = spawned {
-            // The closure (and with it the stream and the slot) is dropped: the client
-            // sees a close and the slot is freed.
+        }
+        let mut line = LogLine::event("end")
+            .kv("pid", pid)
+            .kv("status", format!("{}/{}", limits.active(), limits.limit()));
+        match status {
+            WaitStatus::Exited(_, code) => line.push("exit", code),
+            WaitStatus::Signaled(_, sig, _) => line.push("signal", sig as i32),
+            _ => line.push("exit", "unknown"),
+        }
+        line.emit();
+    }
+}
+
+/// Accept one connection and start its thread.
+fn accept_one(listener: &TcpListener, shared: &Arc<Shared>, limits: &mut Limits) {
+    let config = &shared.config;
+    let (stream, peer) = match listener.accept() {
+        Ok(x) => x,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            ) =>
+        {
+            return
+        }
+        Err(e) => {
             if config.verbosity != Verbosity::Quiet {
                 LogLine::event("error")
-                    .kv("ip", ip)
-                    .kv("reason", format!("unable to start thread: {e}"))
+                    .kv("reason", format!("unable to accept: {e}"))
                     .emit();
             }
+            // E.g. out of descriptors: let some connections end first.
+            std::thread::sleep(ACCEPT_RETRY);
+            return;
+        }
+    };
+    let ip = plain_ip(peer.ip());
+    if stream.set_nonblocking(false).is_err() {
+        return;
+    }
+    let Some(active) = limits.take(ip) else {
+        if config.verbosity != Verbosity::Quiet {
+            LogLine::event("refuse")
+                .kv("reason", "perip")
+                .kv("ip", ip)
+                .kv("port", peer.port())
+                .emit();
+        }
+        return;
+    };
+    let thread_shared = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("connection".into())
+        .stack_size(connection::STACK_SIZE)
+        .spawn(move || connection::handle(stream, &thread_shared, ip, active));
+    if let Err(e) = spawned {
+        // The closure (and with it the stream) is dropped: the client sees a close.
+        limits.release(ip);
+        if config.verbosity != Verbosity::Quiet {
+            LogLine::event("error")
+                .kv("ip", ip)
+                .kv("reason", format!("unable to start thread: {e}"))
+                .emit();
         }
     }
 }

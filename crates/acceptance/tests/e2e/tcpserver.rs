@@ -514,3 +514,130 @@ fn h_looks_up_the_remote_name_and_p_checks_it() {
         Some("localhost")
     );
 }
+
+/// A program that greets at once, then waits until the test releases everyone.
+fn greeting_child(dir: &Path) -> std::path::PathBuf {
+    let body = format!(
+        "#!/bin/sh\necho ok\nwhile [ ! -e {d}/release ]; do sleep 0.05; done\necho bye\n",
+        d = dir.display()
+    );
+    let path = dir.join("greeting");
+    postern_testkit::write_script(&path, &body);
+    path
+}
+
+/// Hold `n` connections to `port` open at once, each served (`ok`), then release them
+/// all and check each got the rest.
+fn hold_connections(dir: &Path, port: u16, n: usize) {
+    use std::io::{BufRead, BufReader};
+    let _ = fs::remove_file(dir.join("release"));
+    let mut held = Vec::new();
+    for i in 0..n {
+        let conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut reader = BufReader::new(conn);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        assert_eq!(line, "ok\n", "connection {} of {n} was not served", i + 1);
+        held.push(reader);
+    }
+    fs::write(dir.join("release"), "").unwrap();
+    for (i, mut reader) in held.into_iter().enumerate() {
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+        assert_eq!(rest, "bye\n", "connection {} of {n}", i + 1);
+    }
+}
+
+/// Regression: under `postern-softlimit -m 64000000` the listener ran out of memory
+/// with a thread (2 MiB of stack) per running program: 25 of 40 connections served,
+/// and a debug build aborted. The parent now only has a thread, with a small stack,
+/// while a connection is set up, and reaps the programs from its loop.
+#[test]
+fn forty_connections_at_once_under_softlimit_64m_are_all_served() {
+    let softlimit = postern_testkit::target_dir().join("postern-softlimit");
+    if !softlimit.is_file() {
+        eprintln!("skipped: postern-softlimit not built (cargo build --workspace)");
+        return;
+    }
+    let dir = tempdir();
+    let child = greeting_child(dir.path());
+    // Name lookups on (no -H): the heavier path. Loopback names are answered inside
+    // the resolver; the configured server is never asked.
+    let home = crate::instance("127.0.0.1:9");
+    for (limit, n) in [("40", 40), ("200", 120)] {
+        let mut cmd = Command::new(&softlimit);
+        cmd.args(["-m", "64000000"])
+            .arg(bin("postern-tcpserver"))
+            .args(["-1", "-v", "-c", limit, "127.0.0.1", "0"])
+            .arg(&child)
+            .env("POSTERN_HOME", home.path());
+        let s = Server::start(cmd);
+        hold_connections(dir.path(), s.port, n);
+        // Still accepting afterwards, and nothing went wrong on the way.
+        hold_connections(dir.path(), s.port, 1);
+        expect_within(TIMEOUT, "every program reaped", || {
+            s.log_lines()
+                .iter()
+                .filter(|l| l.contains("event=end"))
+                .count()
+                == n + 1
+        });
+        let errors: Vec<String> = s
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.contains("event=error") || l.contains("memory"))
+            .collect();
+        assert!(errors.is_empty(), "-c {limit}: {errors:?}");
+        assert!(
+            s.log_lines().last().unwrap().contains("status=0/"),
+            "all slots free"
+        );
+    }
+}
+
+/// Regression: `-u` without `-g` kept gid 0 (and root's groups). It now takes the
+/// uid's primary group from the password database, and refuses a uid not there.
+#[test]
+fn u_without_g_takes_the_primary_group_never_gid_0() {
+    if !postern_common::privilege::is_root() {
+        eprintln!("skipped: needs root to change ids");
+        return;
+    }
+    let dir = tempdir();
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let child = script(
+        &dir,
+        "child",
+        "#!/bin/sh\necho \"$(id -u) $(id -g) $(id -G)\"\n",
+    );
+    let nobody = postern_common::privilege::lookup_account("nobody").unwrap();
+    assert_ne!(nobody.gid, 0);
+    let uid = nobody.uid.to_string();
+    let s = server(&["-1", "-H", "-u", &uid, "127.0.0.1", "0"], &[&child]);
+    assert_eq!(
+        read_all(&format!("127.0.0.1:{}", s.port)),
+        format!("{uid} {g} {g}\n", g = nobody.gid)
+    );
+    let gid = postern_testkit::proc_status_field(s.daemon.pid(), "Gid").unwrap();
+    assert!(
+        gid.split_whitespace().all(|g| g == nobody.gid.to_string()),
+        "parent gid {gid}"
+    );
+    let groups = postern_testkit::proc_status_field(s.daemon.pid(), "Groups").unwrap();
+    assert_eq!(groups, nobody.gid.to_string());
+    // A uid with no account: which group is unknown, so -g is needed.
+    let (code, _out, err) = run(
+        Command::new(bin("postern-tcpserver")).args(["-u", "4000123", "127.0.0.1", "0", "true"]),
+        TIMEOUT,
+    );
+    assert_eq!(code, Some(100), "{err}");
+    assert_eq!(
+        err,
+        "postern-tcpserver: fatal: -u 4000123: no such uid in the password database: give -g too\n"
+    );
+}

@@ -276,3 +276,54 @@ expect(p.sock.recv(100) == b'', 'closed by the server after the idle timeout')
     inst.wait_log("reason=timeout", 1);
     assert_eq!(inst.names("new"), vec!["1.a.host"]);
 }
+
+/// Regression: deletions at QUIT never updated Maildir++'s `maildirsize`, so a
+/// mailbox emptied over POP3 stayed "over quota". Now QUIT appends `-bytes -count`
+/// for what it deleted, sizes counted as the quota code counts them (`,S=`, else the
+/// file's length).
+#[test]
+fn deletions_at_quit_update_maildirsize() {
+    use postern_mailstore::maildir::{parse_size_file, Usage};
+    let inst = Instance::new();
+    // The first name carries its size (,S=), which wins over the file's length.
+    let named = "1700000001.M1P1.host,S=1000";
+    inst.deliver("new", named, M1, 1_700_000_001);
+    inst.deliver("new", "1700000002.M2P2.host", M2, 1_700_000_002);
+    inst.deliver("cur", "1700000003.M3P3.host:2,S", M3, 1_700_000_003);
+    let (s1, s2, s3) = (1000, M2.len() as i64, M3.len() as i64);
+    let size_file = inst.maildir.join("maildirsize");
+    fs::write(&size_file, format!("100000S\n{s1} 1\n{s2} 1\n{s3} 1\n")).unwrap();
+    inst.chown(&size_file);
+    let server = Server::start(inst.chain_factory());
+    python(
+        &server,
+        r#"
+p = login()
+expect(p.stat()[0] == 3, p.stat())
+p.dele(1)
+p.dele(2)
+p.quit()
+"#,
+    );
+    inst.wait_log("event=logout", 1);
+    assert_eq!(inst.names("new"), Vec::<String>::new());
+    assert_eq!(inst.names("cur"), vec!["1700000003.M3P3.host:2,S"]);
+    let text = fs::read_to_string(&size_file).unwrap();
+    let parsed = parse_size_file(&text).unwrap_or_else(|| panic!("{text:?}"));
+    assert_eq!(
+        parsed.usage,
+        Usage {
+            bytes: s3,
+            count: 1
+        },
+        "{text}"
+    );
+    assert_eq!(parsed.lines, 4, "one summed line for the session: {text}");
+    // Without a maildirsize, none is created.
+    let inst = Instance::new();
+    inst.deliver("new", "1700000004.M4P4.host", M1, 1_700_000_004);
+    let server = Server::start(inst.chain_factory());
+    python(&server, "p = login()\np.dele(1)\np.quit()\n");
+    inst.wait_log("event=logout", 1);
+    assert!(!inst.maildir.join("maildirsize").exists());
+}

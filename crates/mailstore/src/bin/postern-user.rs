@@ -1,8 +1,9 @@
 //! postern-user — manage virtual domains, mailboxes, passwords, quotas and aliases.
 //!
 //! Usage: `postern-user [--owner NAME] domain add DOMAIN [--postmaster ADDRESS]`,
-//! `domain del DOMAIN`, `domain list`, `add ADDRESS [--quota BYTES]`, `passwd ADDRESS`,
-//! `del ADDRESS`, `list [DOMAIN]`, `quota ADDRESS BYTES`, `alias add ADDRESS TARGET...`,
+//! `domain del DOMAIN`, `domain list`, `add ADDRESS [--quota BYTES] [--reuse]`,
+//! `passwd ADDRESS`, `del ADDRESS` (moves the mailbox to users/DOMAIN/.deleted/),
+//! `list [DOMAIN]`, `quota ADDRESS BYTES`, `alias add ADDRESS TARGET...`,
 //! `alias del ADDRESS`, `alias list`, `compile`.
 //!
 //! Edits `$POSTERN_HOME/control/{domains,users,aliases}` and recompiles the cdbs.

@@ -364,3 +364,120 @@ fn as_root_it_becomes_the_mailbox_owner() {
         ]
     );
 }
+
+/// Regression: parallel sessions each read the failure count before any of them had
+/// failed, so N concurrent guesses from one IP all went undelayed. Each attempt now
+/// counts as a failure before it is verified: the later ones wait.
+#[test]
+fn parallel_wrong_passwords_from_one_ip_are_delayed_like_sequential_ones() {
+    let i = std::sync::Arc::new(Instance::with_users(&[(ALICE, ALICE_PW)], None));
+    std::fs::write(i.control("authfaildelay"), "100\n").unwrap();
+    let attempts: Vec<_> = (0..6)
+        .map(|n| {
+            let i = std::sync::Arc::clone(&i);
+            std::thread::spawn(move || {
+                // Different accounts: only the shared IP links them.
+                let o = check_in(
+                    i.home(),
+                    CHECK_BIN,
+                    &login(&format!("guess{n}@x.test"), "wrong"),
+                    &["true"],
+                    "192.0.2.7",
+                    None,
+                );
+                assert_eq!(o.code(), Some(1), "{}", o.stderr);
+                o.stderr
+                    .split("delay=")
+                    .nth(1)
+                    .and_then(|d| d.trim().parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("no delay in {}", o.stderr))
+            })
+        })
+        .collect();
+    let mut delays: Vec<u64> = attempts.into_iter().map(|t| t.join().unwrap()).collect();
+    delays.sort();
+    assert_eq!(delays, [0, 0, 0, 100, 200, 400]);
+    // A success takes its own pending failure back and clears the IP: no lockout.
+    let o = check_in(
+        i.home(),
+        CHECK_BIN,
+        &login(ALICE, ALICE_PW),
+        &["true"],
+        "192.0.2.7",
+        None,
+    );
+    assert_eq!(o.code(), Some(0), "{}", o.stderr);
+    let o = check_in(
+        i.home(),
+        CHECK_BIN,
+        &login(ALICE, "wrong"),
+        &["true"],
+        "192.0.2.7",
+        None,
+    );
+    assert!(o.stderr.contains("delay=0"), "{}", o.stderr);
+}
+
+/// Regression: started as root, checkpassword became whoever owned the user's home,
+/// following symbolic links. It now becomes only the configured mailbox owner, and
+/// refuses a home that is a symlink or belongs to someone else.
+#[test]
+fn as_root_a_symlinked_or_foreign_home_is_refused() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let i = Instance::with_users(&[(ALICE, ALICE_PW)], None);
+    fs_no_delay(&i);
+    let home = i.home().join("users/x.test/alice");
+    // Someone else's directory, reached through a symlink in place of alice's home.
+    let other = Account::create("sl");
+    let target = i.home().join("elsewhere");
+    std::fs::rename(&home, &target).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{}:{}", other.uid, other.gid)])
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    std::os::unix::fs::symlink(&target, &home).unwrap();
+    let o = check(
+        &i,
+        &login(ALICE, ALICE_PW),
+        &["sh", "-c", "echo ran; id -u"],
+    );
+    assert_eq!(o.code(), Some(111), "{}", o.stderr);
+    assert_eq!(o.stdout, "", "the program must not run");
+    assert!(o.stderr.contains("is a symbolic link"), "{}", o.stderr);
+    // The real directory in place, but not the mailbox owner's: refused too.
+    std::fs::remove_file(&home).unwrap();
+    std::fs::rename(&target, &home).unwrap();
+    let o = check(
+        &i,
+        &login(ALICE, ALICE_PW),
+        &["sh", "-c", "echo ran; id -u"],
+    );
+    assert_eq!(o.code(), Some(111), "{}", o.stderr);
+    assert_eq!(o.stdout, "");
+    assert!(
+        o.stderr.contains(&format!("belongs to uid {}", other.uid))
+            && o.stderr.contains("not to the mailbox owner nobody"),
+        "{}",
+        o.stderr
+    );
+    // Given back to the owner: it runs, as the owner.
+    let chown = Command::new("chown")
+        .args(["-R", "nobody:"])
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let nobody = postern_common::privilege::lookup_account("nobody").unwrap();
+    let o = check(
+        &i,
+        &login(ALICE, ALICE_PW),
+        &["sh", "-c", "echo ran; id -u"],
+    );
+    assert_eq!(o.code(), Some(0), "{}", o.stderr);
+    assert_eq!(o.stdout, format!("ran\n{}\n", nobody.uid));
+}

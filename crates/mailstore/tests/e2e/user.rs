@@ -409,7 +409,14 @@ fn del_keeps_the_mail_and_domain_del_wants_an_empty_domain() {
         out.starts_with("deleted alice@x.test; its mail is kept in "),
         "{out}"
     );
-    assert!(i.home().join("users/x.test/alice/Maildir/new").is_dir());
+    let kept = deleted_dirs(i.home(), "alice");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        out.trim_end().ends_with(&kept[0].display().to_string()),
+        "{out}"
+    );
+    assert!(kept[0].join("Maildir/new").is_dir());
+    assert!(!i.home().join("users/x.test/alice").exists());
     assert!(postern_mailstore::lookup_user(i.home(), "alice@x.test")
         .unwrap()
         .is_none());
@@ -418,6 +425,87 @@ fn del_keeps_the_mail_and_domain_del_wants_an_empty_domain() {
     assert_eq!(fs::read_to_string(i.control("aliases")).unwrap(), "");
     assert_eq!(fs::read_to_string(i.control("rcpthosts")).unwrap(), "");
     assert!(!postern_mailstore::is_hosted_domain(i.home(), "x.test").unwrap());
+}
+
+/// The directories `del` moved `local@x.test`'s mailbox to.
+fn deleted_dirs(home: &Path, local: &str) -> Vec<PathBuf> {
+    let dir = home.join("users/x.test/.deleted");
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{local}."))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Regression: `del` then `add` of the same address gave the new owner the old mail.
+#[test]
+fn deleting_and_re_adding_an_address_does_not_hand_over_the_old_mail() {
+    let i = Instance::with_users(&[("alice@x.test", PW)], None);
+    let old_mail = i.home().join("users/x.test/alice/Maildir/new/1.old.x.test");
+    fs::write(&old_mail, "Subject: for the old alice\n\nsecret\n").unwrap();
+    i.user_ok(&["del", "alice@x.test"], "");
+    let kept = deleted_dirs(i.home(), "alice");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let name = kept[0].file_name().unwrap().to_string_lossy().into_owned();
+    let secs: u64 = name.strip_prefix("alice.").unwrap().parse().unwrap();
+    assert!(secs > 1_600_000_000, "alice.UNIXTIME: {name}");
+    assert_eq!(
+        mode(kept[0].parent().unwrap()),
+        0o700,
+        ".deleted is private"
+    );
+    assert!(
+        kept[0].join("Maildir/new/1.old.x.test").is_file(),
+        "mail kept"
+    );
+    // The new alice gets an empty mailbox.
+    i.user_ok(&["add", "alice@x.test"], &format!("{PW} again\n"));
+    let new = i.home().join("users/x.test/alice/Maildir/new");
+    assert_eq!(fs::read_dir(&new).unwrap().count(), 0);
+    // Deleted twice within a second: both kept, under different names.
+    i.user_ok(&["del", "alice@x.test"], "");
+    i.user_ok(&["add", "alice@x.test"], &format!("{PW} again\n"));
+    i.user_ok(&["del", "alice@x.test"], "");
+    assert_eq!(deleted_dirs(i.home(), "alice").len(), 3);
+}
+
+/// Regression: `add` accepted an existing mailbox directory (left by hand, or by an old
+/// `del`) and gave its mail to the new address; now it needs `--reuse`.
+#[test]
+fn add_refuses_an_existing_mailbox_directory_without_reuse() {
+    let i = Instance::with_users(&[], None);
+    let dir = i.home().join("users/x.test/bob/Maildir/new");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("1.old.x.test"), "old mail\n").unwrap();
+    let o = i.user(&["add", "bob@x.test"], &format!("{PW}\n"));
+    assert_eq!(o.code(), Some(100), "{}", o.stderr);
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(
+        o.stderr.starts_with("postern-user: fatal: ")
+            && o.stderr.contains("users/x.test/bob exists already")
+            && o.stderr.contains("--reuse"),
+        "{}",
+        o.stderr
+    );
+    assert!(postern_mailstore::lookup_user(i.home(), "bob@x.test")
+        .unwrap()
+        .is_none());
+    let o = i.user(&["add", "bob@x.test", "--reuse=yes"], &format!("{PW}\n"));
+    assert_eq!(o.code(), Some(100), "--reuse takes no value");
+    i.user_ok(&["add", "--reuse", "bob@x.test"], &format!("{PW}\n"));
+    assert!(postern_mailstore::lookup_user(i.home(), "bob@x.test")
+        .unwrap()
+        .is_some());
+    assert!(dir.join("1.old.x.test").is_file(), "reused, mail and all");
 }
 
 #[test]
