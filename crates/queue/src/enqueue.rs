@@ -1,0 +1,336 @@
+//! postern-queue: put one message into the queue (docs/queue.md, *postern-queue steps*;
+//! docs/postern-queue.md). Speaks the qmail-queue protocol: the message on fd 0, the
+//! envelope on fd 1; answers only with an exit code from [`crate::qq`], prints nothing.
+//!
+//! It may be installed setuid to the queue owner, so it trusts nothing from its caller
+//! but the two descriptors: `POSTERN_HOME` is honoured only when the real and effective
+//! ids agree, and it execs nothing.
+
+use crate::file::{self, Envelope};
+use crate::layout::{self, Id, Queue};
+use crate::protocol::{self, EnvelopeError};
+use crate::qq;
+use nix::unistd::{getegid, geteuid, getgid, getuid};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The whole job must finish within this, as qmail-queue's alarm(86400): exit 52.
+pub const TIME_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
+/// Room reserved for the header in front of the message. A larger envelope (about 60
+/// recipients or more) costs one extra copy of the message into a second file.
+pub const RESERVE: u64 = 4096;
+/// Tries at a fresh ID when `tmp/ID` exists (O_EXCL), before giving up with 63.
+pub const MAX_ID_TRIES: u32 = 100;
+/// Mode of queue files.
+pub const FILE_MODE: u32 = 0o640;
+/// Read and write in pieces of this size.
+const CHUNK: usize = 64 * 1024;
+
+/// The instance a setuid postern-queue uses: fixed when built (`POSTERN_QUEUE_HOME` at
+/// compile time), else `/var/postern`.
+pub fn setuid_home() -> PathBuf {
+    PathBuf::from(option_env!("POSTERN_QUEUE_HOME").unwrap_or(postern_common::home::DEFAULT_HOME))
+}
+
+/// Whether the caller's environment may be trusted: not running setuid or setgid.
+pub fn trusted_caller() -> bool {
+    getuid() == geteuid() && getgid() == getegid()
+}
+
+/// A failure: its exit code. Nothing is printed (qmail-queue prints no diagnostics).
+type Fail = i32;
+
+/// The program: run the job, exit with its code.
+pub fn main() -> ! {
+    let tmp: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+    start_alarm(Arc::clone(&tmp));
+    let code = match enqueue(&tmp) {
+        Ok(()) => qq::OK,
+        Err(code) => code,
+    };
+    std::process::exit(code)
+}
+
+/// After [`TIME_LIMIT`], remove the file being written (if any) and exit 52.
+fn start_alarm(tmp: Arc<Mutex<Option<PathBuf>>>) {
+    std::thread::spawn(move || {
+        std::thread::sleep(TIME_LIMIT);
+        if let Ok(guard) = tmp.lock() {
+            if let Some(path) = guard.as_ref() {
+                let _ = fs::remove_file(path);
+            }
+        }
+        std::process::exit(qq::TIMEOUT);
+    });
+}
+
+fn enqueue(tmp_slot: &Arc<Mutex<Option<PathBuf>>>) -> Result<(), Fail> {
+    let trusted = trusted_caller();
+    let home = if trusted {
+        postern_common::home::postern_home()
+    } else {
+        setuid_home()
+    };
+    let uid = getuid().as_raw();
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+    std::env::set_current_dir(&home).map_err(|_| qq::HOME_TROUBLE)?;
+    std::env::set_current_dir("queue").map_err(|_| qq::QUEUE_TROUBLE)?;
+    let queue = Queue::at(".");
+
+    let mut tmp = TmpFile::create(&queue, tmp_slot)?;
+    let received = received_line(std::process::id(), uid, SystemTime::now());
+    tmp.file
+        .seek(SeekFrom::Start(RESERVE))
+        .map_err(|_| qq::WRITE_ERROR)?;
+    tmp.file
+        .write_all(received.as_bytes())
+        .map_err(|_| qq::WRITE_ERROR)?;
+    copy_message(&mut io::stdin().lock(), &mut tmp.file)?;
+
+    let fd1 = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|_| qq::READ_ERROR)?;
+    let (sender, recipients) = protocol::read_envelope(&mut BufReader::new(File::from(fd1)))
+        .map_err(|e: EnvelopeError| e.exit_code())?;
+    if recipients.is_empty() {
+        // qmail-queue queues such a message and qmail-send drops it at once; keeping
+        // nothing is the same outcome without the round trip.
+        return Ok(());
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let envelope = Envelope {
+        sender,
+        recipients,
+        uid: Some(uid),
+        time: Some(now),
+        priority: wants_priority(trusted, uid, &home),
+        extra: Vec::new(),
+    };
+    let header = file::header(&envelope, RESERVE as usize);
+    if header.len() as u64 > RESERVE {
+        tmp = tmp.rewrite_with_header(&queue, tmp_slot, &header)?;
+    } else {
+        file::write_header_at_start(&mut tmp.file, &header).map_err(|_| qq::WRITE_ERROR)?;
+    }
+    tmp.file.sync_all().map_err(|_| qq::WRITE_ERROR)?;
+    tmp.commit(&queue)?;
+    layout::pull_trigger(&queue);
+    Ok(())
+}
+
+/// The trace line postern-queue puts in front of every message. Nothing in it comes
+/// from the caller, so nothing can be injected into the header.
+pub fn received_line(pid: u32, uid: u32, when: SystemTime) -> String {
+    let date = chrono::DateTime::<chrono::Utc>::from(when).format("%a, %d %b %Y %H:%M:%S +0000");
+    format!("Received: (postern-queue {pid} invoked by uid {uid}); {date}\n")
+}
+
+/// `POSTERN_PRIORITY=1` counts only from a caller allowed to ask (docs/queue.md).
+fn wants_priority(trusted: bool, uid: u32, home: &Path) -> bool {
+    if std::env::var_os("POSTERN_PRIORITY").is_none_or(|v| v != "1") {
+        return false;
+    }
+    if trusted || uid == 0 {
+        return true;
+    }
+    let control = postern_common::control::Control::for_home(home);
+    match control.list("priorityuids") {
+        Ok(lines) => lines.iter().any(|l| l.text.parse::<u32>() == Ok(uid)),
+        Err(_) => false, // only an optimisation: unreadable means no priority
+    }
+}
+
+/// Copy fd 0 to the file: read trouble is 54, write trouble 53.
+fn copy_message(input: &mut impl Read, out: &mut File) -> Result<(), Fail> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(qq::READ_ERROR),
+        };
+        out.write_all(&buf[..n]).map_err(|_| qq::WRITE_ERROR)?;
+    }
+}
+
+/// `tmp/ID` while it is being written: removed on drop unless committed.
+struct TmpFile {
+    id: Id,
+    path: PathBuf,
+    file: File,
+    slot: Arc<Mutex<Option<PathBuf>>>,
+    done: bool,
+}
+
+impl TmpFile {
+    /// Create a fresh `tmp/ID` with O_EXCL, trying new IDs while the name is taken.
+    fn create(queue: &Queue, slot: &Arc<Mutex<Option<PathBuf>>>) -> Result<TmpFile, Fail> {
+        TmpFile::create_with(queue, slot, Id::generate)
+    }
+
+    /// [`TmpFile::create`] with the IDs from `next_id` (tests force a collision).
+    fn create_with(
+        queue: &Queue,
+        slot: &Arc<Mutex<Option<PathBuf>>>,
+        mut next_id: impl FnMut() -> Id,
+    ) -> Result<TmpFile, Fail> {
+        for _ in 0..MAX_ID_TRIES {
+            let id = next_id();
+            let path = queue.tmp_file(&id.to_string());
+            let opened = OpenOptions::new()
+                .write(true)
+                .read(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(&path);
+            match opened {
+                Ok(file) => {
+                    if let Ok(mut s) = slot.lock() {
+                        *s = Some(path.clone());
+                    }
+                    return Ok(TmpFile {
+                        id,
+                        path,
+                        file,
+                        slot: Arc::clone(slot),
+                        done: false,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) if is_full(&e) => return Err(qq::WRITE_ERROR),
+                Err(_) => return Err(qq::TMP_TROUBLE),
+            }
+        }
+        Err(qq::TMP_TROUBLE)
+    }
+
+    /// The header did not fit the reservation: write header + message into a new file.
+    fn rewrite_with_header(
+        mut self,
+        queue: &Queue,
+        slot: &Arc<Mutex<Option<PathBuf>>>,
+        header: &[u8],
+    ) -> Result<TmpFile, Fail> {
+        let mut next = TmpFile::create(queue, slot)?;
+        next.file.write_all(header).map_err(|_| qq::WRITE_ERROR)?;
+        self.file
+            .seek(SeekFrom::Start(RESERVE))
+            .map_err(|_| qq::WRITE_ERROR)?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = match self.file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(qq::WRITE_ERROR),
+            };
+            next.file
+                .write_all(&buf[..n])
+                .map_err(|_| qq::WRITE_ERROR)?;
+        }
+        Ok(next) // dropping `self` removes the first file
+    }
+
+    /// `rename(tmp/ID, new/ID)` (never replacing anything), then fsync `new/`. If the
+    /// directory cannot be made durable the rename is undone, so exit ≠ 0 means nothing
+    /// was queued.
+    fn commit(mut self, queue: &Queue) -> Result<(), Fail> {
+        let id = self.id.to_string();
+        let target = queue.new_file(&id);
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &self.path,
+            nix::fcntl::AT_FDCWD,
+            &target,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(|_| qq::NEW_TROUBLE)?;
+        if postern_common::atomic::fsync_dir(&queue.new_dir()).is_err() {
+            let _ = fs::rename(&target, &self.path);
+            return Err(qq::NEW_TROUBLE);
+        }
+        self.done = true;
+        if let Ok(mut s) = self.slot.lock() {
+            *s = None;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.path);
+            if let Ok(mut s) = self.slot.lock() {
+                if s.as_deref() == Some(self.path.as_path()) {
+                    *s = None;
+                }
+            }
+        }
+    }
+}
+
+fn is_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_name_makes_it_try_the_next_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::at(dir.path());
+        fs::create_dir(queue.tmp()).unwrap();
+        let (a, b) = (
+            Id {
+                secs: 1,
+                nanos: 1,
+                pid: 1,
+            },
+            Id {
+                secs: 1,
+                nanos: 2,
+                pid: 1,
+            },
+        );
+        fs::write(queue.tmp_file(&a.to_string()), b"someone else's").unwrap();
+        let slot = Arc::default();
+        let mut ids = [a, b].into_iter();
+        let tmp = TmpFile::create_with(&queue, &slot, || ids.next().unwrap()).unwrap();
+        assert_eq!(tmp.id, b);
+        assert_eq!(
+            fs::read(queue.tmp_file(&a.to_string())).unwrap(),
+            b"someone else's"
+        );
+        assert_eq!(slot.lock().unwrap().as_deref(), Some(tmp.path.as_path()));
+        drop(tmp);
+        assert!(
+            !queue.tmp_file(&b.to_string()).exists(),
+            "an uncommitted file is removed"
+        );
+        // Always taken: gives up with 63 after MAX_ID_TRIES.
+        let err = TmpFile::create_with(&queue, &slot, || a).err();
+        assert_eq!(err, Some(qq::TMP_TROUBLE));
+    }
+
+    #[test]
+    fn received_line_is_fixed_text() {
+        let when = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        assert_eq!(
+            received_line(42, 1000, when),
+            "Received: (postern-queue 42 invoked by uid 1000); Mon, 21 Sep 2026 14:13:20 +0000\n"
+        );
+    }
+}
