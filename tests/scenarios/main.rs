@@ -2,6 +2,7 @@
 //! `postern-svscan`, from the binaries the workspace built.
 
 mod instance;
+mod mail_flow;
 mod pop3_service;
 mod supervised_logging;
 mod support;

@@ -78,6 +78,23 @@ enum Sub {
         #[arg(long)]
         interval: Option<u64>,
     },
+    /// Parse every control file and rules file and name each bad line (nothing is
+    /// written): run it before `cdb`.
+    Check,
+    /// The security checklist: every item PASS, WARN or FAIL, with the fix.
+    Audit {
+        /// Accept the instance as it is: write the checksums of the control files, run
+        /// scripts and binaries to control/.audit-checksums (and audit nothing).
+        #[arg(long)]
+        record: bool,
+        /// The SMTP service to probe as an outside client (default: the address in
+        /// service/smtpd/run).
+        #[arg(long, value_name = "IP:PORT")]
+        smtp: Option<String>,
+        /// Days an access rule may go unmatched in the logs before it is called stale.
+        #[arg(long, value_name = "DAYS", default_value_t = crate::audit::DEFAULT_STALE_DAYS)]
+        stale_days: u64,
+    },
 }
 
 /// A parsed command.
@@ -105,6 +122,12 @@ pub enum Command {
     },
     /// `posternctl report`.
     Report(crate::report::Options),
+    /// `posternctl check`.
+    Check {
+        home: PathBuf,
+    },
+    /// `posternctl audit`.
+    Audit(crate::audit::Options),
     /// Help was asked for and has been printed.
     Printed,
 }
@@ -169,6 +192,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         } => Command::Report(crate::report::Options::new(
             home, since, html, follow, interval,
         )?),
+        Sub::Check => Command::Check { home },
+        Sub::Audit {
+            record,
+            smtp,
+            stale_days,
+        } => Command::Audit(crate::audit::Options::new(home, record, smtp, stale_days)?),
     })
 }
 

@@ -20,7 +20,6 @@ pub const DIRECTORIES: &[(&str, u32)] = &[
     ("bin", 0o755),
     ("control", 0o755),
     ("control/tls", 0o700),
-    ("queue", 0o750),
     ("users", 0o711),
     ("quarantine", 0o700),
     ("quarantine/tmp", 0o700),
@@ -74,6 +73,12 @@ pub struct InitOptions {
 pub const NET_ACCOUNT: &str = "postern-net";
 /// The account the loggers run as in a root install.
 pub const LOG_ACCOUNT: &str = "postern-log";
+/// The account postern-send runs as in a root install.
+pub const SEND_ACCOUNT: &str = "postern-send";
+/// The account postern-ratelimit runs as in a root install.
+pub const RATELIMIT_ACCOUNT: &str = "postern-ratelimit";
+/// The accounts a root instance's run scripts need, in the order `init` uses them.
+pub const SERVICE_ACCOUNTS: &[&str] = &[NET_ACCOUNT, LOG_ACCOUNT, SEND_ACCOUNT, RATELIMIT_ACCOUNT];
 
 /// A domain name as an admin may type it: letters, digits, `-` and `.`, no leading dot.
 pub fn check_domain(domain: &str) -> Result<String> {
@@ -125,6 +130,8 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
         pop3_port: opts.ports.pop3,
         runas: String::new(),
         log_runas: String::new(),
+        send_runas: String::new(),
+        ratelimit_runas: String::new(),
     };
     for t in templates::CONTROL {
         make_file(
@@ -136,18 +143,26 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
     }
     // Daemons never run as root: a root instance needs the service accounts.
     let services = if privilege::is_root() {
-        let net = privilege::lookup_account(NET_ACCOUNT);
-        let log = privilege::lookup_account(LOG_ACCOUNT);
-        match (net, log) {
-            (Ok(net), Ok(log)) => {
+        let accounts: Result<Vec<_>> = SERVICE_ACCOUNTS
+            .iter()
+            .map(|a| privilege::lookup_account(a))
+            .collect();
+        match accounts {
+            Ok(accounts) => {
+                let setuidgid = |a: &privilege::Account| {
+                    format!("{home_text}/bin/postern-setuidgid {}", a.name)
+                };
+                let net = &accounts[0];
                 values.runas = format!("-u {} -g {}", net.uid, net.gid);
-                values.log_runas = format!("{home_text}/bin/postern-setuidgid {}", log.name);
+                values.log_runas = setuidgid(&accounts[1]);
+                values.send_runas = setuidgid(&accounts[2]);
+                values.ratelimit_runas = setuidgid(&accounts[3]);
                 true
             }
-            _ => {
+            Err(_) => {
                 outcome.warnings.push(format!(
-                    "service directories not made: as root they need the accounts \
-                     {NET_ACCOUNT} and {LOG_ACCOUNT} (scripts/install makes them)"
+                    "service directories not made: as root they need the accounts {} (scripts/install makes them)",
+                    SERVICE_ACCOUNTS.join(", ")
                 ));
                 false
             }
@@ -204,6 +219,12 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
     if let Some(source) = &opts.bin_source {
         link_binaries(source, &home.join("bin"), &mut outcome)?;
     }
+    // The queue's inside (directories, modes, the trigger FIFO), from its own code.
+    let queue_made = postern_queue::layout::create(&home)?;
+    outcome.kept += postern_queue::layout::DIRECTORIES
+        .len()
+        .saturating_sub(queue_made.len());
+    outcome.created.extend(queue_made);
     // Compiled forms the daemons need, made only where missing (never replaced).
     let compiled = crate::cdb::compile_all(&home, true);
     outcome.created.extend(

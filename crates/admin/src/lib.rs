@@ -6,9 +6,13 @@
 //! - [`templates`]: the control defaults and service templates `init` installs.
 //! - [`services`]: start/stop/stat and friends, through postern-svc and postern-svstat.
 //! - [`report`]: `posternctl report`, the logs summarised as text, HTML or a live line.
+//! - [`check`]: `posternctl check`, every control and rules file parsed, bad lines named.
+//! - [`audit`]: `posternctl audit`, the security checklist (PASS / WARN / FAIL).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cdb;
+pub mod check;
 pub mod cli;
 pub mod init;
 pub mod report;
@@ -42,6 +46,8 @@ pub fn main() -> Result<()> {
         cli::Command::Stat { home, services } => services::stat(&home, &services),
         cli::Command::Send { home, flag } => services::signal_send(&home, flag),
         cli::Command::Report(opts) => report::run(&opts),
+        cli::Command::Check { home } => check::run(&home),
+        cli::Command::Audit(opts) => audit::run(&opts),
         cli::Command::Printed => Ok(()),
     }
 }

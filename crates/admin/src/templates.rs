@@ -51,7 +51,18 @@ pub const CONTROL: &[Template] = &[
 ];
 
 /// Service directories: `service/NAME/run` and `service/NAME/log/run`.
-pub const SERVICES: &[Template] = &[service!("pop3d/run"), service!("pop3d/log/run")];
+pub const SERVICES: &[Template] = &[
+    service!("smtpd/run"),
+    service!("smtpd/log/run"),
+    service!("submission/run"),
+    service!("submission/log/run"),
+    service!("pop3d/run"),
+    service!("pop3d/log/run"),
+    service!("send/run"),
+    service!("send/log/run"),
+    service!("ratelimit/run"),
+    service!("ratelimit/log/run"),
+];
 
 /// The values a template's placeholders stand for.
 #[derive(Debug, Clone)]
@@ -72,6 +83,10 @@ pub struct Values {
     /// `@LOGRUNAS@`: `…/postern-setuidgid ACCOUNT` for loggers; empty in a single-user
     /// instance.
     pub log_runas: String,
+    /// `@SENDRUNAS@`: the same for postern-send.
+    pub send_runas: String,
+    /// `@RATELIMITRUNAS@`: the same for postern-ratelimit.
+    pub ratelimit_runas: String,
 }
 
 /// Fill in the placeholders of a template.
@@ -85,6 +100,8 @@ pub fn render(contents: &str, v: &Values) -> String {
         .replace("@POP3PORT@", &v.pop3_port.to_string())
         .replace("@RUNAS@ ", &spaced(&v.runas))
         .replace("@LOGRUNAS@ ", &spaced(&v.log_runas))
+        .replace("@SENDRUNAS@ ", &spaced(&v.send_runas))
+        .replace("@RATELIMITRUNAS@ ", &spaced(&v.ratelimit_runas))
 }
 
 /// `text ` or nothing, so an empty value leaves no double space behind.
@@ -110,7 +127,17 @@ mod tests {
             pop3_port: 2110,
             runas: String::new(),
             log_runas: String::new(),
+            send_runas: String::new(),
+            ratelimit_runas: String::new(),
         }
+    }
+
+    fn service(path: &str) -> &'static str {
+        SERVICES
+            .iter()
+            .find(|t| t.path == format!("service/{path}"))
+            .expect(path)
+            .contents
     }
 
     #[test]
@@ -132,10 +159,10 @@ mod tests {
 
     #[test]
     fn single_user_and_root_rendering() {
-        let pop3 = render(SERVICES[0].contents, &values());
+        let pop3 = render(service("pop3d/run"), &values());
         assert!(pop3.contains("127.0.0.1 2110"), "{pop3}");
         assert!(pop3.contains("\"$bin/postern-tlsd\" \\\n"), "{pop3}");
-        let log = render(SERVICES[1].contents, &values());
+        let log = render(service("pop3d/log/run"), &values());
         assert!(
             log.contains("exec /var/postern/bin/postern-multilog t"),
             "{log}"
@@ -143,12 +170,12 @@ mod tests {
         let mut root = values();
         root.runas = "-u 998 -g 997".into();
         root.log_runas = "/var/postern/bin/postern-setuidgid postern-log".into();
-        let pop3 = render(SERVICES[0].contents, &root);
+        let pop3 = render(service("pop3d/run"), &root);
         assert!(
             pop3.contains("\"$bin/postern-tlsd\" -u 998 -g 997 \\\n"),
             "{pop3}"
         );
-        let log = render(SERVICES[1].contents, &root);
+        let log = render(service("pop3d/log/run"), &root);
         assert!(log.contains("exec /var/postern/bin/postern-setuidgid postern-log /var/postern/bin/postern-multilog"), "{log}");
     }
 }

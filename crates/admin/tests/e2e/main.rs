@@ -1,3 +1,5 @@
 //! posternctl's end-to-end tests: the real binary, in temporary instances.
 
+mod audit;
+mod check;
 mod report;

@@ -1,0 +1,370 @@
+//! `posternctl check`: parse every control file and rules file of an instance with the
+//! parsers the daemons themselves use, and name every bad line — to be run before
+//! `posternctl cdb` or a reload, so a typo is found by the admin and not by a client.
+//!
+//! Nothing is written. Each problem is one line, `control/FILE:LINE: why`; a summary
+//! follows, and any problem makes the command fail (exit 100).
+//!
+//! The parsers are the real ones, never copies: `postern_acceptance::rules` (tcp.*),
+//! `postern_mailstore::userdb` (domains, users, aliases), `postern_filter::rules`
+//! (filter.rules), `postern_filter::engines` (scanners), `postern_filter::ratelimit`
+//! (ratelimit), `postern_delivery::remote::route` (smtproutes),
+//! `postern_acceptance::dns::parse_server` (resolvers) and
+//! `postern_common::control::Control::number` (the numbers). Where a parser stops at the
+//! first bad line, the line is set aside and the parser run again, so every bad line is
+//! found (up to [`MAX_PROBLEMS_PER_FILE`]).
+
+use postern_common::control::{Control, Line};
+use postern_common::logline::printable;
+use postern_common::{Error, Result};
+use std::path::Path;
+
+/// Most problems reported for one file (a file full of errors needs one look, not 10 000
+/// lines).
+pub const MAX_PROBLEMS_PER_FILE: usize = 50;
+
+/// Control files that hold one whole number, besides every `timeout*` and `concurrency*`.
+pub const NUMBER_FILES: &[&str] = &[
+    "databytes",
+    "queuelifetime",
+    "maxrcpts",
+    "maxunknownrcpts",
+    "unknownrcptdelay",
+    "authfaildelay",
+    "popularitylimit",
+];
+
+/// What `check` found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// One `control/FILE:LINE: why` per problem.
+    pub problems: Vec<String>,
+    /// How many files were looked at (present ones).
+    pub checked: usize,
+}
+
+/// Check the instance at `home`.
+pub fn check(home: &Path) -> Findings {
+    let control = Control::for_home(home);
+    let mut f = Findings::default();
+    for name in rule_files(&control) {
+        f.checked += 1;
+        f.problems.extend(rules_file(&control, &name));
+    }
+    user_database(&control, &mut f);
+    if exists(&control, "filter.rules") {
+        f.checked += 1;
+        f.problems.extend(filter_rules(&control));
+    }
+    per_line(&control, "scanners", &mut f, |line| {
+        postern_filter::engines::parse(std::slice::from_ref(line)).map(|_| ())
+    });
+    per_line(&control, "smtproutes", &mut f, |line| {
+        postern_delivery::remote::route::parse_line(line).map(|_| ())
+    });
+    per_line(
+        &control,
+        "resolvers",
+        &mut f,
+        |line| match postern_acceptance::dns::parse_server(&line.text) {
+            Some(_) => Ok(()),
+            None => Err(Error::perm(format!(
+                "control/resolvers:{}: not ip[:port]: {}",
+                line.number,
+                printable(&line.text)
+            ))),
+        },
+    );
+    if exists(&control, postern_filter::ratelimit::policy::FILE) {
+        f.checked += 1;
+        if let Err(e) = postern_filter::ratelimit::policy::Settings::load(&control) {
+            f.problems.push(e.msg);
+        }
+    }
+    for name in number_files(&control) {
+        f.checked += 1;
+        if let Err(e) = control.number(&name, 0) {
+            f.problems.push(e.msg);
+        }
+    }
+    f
+}
+
+/// `posternctl check`: print the problems and a summary; fail when there are any.
+pub fn run(home: &Path) -> Result<()> {
+    if !home.join("control").is_dir() {
+        return Err(Error::perm(format!(
+            "no instance at {}: {} is not a directory",
+            home.display(),
+            home.join("control").display()
+        )));
+    }
+    let f = check(home);
+    for p in &f.problems {
+        println!("{p}");
+    }
+    match f.problems.len() {
+        0 => {
+            println!(
+                "posternctl: check: {} control files, no problems",
+                f.checked
+            );
+            Ok(())
+        }
+        n => Err(Error::perm(format!(
+            "check: {n} problem(s) in {} control files; fix them before posternctl cdb",
+            f.checked
+        ))),
+    }
+}
+
+fn exists(control: &Control, name: &str) -> bool {
+    control.path(name).exists()
+}
+
+/// The access-rule sources: the three of `posternctl cdb`, and any other `tcp.NAME`.
+fn rule_files(control: &Control) -> Vec<String> {
+    let mut names: Vec<String> = crate::cdb::RULE_FILES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for name in control_names(control) {
+        if name.starts_with("tcp.")
+            && !name.ends_with(".cdb")
+            && !name.ends_with(".tmp")
+            && !names.contains(&name)
+        {
+            names.push(name);
+        }
+    }
+    names.retain(|n| exists(control, n));
+    names
+}
+
+/// The number files present: [`NUMBER_FILES`], `timeout*`, `concurrency*`.
+fn number_files(control: &Control) -> Vec<String> {
+    let mut names: Vec<String> = NUMBER_FILES.iter().map(|s| s.to_string()).collect();
+    for name in control_names(control) {
+        if (name.starts_with("timeout") || name.starts_with("concurrency"))
+            && !name.contains('.')
+            && !names.contains(&name)
+        {
+            names.push(name);
+        }
+    }
+    names.retain(|n| control.path(n).is_file());
+    names.sort();
+    names
+}
+
+/// The names of the files in `control/`, sorted.
+fn control_names(control: &Control) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(control.dir())
+        .map(|it| {
+            it.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// One tcprules source, line by line through `postern_acceptance::rules::parse_line`.
+fn rules_file(control: &Control, name: &str) -> Vec<String> {
+    let bytes = match std::fs::read(control.path(name)) {
+        Ok(b) => b,
+        Err(e) => {
+            return vec![format!(
+                "control/{name}: unable to read: {}",
+                postern_common::exit::describe_io(&e)
+            )]
+        }
+    };
+    let mut out = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if let Err(why) = postern_acceptance::rules::parse_line(line) {
+            let shown = &line[..line.len().min(200)];
+            out.push(format!(
+                "control/{name}:{}: {why}: {}",
+                i + 1,
+                printable(shown)
+            ));
+            if out.len() >= MAX_PROBLEMS_PER_FILE {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// `domains`, `users` and `aliases`, checked together as `postern_mailstore` compiles
+/// them; each bad line is set aside and the rest checked again.
+fn user_database(control: &Control, f: &mut Findings) {
+    use postern_mailstore::userdb::Sources;
+    let names = ["domains", "users", "aliases"];
+    let mut lists: Vec<Vec<Line>> = Vec::new();
+    for name in names {
+        if exists(control, name) {
+            f.checked += 1;
+        }
+        match control.list(name) {
+            Ok(l) => lists.push(l),
+            Err(e) => {
+                f.problems.push(e.msg);
+                return;
+            }
+        }
+    }
+    for _ in 0..MAX_PROBLEMS_PER_FILE * names.len() {
+        let Err(e) = Sources::parse(&lists[0], &lists[1], &lists[2]) else {
+            return;
+        };
+        let at = names
+            .iter()
+            .enumerate()
+            .find_map(|(i, n)| line_of(&e.msg, n).map(|l| (i, l)));
+        f.problems.push(e.msg);
+        let Some((i, number)) = at else { return };
+        let before = lists[i].len();
+        lists[i].retain(|l| l.number != number);
+        if lists[i].len() == before {
+            return;
+        }
+    }
+}
+
+/// The line number in a parser's `control/NAME:LINE: why` message.
+fn line_of(msg: &str, name: &str) -> Option<usize> {
+    let rest = msg.strip_prefix(&format!("control/{name}:"))?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    rest[digits.len()..].starts_with(':').then_some(())?;
+    digits.parse().ok()
+}
+
+/// `filter.rules` through `postern_filter::rules::parse`; after a bad line the parse goes
+/// on from the next one (earlier lines blanked, so the numbers stay right).
+fn filter_rules(control: &Control) -> Vec<String> {
+    let text = match control.read("filter.rules") {
+        Ok(Some(t)) => t,
+        Ok(None) => return Vec::new(),
+        Err(e) => return vec![e.msg],
+    };
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut from = 0;
+    let mut out = Vec::new();
+    while from < lines.len() && out.len() < MAX_PROBLEMS_PER_FILE {
+        let rest = "\n".repeat(from) + &lines[from..].join("\n");
+        match postern_filter::rules::parse(&rest) {
+            Ok(_) => break,
+            Err(e) => {
+                let number = line_of(&e.msg, "filter.rules");
+                out.push(e.msg);
+                match number {
+                    Some(n) if n > from => from = n,
+                    _ => break,
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A file whose lines stand alone: each meaningful line through `parse`.
+fn per_line(control: &Control, name: &str, f: &mut Findings, parse: impl Fn(&Line) -> Result<()>) {
+    let lines = match control.lines(name) {
+        Ok(Some(l)) => l,
+        Ok(None) => return,
+        Err(e) => {
+            f.checked += 1;
+            f.problems.push(e.msg);
+            return;
+        }
+    };
+    f.checked += 1;
+    let mut n = 0;
+    for line in &lines {
+        if let Err(e) = parse(line) {
+            f.problems.push(e.msg);
+            n += 1;
+            if n >= MAX_PROBLEMS_PER_FILE {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn instance(files: &[(&str, &str)]) -> postern_testkit::TempDir {
+        let dir = postern_testkit::tempdir();
+        fs::create_dir(dir.path().join("control")).unwrap();
+        for (name, text) in files {
+            fs::write(dir.path().join("control").join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_clean_instance_has_no_problems() {
+        let d = instance(&[
+            ("tcp.smtp", "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n"),
+            ("databytes", "1000\n"),
+            ("timeoutsmtpd", "300\n"),
+            ("filter.rules", postern_filter::rules::DEFAULT_RULES),
+            ("resolvers", "127.0.0.1:53\n::1\n"),
+            ("smtproutes", ":smarthost.test:2525\n"),
+        ]);
+        let f = check(d.path());
+        assert_eq!(f.problems, Vec::<String>::new());
+        assert_eq!(f.checked, 6);
+    }
+
+    #[test]
+    fn every_bad_line_is_named() {
+        let d = instance(&[
+            ("tcp.smtp", "# ok\n1.2.3.4 allow\n:allow\n5.6.7.8:deny,=x\n"),
+            ("databytes", "# max\nten\n"),
+            ("concurrencyfoo", "x\n"),
+            (
+                "filter.rules",
+                ".exe\t0\tExe\nbad line\n.com\t0\tCom\n([\tVirus-Subject\tbroken\n",
+            ),
+            ("scanners", "clamd:/run/x.sock\nsomething\n"),
+            ("resolvers", "1.2.3.4\nnot-an-ip\n"),
+            ("smtproutes", "example.test\n"),
+            ("domains", "example.test\nbad domain\n"),
+            ("users", "alice@example.test:plaintext:0\n"),
+            ("ratelimit", "window 0\n"),
+        ]);
+        let f = check(d.path());
+        let has = |prefix: &str| f.problems.iter().any(|p| p.starts_with(prefix));
+        for prefix in [
+            "control/tcp.smtp:2: ",
+            "control/tcp.smtp:4: ",
+            "control/databytes:2: not a whole number: ten",
+            "control/concurrencyfoo:1: ",
+            "control/filter.rules:2: ",
+            "control/filter.rules:4: bad pattern",
+            "control/scanners:2: ",
+            "control/resolvers:2: not ip[:port]",
+            "control/smtproutes:1: ",
+            "control/domains:2: ",
+            "control/users:1: ",
+            "control/ratelimit:1: ",
+        ] {
+            assert!(has(prefix), "{prefix} missing from {:#?}", f.problems);
+        }
+        assert_eq!(f.problems.len(), 12, "{:#?}", f.problems);
+    }
+
+    #[test]
+    fn line_numbers_are_read_from_messages() {
+        assert_eq!(line_of("control/users:12: bad", "users"), Some(12));
+        assert_eq!(line_of("control/users: bad", "users"), None);
+        assert_eq!(line_of("control/aliases:3: x", "users"), None);
+    }
+}

@@ -1,0 +1,19 @@
+//! Delivery: postern-send (the scheduler), postern-local (Maildir), postern-remote (SMTP
+//! client). The contract with the queue is docs/queue.md; each program has its page in
+//! docs/.
+//!
+//! - [`queuefile`] — reading the queue file (`PQ1` header, envelope, message offset).
+//! - [`progs`] — finding sibling programs and queueing a message through postern-queue.
+//! - [`local`], [`resolve`], [`maildir`] — postern-local: user database lookups and the
+//!   Maildir write.
+//! - [`remote`] — postern-remote: routes, DNS, the SMTP client, TLS, the report format.
+//! - [`send`] — postern-send: takeover, state files, the schedule, deliveries, bounces.
+#![forbid(unsafe_code)]
+
+pub mod local;
+pub mod maildir;
+pub mod progs;
+pub mod queuefile;
+pub mod remote;
+pub mod resolve;
+pub mod send;

@@ -1,0 +1,250 @@
+//! postern-remote: deliver one message to the recipients of one domain by SMTP
+//! (docs/postern-remote.md). `postern-remote DOMAIN SENDER RCPT...`, message on fd 0.
+//!
+//! - [`route`] — `control/smtproutes`.
+//! - [`dns`] — MX and A/AAAA lookups.
+//! - [`smtp`], [`reply`] — the client and its bounded reply reader.
+//! - [`tls`] — opportunistic STARTTLS.
+//! - [`report`] — the result records written on fd 1 (qmail-remote's format).
+
+pub mod dns;
+pub mod reply;
+pub mod report;
+pub mod route;
+pub mod smtp;
+pub mod tls;
+
+use postern_common::control::Control;
+use postern_common::{getopt, Error, Result, ResultExt};
+use route::Route;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+const USAGE: &str = "postern-remote domain sender recipient...";
+/// Largest message read from fd 0.
+pub const MAX_MESSAGE: u64 = 256 * 1024 * 1024;
+/// Most recipients in one run.
+pub const MAX_RCPTS: usize = 10_000;
+/// Most server addresses tried in one run.
+pub const MAX_TRIES: usize = 20;
+
+/// A server to try: the host name (for messages and SNI) and an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub addr: SocketAddr,
+}
+
+/// The servers for `domain`, in order, or the report letter and text if there are none.
+fn targets(control: &Control, domain: &str) -> std::result::Result<Vec<Target>, (u8, String)> {
+    let temp = |e: Error| (b'Z', e.msg);
+    let routes = route::parse(&control.list("smtproutes").map_err(temp)?).map_err(temp)?;
+    let route = route::lookup(&routes, domain);
+    let dns = || -> std::result::Result<dns::Dns, (u8, String)> {
+        let servers = dns::servers(control).map_err(temp)?;
+        dns::Dns::new(&servers).map_err(temp)
+    };
+    let addrs_of =
+        |d: &dns::Dns, host: &str, port: u16| -> std::result::Result<Vec<Target>, (u8, String)> {
+            match d.ips(host) {
+                dns::Answer::Found(ips) => Ok(ips
+                    .into_iter()
+                    .map(|ip| Target {
+                        host: host.to_string(),
+                        addr: SocketAddr::new(ip, port),
+                    })
+                    .collect()),
+                dns::Answer::NotFound => Err((
+                    b'D',
+                    format!("Sorry, I couldn't find any host named {host}. (#5.1.2)"),
+                )),
+                dns::Answer::Failed(e) => Err((
+                    b'Z',
+                    format!("CNAME lookup failed temporarily for {host}: {e}. (#4.4.3)"),
+                )),
+            }
+        };
+    match route {
+        Route::Relay { host, port } => {
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                return Ok(vec![Target {
+                    host,
+                    addr: SocketAddr::new(ip, port),
+                }]);
+            }
+            addrs_of(&dns()?, &host, port)
+        }
+        Route::Mx => {
+            let d = dns()?;
+            match d.mx(domain) {
+                dns::Answer::Found(mx) if mx.is_empty() || mx.iter().all(|(_, h)| h == ".") => {
+                    Err((
+                        b'D',
+                        format!("Sorry, {domain} does not accept mail (null MX). (#5.1.10)"),
+                    ))
+                }
+                dns::Answer::Found(mx) => {
+                    let me = control
+                        .value_or("me", &postern_common::control::system_hostname())
+                        .map_err(temp)?;
+                    let mx = drop_self(mx, &me).ok_or_else(|| {
+                        (
+                            b'D',
+                            format!(
+                                "Sorry. Although I'm listed as a best-preference MX for {domain}, \
+                                 I don't host it and have no route for it. (#5.4.6)"
+                            ),
+                        )
+                    })?;
+                    let mut out = Vec::new();
+                    let mut last = None;
+                    for (_, host) in mx {
+                        match addrs_of(&d, &host, route::DEFAULT_PORT) {
+                            Ok(t) => out.extend(t),
+                            Err(e) => last = Some(e),
+                        }
+                    }
+                    match (out.is_empty(), last) {
+                        (true, Some((_, text))) => Err((b'Z', text)),
+                        _ => Ok(out),
+                    }
+                }
+                dns::Answer::NotFound => addrs_of(&d, domain, route::DEFAULT_PORT),
+                dns::Answer::Failed(e) => Err((
+                    b'Z',
+                    format!("MX lookup failed temporarily for {domain}: {e}. (#4.4.3)"),
+                )),
+            }
+        }
+    }
+}
+
+/// qmail's MX loop rule: when this host (`me`) is among the MX hosts, only those with
+/// a better (lower) preference are used; `None` when that leaves none (we would be
+/// sending the mail to ourselves).
+pub fn drop_self(mut mx: Vec<(u16, String)>, me: &str) -> Option<Vec<(u16, String)>> {
+    let me = me.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(own) = mx.iter().filter(|(_, h)| *h == me).map(|(p, _)| *p).min() {
+        mx.retain(|(p, _)| *p < own);
+    }
+    (!mx.is_empty()).then_some(mx)
+}
+
+/// postern-remote's main. Usage trouble exits 100; everything else is reported on fd 1
+/// and exits 0.
+pub fn main() -> Result<()> {
+    let (_, args) = getopt::parse(&getopt::args(), "", USAGE)?;
+    if args.len() < 3 || args.len() - 2 > MAX_RCPTS {
+        return Err(Error::usage(USAGE));
+    }
+    let domain = args[0]
+        .to_str()
+        .ok_or_else(|| Error::usage(USAGE))?
+        .to_ascii_lowercase();
+    let bytes =
+        |a: &std::ffi::OsString| std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str()).to_vec();
+    let sender = bytes(&args[1]);
+    let rcpts: Vec<Vec<u8>> = args[2..].iter().map(bytes).collect();
+    let mut message = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_MESSAGE)
+        .read_to_end(&mut message)
+        .temp("unable to read the message")?;
+    let out = deliver(&Control::from_env(), &domain, &sender, &rcpts, &message);
+    report::write(&mut std::io::stdout().lock(), &out).temp("unable to write the report")
+}
+
+/// Deliver and describe the outcome (no I/O besides the network).
+pub fn deliver(
+    control: &Control,
+    domain: &str,
+    sender: &[u8],
+    rcpts: &[Vec<u8>],
+    message: &[u8],
+) -> report::Report {
+    let fail = |letter: u8, text: String| report::Report {
+        rcpts: vec![],
+        letter,
+        text,
+    };
+    let setting = |name: &str, default: u64| control.number(name, default);
+    let (timeout, connect_timeout) = match (
+        setting("timeoutremote", 1200),
+        setting("timeoutconnect", 60),
+    ) {
+        (Ok(a), Ok(b)) => (Duration::from_secs(a.max(1)), Duration::from_secs(b.max(1))),
+        (Err(e), _) | (_, Err(e)) => return fail(b'Z', e.msg),
+    };
+    let helo = match control.value("helohost").and_then(|h| match h {
+        Some(h) => Ok(h),
+        None => control.value_or("me", &postern_common::control::system_hostname()),
+    }) {
+        Ok(h) => h,
+        Err(e) => return fail(b'Z', e.msg),
+    };
+    let list = match targets(control, domain) {
+        Ok(l) => l,
+        Err((letter, text)) => return fail(letter, text),
+    };
+    let mut last = format!("No host to deliver {domain} to. (#4.4.1)");
+    for t in list.iter().take(MAX_TRIES) {
+        let mut starttls = true;
+        loop {
+            let p = smtp::Params {
+                helo: &helo,
+                host: &t.host,
+                addr: t.addr,
+                connect_timeout,
+                timeout,
+                starttls,
+            };
+            match smtp::attempt(&p, sender, rcpts, message) {
+                smtp::Attempt::Done {
+                    rcpts,
+                    letter,
+                    text,
+                } => {
+                    return report::Report {
+                        rcpts,
+                        letter,
+                        text,
+                    }
+                }
+                smtp::Attempt::TlsFailed(why) if starttls => {
+                    postern_common::exit::warn(
+                        "postern-remote",
+                        format!("{why}; retrying without TLS"),
+                    );
+                    starttls = false;
+                }
+                smtp::Attempt::TlsFailed(why) | smtp::Attempt::NextHost(why) => {
+                    last = why;
+                    break;
+                }
+            }
+        }
+    }
+    fail(b'Z', last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mx_hosts_at_or_below_our_own_preference_are_dropped() {
+        let mx = vec![
+            (10, "a.test".to_string()),
+            (20, "mx.me.test".into()),
+            (30, "c.test".into()),
+        ];
+        assert_eq!(
+            drop_self(mx.clone(), "MX.me.test").unwrap(),
+            vec![(10, "a.test".to_string())]
+        );
+        assert_eq!(drop_self(mx.clone(), "other.test").unwrap(), mx);
+        assert!(drop_self(vec![(10, "mx.me.test".into())], "mx.me.test").is_none());
+    }
+}

@@ -1,0 +1,143 @@
+//! Reading SMTP replies, bounded: each line at most [`MAX_LINE`] bytes, at most
+//! [`MAX_LINES`] lines per reply. `250-first` / `250 last` continuation rules; a line
+//! whose code differs from the first, or that is malformed, is a protocol error.
+
+use std::io::{self, BufRead};
+
+pub const MAX_LINE: usize = 4096;
+pub const MAX_LINES: usize = 100;
+
+/// One SMTP reply: its code and its text lines (without the code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// The reply as the server sent it, lines joined with `\n` (for reports).
+    pub fn text(&self) -> String {
+        let n = self.lines.len();
+        self.lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{}{}{}", self.code, if i + 1 < n { '-' } else { ' ' }, l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    pub fn class(&self) -> u16 {
+        self.code / 100
+    }
+}
+
+fn proto(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why.to_string())
+}
+
+/// Read one line (without CRLF), at most MAX_LINE bytes.
+fn read_line(r: &mut dyn BufRead) -> io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if line.len() > MAX_LINE + 2 {
+            return Err(proto("reply line too long"));
+        }
+        if done {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(line);
+        }
+    }
+}
+
+/// Read one whole reply.
+pub fn read(r: &mut dyn BufRead) -> io::Result<Reply> {
+    let mut code = None;
+    let mut lines = Vec::new();
+    loop {
+        let line = read_line(r)?;
+        if line.len() < 3
+            || !line[..3].iter().all(u8::is_ascii_digit)
+            || (line.len() > 3 && line[3] != b' ' && line[3] != b'-')
+        {
+            return Err(proto("malformed reply line"));
+        }
+        let c: u16 = std::str::from_utf8(&line[..3])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| proto("bad code"))?;
+        if *code.get_or_insert(c) != c {
+            return Err(proto("reply code changed inside a reply"));
+        }
+        let text = if line.len() > 4 {
+            postern_common::logline::printable(&line[4..])
+        } else {
+            String::new()
+        };
+        lines.push(text);
+        if lines.len() > MAX_LINES {
+            return Err(proto("too many reply lines"));
+        }
+        if line.len() == 3 || line[3] == b' ' {
+            return Ok(Reply { code: c, lines });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds one byte per read, to show the parser does not depend on chunking.
+    struct Trickle<'a>(&'a [u8]);
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() || buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = self.0[0];
+            self.0 = &self.0[1..];
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn multiline_whole_and_byte_at_a_time() {
+        let input = b"250-mx.test hello\r\n250-PIPELINING\r\n250 SIZE 1000\r\n220 next\r\n";
+        let mut whole: &[u8] = input;
+        let a = read(&mut whole).unwrap();
+        let mut trickle = io::BufReader::with_capacity(1, Trickle(input));
+        let b = read(&mut trickle).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.code, 250);
+        assert_eq!(a.lines, vec!["mx.test hello", "PIPELINING", "SIZE 1000"]);
+        assert_eq!(read(&mut whole).unwrap().code, 220);
+        assert_eq!(a.text(), "250-mx.test hello\n250-PIPELINING\n250 SIZE 1000");
+    }
+
+    #[test]
+    fn limits_and_garbage() {
+        let long = format!("250 {}\r\n", "x".repeat(MAX_LINE + 10));
+        assert!(read(&mut long.as_bytes()).is_err());
+        let many = "250-x\r\n".repeat(MAX_LINES + 1) + "250 y\r\n";
+        assert!(read(&mut many.as_bytes()).is_err());
+        for bad in ["hello\r\n", "25 x\r\n", "250-a\r\n251 b\r\n", "250"] {
+            assert!(read(&mut bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert_eq!(read(&mut &b"354\r\n"[..]).unwrap().code, 354);
+    }
+}

@@ -1,0 +1,435 @@
+//! One SMTP transaction with one server (RFC 5321): greeting, EHLO (HELO when EHLO is
+//! refused), opportunistic STARTTLS, MAIL with SIZE and BODY=8BITMIME when offered, every
+//! RCPT of the domain, DATA, the dot-stuffed CRLF message, QUIT. With PIPELINING the
+//! MAIL, RCPT and DATA commands go in one write. Results are per recipient.
+
+use super::reply::{self, Reply};
+use super::tls;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// The stream under the session: plain TCP, or TLS over it after STARTTLS.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Settings of one attempt.
+pub struct Params<'a> {
+    pub helo: &'a str,
+    pub host: &'a str,
+    pub addr: SocketAddr,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub starttls: bool,
+}
+
+/// Per-recipient letter (qmail-remote's `r` accepted, `h` refused, `s` deferred) with text.
+pub type RcptResult = (u8, String);
+
+/// How one attempt ended.
+pub enum Attempt {
+    /// Could not talk to this server at all (connect, greeting, EHLO/HELO): try the next.
+    NextHost(String),
+    /// The TLS handshake failed: try this server again without TLS.
+    TlsFailed(String),
+    /// A transaction result: recipient reports and the message letter (`K`/`Z`/`D`).
+    Done {
+        rcpts: Vec<RcptResult>,
+        letter: u8,
+        text: String,
+    },
+}
+
+/// Convert a message to SMTP DATA: every line ending (LF, CRLF or a lone CR) becomes
+/// CRLF, a leading `.` is doubled, a missing final line end is added, and `.CRLF` ends it.
+pub fn data_bytes(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + msg.len() / 40 + 5);
+    let mut at_start = true;
+    let mut i = 0;
+    while i < msg.len() {
+        let b = msg[i];
+        if at_start && b == b'.' {
+            out.push(b'.');
+        }
+        match b {
+            b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                if msg.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                at_start = true;
+            }
+            b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                at_start = true;
+            }
+            _ => {
+                out.push(b);
+                at_start = false;
+            }
+        }
+        i += 1;
+    }
+    if !at_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+struct Session {
+    io: BufReader<Conn>,
+    host: String,
+}
+
+impl Session {
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let w = self.io.get_mut();
+        w.write_all(bytes)?;
+        w.flush()
+    }
+    fn reply(&mut self) -> io::Result<Reply> {
+        reply::read(&mut self.io as &mut dyn BufRead)
+    }
+    fn said(&self, what: &str, r: &Reply) -> String {
+        format!(
+            "Connected to {} but {what}.\nRemote host said: {}",
+            self.host,
+            r.text()
+        )
+    }
+}
+
+fn lost(host: &str, when: &str, e: &io::Error) -> String {
+    format!(
+        "Connected to {host} but connection died {when}: {}",
+        postern_common::exit::describe_io(e)
+    )
+}
+
+/// Angle-bracket an address for MAIL/RCPT, refusing CR, LF and NUL.
+fn path(addr: &[u8]) -> Option<String> {
+    if addr
+        .iter()
+        .any(|&b| b == b'\r' || b == b'\n' || b == 0 || b == b'<' || b == b'>')
+    {
+        return None;
+    }
+    Some(format!("<{}>", String::from_utf8_lossy(addr)))
+}
+
+/// EHLO (or HELO): the extension keywords offered, upper-case, or why it failed.
+fn greet(s: &mut Session, helo: &str) -> std::result::Result<Vec<String>, String> {
+    s.send(format!("EHLO {helo}\r\n").as_bytes())
+        .map_err(|e| lost(&s.host, "during EHLO", &e))?;
+    let r = s.reply().map_err(|e| lost(&s.host, "during EHLO", &e))?;
+    if r.class() == 2 {
+        return Ok(r
+            .lines
+            .iter()
+            .skip(1)
+            .map(|l| l.to_ascii_uppercase())
+            .collect());
+    }
+    s.send(format!("HELO {helo}\r\n").as_bytes())
+        .map_err(|e| lost(&s.host, "during HELO", &e))?;
+    let r = s.reply().map_err(|e| lost(&s.host, "during HELO", &e))?;
+    if r.class() == 2 {
+        Ok(Vec::new())
+    } else {
+        Err(s.said("my HELO was rejected", &r))
+    }
+}
+
+fn offers(ext: &[String], word: &str) -> bool {
+    ext.iter()
+        .any(|l| l.split_whitespace().next() == Some(word))
+}
+
+/// Run one attempt against `p.addr`.
+pub fn attempt(p: &Params, sender: &[u8], rcpts: &[Vec<u8>], message: &[u8]) -> Attempt {
+    let tcp = match TcpStream::connect_timeout(&p.addr, p.connect_timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            return Attempt::NextHost(format!(
+                "Unable to connect to {}: {}",
+                p.addr,
+                postern_common::exit::describe_io(&e)
+            ))
+        }
+    };
+    let _ = tcp.set_read_timeout(Some(p.timeout));
+    let _ = tcp.set_write_timeout(Some(p.timeout));
+    let _ = tcp.set_nodelay(true);
+    let mut s = Session {
+        io: BufReader::new(Conn::Plain(tcp)),
+        host: format!("{} ({})", p.host, p.addr.ip()),
+    };
+    match s.reply() {
+        Ok(r) if r.code == 220 => {}
+        Ok(r) => return Attempt::NextHost(s.said("greeting failed", &r)),
+        Err(e) => return Attempt::NextHost(lost(&s.host, "before the greeting", &e)),
+    }
+    let mut ext = match greet(&mut s, p.helo) {
+        Ok(e) => e,
+        Err(why) => return Attempt::NextHost(why),
+    };
+    if p.starttls && offers(&ext, "STARTTLS") {
+        if let Err(e) = s.send(b"STARTTLS\r\n") {
+            return Attempt::NextHost(lost(&s.host, "during STARTTLS", &e));
+        }
+        match s.reply() {
+            Ok(r) if r.code == 220 => {
+                if !s.io.buffer().is_empty() {
+                    return Attempt::TlsFailed(format!(
+                        "{} sent data after its STARTTLS reply",
+                        s.host
+                    ));
+                }
+                let host = s.host.clone();
+                let Conn::Plain(tcp) = s.io.into_inner() else {
+                    return Attempt::TlsFailed("TLS twice".into());
+                };
+                let config = match tls::client_config() {
+                    Ok(c) => c,
+                    Err(e) => return Attempt::TlsFailed(format!("TLS setup: {e}")),
+                };
+                let conn = match rustls::ClientConnection::new(
+                    config,
+                    tls::server_name(p.host, p.addr.ip()),
+                ) {
+                    Ok(c) => c,
+                    Err(e) => return Attempt::TlsFailed(format!("TLS setup: {e}")),
+                };
+                let mut stream = rustls::StreamOwned::new(conn, tcp);
+                while stream.conn.is_handshaking() {
+                    if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+                        return Attempt::TlsFailed(format!(
+                            "TLS handshake with {host} failed: {e}"
+                        ));
+                    }
+                }
+                s = Session {
+                    io: BufReader::new(Conn::Tls(Box::new(stream))),
+                    host,
+                };
+                ext = match greet(&mut s, p.helo) {
+                    Ok(e) => e,
+                    Err(why) => return Attempt::NextHost(why),
+                };
+            }
+            // Refused STARTTLS: carry on in plain text (opportunistic).
+            Ok(_) => {}
+            Err(e) => return Attempt::NextHost(lost(&s.host, "during STARTTLS", &e)),
+        }
+    }
+    transaction(&mut s, &ext, sender, rcpts, message)
+}
+
+fn transaction(
+    s: &mut Session,
+    ext: &[String],
+    sender: &[u8],
+    rcpts: &[Vec<u8>],
+    message: &[u8],
+) -> Attempt {
+    let done = |rcpts: Vec<RcptResult>, letter: u8, text: String| Attempt::Done {
+        rcpts,
+        letter,
+        text,
+    };
+    let Some(from) = path(sender) else {
+        return done(
+            vec![],
+            b'D',
+            "sender address contains a forbidden character".into(),
+        );
+    };
+    let data = data_bytes(message);
+    let mut mail = format!("MAIL FROM:{from}");
+    if offers(ext, "SIZE") {
+        mail.push_str(&format!(" SIZE={}", data.len()));
+    }
+    if offers(ext, "8BITMIME") && message.iter().any(|&b| b >= 0x80) {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    mail.push_str("\r\n");
+    let mut rcpt_cmds = Vec::new();
+    for r in rcpts {
+        rcpt_cmds.push(path(r).map(|p| format!("RCPT TO:{p}\r\n")));
+    }
+    let pipelining = offers(ext, "PIPELINING");
+    let io_fail =
+        |s: &Session, when: &str, e: io::Error| done(vec![], b'Z', lost(&s.host, when, &e));
+
+    // MAIL
+    let mut batch = mail.clone().into_bytes();
+    if pipelining {
+        for c in rcpt_cmds.iter().flatten() {
+            batch.extend_from_slice(c.as_bytes());
+        }
+        batch.extend_from_slice(b"DATA\r\n");
+    }
+    if let Err(e) = s.send(&batch) {
+        return io_fail(s, "during MAIL", e);
+    }
+    let mail_reply = match s.reply() {
+        Ok(r) => r,
+        Err(e) => return io_fail(s, "during MAIL", e),
+    };
+    let mut results: Vec<RcptResult> = Vec::new();
+    let mut accepted = 0;
+    for cmd in &rcpt_cmds {
+        let Some(cmd) = cmd else {
+            results.push((
+                b'h',
+                "recipient address contains a forbidden character".into(),
+            ));
+            continue;
+        };
+        if !pipelining && mail_reply.class() == 2 {
+            if let Err(e) = s.send(cmd.as_bytes()) {
+                return io_fail(s, "during RCPT", e);
+            }
+        }
+        if pipelining || mail_reply.class() == 2 {
+            let r = match s.reply() {
+                Ok(r) => r,
+                Err(e) => return io_fail(s, "during RCPT", e),
+            };
+            match r.class() {
+                2 => {
+                    accepted += 1;
+                    results.push((b'r', String::new()));
+                }
+                5 => results.push((b'h', s.said("recipient was rejected", &r))),
+                _ => results.push((b's', s.said("recipient was deferred", &r))),
+            }
+        }
+    }
+    if mail_reply.class() != 2 {
+        if pipelining {
+            let _ = s.reply(); // DATA's reply
+        }
+        quit(s);
+        let letter = if mail_reply.class() == 5 { b'D' } else { b'Z' };
+        return done(vec![], letter, s.said("sender was rejected", &mail_reply));
+    }
+    // DATA
+    if !pipelining && accepted > 0 {
+        if let Err(e) = s.send(b"DATA\r\n") {
+            return io_fail(s, "during DATA", e);
+        }
+    }
+    if accepted == 0 {
+        // A server that answers the pipelined DATA with 354 anyway gets an empty message
+        // (RFC 2920 §3.1), then its final reply, so the session can end cleanly.
+        if pipelining && matches!(s.reply(), Ok(r) if r.code == 354) && s.send(b".\r\n").is_ok() {
+            let _ = s.reply();
+        }
+        quit(s);
+        return done(
+            results,
+            b'D',
+            format!("Giving up on {}: no recipient was accepted.", s.host),
+        );
+    }
+    let r = match s.reply() {
+        Ok(r) => r,
+        Err(e) => return io_fail(s, "during DATA", e),
+    };
+    if r.code != 354 {
+        quit(s);
+        let letter = if r.class() == 5 { b'D' } else { b'Z' };
+        return done(results, letter, s.said("DATA command failed", &r));
+    }
+    if let Err(e) = s.send(&data) {
+        return done(
+            results,
+            b'Z',
+            lost(&s.host, "while sending the message", &e),
+        );
+    }
+    let r = match s.reply() {
+        Ok(r) => r,
+        Err(e) => {
+            return done(
+                results,
+                b'Z',
+                format!(
+                    "{} Possible duplicate!",
+                    lost(&s.host, "after the message was sent", &e)
+                ),
+            )
+        }
+    };
+    quit(s);
+    match r.class() {
+        2 => done(
+            results,
+            b'K',
+            format!(
+                "{} accepted message.\nRemote host said: {}",
+                s.host,
+                r.text()
+            ),
+        ),
+        5 => done(results, b'D', s.said("failed after I sent the message", &r)),
+        _ => done(results, b'Z', s.said("failed after I sent the message", &r)),
+    }
+}
+
+fn quit(s: &mut Session) {
+    if s.send(b"QUIT\r\n").is_ok() {
+        let _ = s.reply();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_crlf_and_dot_stuffed() {
+        assert_eq!(
+            data_bytes(b"a\n.b\n..c\r\nd\re"),
+            b"a\r\n..b\r\n...c\r\nd\r\ne\r\n.\r\n"
+        );
+        assert_eq!(data_bytes(b".\n"), b"..\r\n.\r\n");
+        assert_eq!(data_bytes(b""), b".\r\n");
+        assert_eq!(data_bytes(b"x.\n"), b"x.\r\n.\r\n");
+    }
+
+    #[test]
+    fn paths_refuse_line_breaks() {
+        assert_eq!(path(b"a@b.test").unwrap(), "<a@b.test>");
+        assert_eq!(path(b"").unwrap(), "<>");
+        assert!(path(b"a\r\nRCPT TO:<x>").is_none());
+    }
+}

@@ -1,0 +1,711 @@
+//! postern-send: the scheduler (docs/postern-send.md, docs/queue.md).
+//!
+//! One thread runs the schedule; helper threads only turn outside happenings into
+//! [`Event`]s on one channel: the trigger FIFO, signals (through a signalfd, so no
+//! signal handler and no unsafe code), and finished deliveries.
+//!
+//! - [`config`] — control files; [`state`] — the state file and the retry schedule.
+//! - [`schedule`] — the in-memory priority lane and bulk heap.
+//! - [`takeover`] — the queue directories, takeover, recovery.
+//! - [`jobs`] — running postern-local / postern-remote; [`bounce`] — QSBMF bounces.
+
+pub mod bounce;
+pub mod config;
+pub mod jobs;
+pub mod schedule;
+pub mod state;
+pub mod takeover;
+
+use config::Config;
+use jobs::{Job, Programs};
+use postern_common::control::Control;
+use postern_common::logline::LogLine;
+use postern_common::{Error, Result, ResultExt};
+use schedule::Schedule;
+use state::{Channel, State, Status};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+use takeover::Queue;
+
+/// new/ and ctl/ are rescanned this often even without a trigger (qmail: 25 minutes).
+pub const RESCAN_SECS: u64 = 1500;
+/// tmp/ is cleaned this often (qmail: about 21 hours).
+pub const CLEANUP_SECS: u64 = 76_431;
+/// A message whose bounce could not be queued, or whose state could not be read,
+/// is retried after this long (qmail waits 123 s after a system error).
+pub const TROUBLE_RETRY_SECS: u64 = 123;
+/// Admin requests handled per pass.
+pub const MAX_CTL: usize = 1000;
+/// Message bytes read for a bounce (the copy itself is cut at bounce::MAX_COPY).
+pub const MAX_BOUNCE_READ: u64 = 4 * 1024 * 1024;
+const TEMP_EXPIRED: &str =
+    "I'm not going to try again; this message has been in the queue too long.";
+
+/// What wakes the scheduler.
+pub enum Event {
+    Trigger,
+    Signal(i32),
+    Done {
+        job: Job,
+        results: Vec<(u8, String)>,
+    },
+}
+
+struct Active {
+    state: State,
+    /// Jobs still running or waiting, per channel.
+    outstanding: [usize; 2],
+    delete: bool,
+}
+
+struct Scheduler {
+    home: PathBuf,
+    q: Queue,
+    control: Control,
+    cfg: Config,
+    progs: Programs,
+    /// One schedule per channel, as qmail-send's local and remote channels: a flood on
+    /// one never holds up the other.
+    sched: [Schedule; 2],
+    held: HashSet<String>,
+    corrupt: HashSet<String>,
+    active: HashMap<String, Active>,
+    pending: [VecDeque<Job>; 2],
+    running: [usize; 2],
+    tx: mpsc::Sender<Event>,
+    stopping: bool,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+const CHANNELS: [Channel; 2] = [Channel::Local, Channel::Remote];
+
+fn lane(c: Channel) -> usize {
+    match c {
+        Channel::Local => 0,
+        Channel::Remote => 1,
+    }
+}
+
+fn error_event(text: &str) {
+    LogLine::event("error").kv("text", text).emit();
+}
+
+/// Whether `st` has recipients still to deliver on channel `c`.
+fn pending_on(st: &State, c: Channel) -> bool {
+    st.rcpts
+        .iter()
+        .any(|r| r.channel == c && r.status.pending())
+}
+
+impl Scheduler {
+    fn limit(&self, c: Channel) -> usize {
+        match c {
+            Channel::Local => self.cfg.concurrency_local,
+            Channel::Remote => self.cfg.concurrency_remote,
+        }
+    }
+
+    /// Put a message in the schedule of every channel it still has recipients on, at
+    /// `st.next` (a finished message goes in the local one, to be completed).
+    fn schedule(&mut self, id: &str, st: &State) {
+        if self.held.contains(id) {
+            return;
+        }
+        let mut any = false;
+        for c in CHANNELS {
+            if pending_on(st, c) {
+                self.sched[lane(c)].insert(id, st.next, st.priority);
+                any = true;
+            }
+        }
+        if !any {
+            self.sched[0].insert(id, st.next, st.priority);
+        }
+    }
+
+    fn unschedule(&mut self, id: &str) {
+        for s in &mut self.sched {
+            s.remove(id);
+        }
+    }
+
+    /// Take over what is in new/ and carry out admin requests.
+    fn scan(&mut self) {
+        match takeover::take_over_new(&self.q, &self.home, &self.cfg, &mut self.corrupt) {
+            Ok(list) => {
+                for (id, st) in list {
+                    self.schedule(&id, &st);
+                }
+            }
+            Err(e) => error_event(&e.msg),
+        }
+        self.admin();
+    }
+
+    /// Start due messages and jobs, within the concurrency limits of each channel.
+    fn fill(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let t = now();
+        for c in CHANNELS {
+            let l = lane(c);
+            while self.pending[l].len() < self.limit(c) {
+                let Some(id) = self.sched[l].pop_due(t) else {
+                    break;
+                };
+                self.start_message(&id, c, t);
+            }
+            while self.running[l] < self.limit(c) {
+                let Some(job) = self.pending[l].pop_front() else {
+                    break;
+                };
+                self.running[l] += 1;
+                jobs::start(self.q.clone(), self.progs.clone(), job, self.tx.clone());
+            }
+        }
+    }
+
+    /// Queue the jobs of message `id` on channel `c`.
+    fn start_message(&mut self, id: &str, c: Channel, t: u64) {
+        if self.held.contains(id) {
+            return;
+        }
+        let l = lane(c);
+        if !self.active.contains_key(id) {
+            let st = match State::load(&self.q.path("state", id)) {
+                Ok(st) => st,
+                Err(e) => {
+                    if !takeover::exists(&self.q.path("mess", id)) {
+                        return; // removed meanwhile
+                    }
+                    error_event(&e.msg);
+                    self.sched[l].insert(id, t + TROUBLE_RETRY_SECS, false);
+                    return;
+                }
+            };
+            if st.finished() {
+                self.complete(id, st);
+                return;
+            }
+            self.active.insert(
+                id.to_string(),
+                Active {
+                    state: st,
+                    outstanding: [0, 0],
+                    delete: false,
+                },
+            );
+        }
+        let Some(a) = self.active.get_mut(id) else {
+            return;
+        };
+        if a.outstanding[l] > 0 || a.delete {
+            return; // this channel's attempt is still running
+        }
+        // Past queuelifetime at the start of an attempt: this is the last one.
+        let expired = t >= a.state.birth.saturating_add(self.cfg.queue_lifetime);
+        let mut new_jobs: Vec<Job> = Vec::new();
+        let mut by_domain: HashMap<String, usize> = HashMap::new();
+        for (i, r) in a.state.rcpts.iter().enumerate() {
+            if r.channel != c || !r.status.pending() {
+                continue;
+            }
+            let domain = match c {
+                Channel::Local => String::new(),
+                Channel::Remote => r
+                    .addr
+                    .rsplit_once('@')
+                    .map(|(_, d)| d)
+                    .unwrap_or("")
+                    .to_ascii_lowercase(),
+            };
+            if c == Channel::Remote {
+                if let Some(&j) = by_domain.get(&domain) {
+                    let job: &mut Job = &mut new_jobs[j];
+                    job.idxs.push(i);
+                    job.addrs.push(r.addr.clone());
+                    continue;
+                }
+                by_domain.insert(domain.clone(), new_jobs.len());
+            }
+            new_jobs.push(Job {
+                id: id.to_string(),
+                channel: c,
+                idxs: vec![i],
+                addrs: vec![r.addr.clone()],
+                domain,
+                expired,
+            });
+        }
+        a.outstanding[l] = new_jobs.len();
+        let priority = a.state.priority;
+        for job in new_jobs {
+            // The priority lane also jumps the line of jobs already waiting for a slot.
+            if priority {
+                self.pending[l].push_front(job);
+            } else {
+                self.pending[l].push_back(job);
+            }
+        }
+        self.maybe_finish(id);
+    }
+
+    fn done(&mut self, job: Job, results: Vec<(u8, String)>) {
+        let l = lane(job.channel);
+        self.running[l] -= 1;
+        let Some(a) = self.active.get_mut(&job.id) else {
+            return;
+        };
+        for (k, &i) in job.idxs.iter().enumerate() {
+            let (letter, text) = results
+                .get(k)
+                .cloned()
+                .unwrap_or((b'Z', "no result (#4.3.0)".into()));
+            let r = &mut a.state.rcpts[i];
+            r.tries += 1;
+            let (status, text, word) = match letter {
+                b'K' => (Status::Done, text, "ok"),
+                b'D' => (Status::Failed, text, "fail"),
+                _ if job.expired => (
+                    Status::Failed,
+                    format!("{}\n{TEMP_EXPIRED}", text.trim_end()),
+                    "fail",
+                ),
+                _ => (Status::Deferred, text, "defer"),
+            };
+            r.status = status;
+            r.last = text;
+            LogLine::event("delivery")
+                .kv("id", &job.id)
+                .kv("rcpt", format!("<{}>", r.addr))
+                .kv("kind", job.channel.name())
+                .kv("result", word)
+                .kv("tries", r.tries)
+                .kv("text", r.last.replace('\n', " "))
+                .emit();
+        }
+        a.outstanding[l] -= 1;
+        if !a.delete {
+            if let Err(e) = a.state.store(&self.q.dir("state"), &job.id) {
+                error_event(&e.msg);
+            }
+        }
+        if a.outstanding[l] == 0
+            && !a.delete
+            && pending_on(&a.state, job.channel)
+            && !self.held.contains(&job.id)
+        {
+            // This channel's attempt is over: its next one, on qmail's schedule.
+            let t = now();
+            let next = state::next_try(a.state.birth, t, job.channel).max(t + 1);
+            let priority = a.state.priority;
+            self.sched[l].insert(&job.id, next, priority);
+        }
+        self.maybe_finish(&job.id);
+    }
+
+    /// When no channel has work left for the message: complete it, or record the retry.
+    fn maybe_finish(&mut self, id: &str) {
+        if self.active.get(id).is_none_or(|a| a.outstanding != [0, 0]) {
+            return;
+        }
+        let Some(mut a) = self.active.remove(id) else {
+            return;
+        };
+        if a.delete {
+            self.delete(id);
+            return;
+        }
+        if a.state.finished() {
+            self.unschedule(id);
+            self.complete(id, a.state);
+            return;
+        }
+        a.state.tries += 1;
+        let nexts: Vec<u64> = self.sched.iter().filter_map(|s| s.next_of(id)).collect();
+        match nexts.into_iter().min() {
+            Some(next) => a.state.next = next,
+            None => {
+                // Scheduled on no channel (after trouble): make sure it comes back.
+                a.state.next = now() + TROUBLE_RETRY_SECS;
+                self.schedule(id, &a.state);
+            }
+        }
+        if let Err(e) = a.state.store(&self.q.dir("state"), id) {
+            error_event(&e.msg);
+        }
+        LogLine::event("retry")
+            .kv("id", id)
+            .kv("next", a.state.next)
+            .kv("tries", a.state.tries)
+            .emit();
+    }
+
+    /// Every recipient is done or failed: bounce the failures once, then remove.
+    fn complete(&mut self, id: &str, st: State) {
+        let failures: Vec<(String, String)> = st
+            .rcpts
+            .iter()
+            .filter(|r| r.status == Status::Failed)
+            .map(|r| (r.addr.clone(), r.last.clone()))
+            .collect();
+        if !failures.is_empty() {
+            if let Err(e) = self.bounce(id, &failures) {
+                error_event(&format!("bounce of {id} not queued: {}", e.msg));
+                self.sched[0].insert(id, now() + TROUBLE_RETRY_SECS, st.priority);
+                return;
+            }
+        }
+        match self.q.remove(id) {
+            Ok(()) => LogLine::event("done").kv("id", id).emit(),
+            Err(e) => error_event(&e.msg),
+        }
+    }
+
+    fn bounce(&self, id: &str, failures: &[(String, String)]) -> Result<()> {
+        let (sender, message) = takeover::read_message(&self.q, id, MAX_BOUNCE_READ)?;
+        let sender = String::from_utf8_lossy(&sender).into_owned();
+        match bounce::plan(&sender, &self.cfg.double_bounce_to) {
+            bounce::Plan::Drop => {
+                LogLine::event("drop")
+                    .kv("id", id)
+                    .kv("reason", "triple bounce: discarding")
+                    .emit();
+                Ok(())
+            }
+            bounce::Plan::Send {
+                sender: env_from,
+                to,
+                double,
+            } => {
+                let date = chrono::Utc::now()
+                    .format("%a, %d %b %Y %H:%M:%S +0000")
+                    .to_string();
+                let head = bounce::Head {
+                    host: &self.cfg.me,
+                    from: &self.cfg.bounce_from,
+                    to: &to,
+                    double,
+                    original_sender: &sender,
+                    date: &date,
+                };
+                let text = bounce::compose(&head, failures, &message);
+                crate::progs::inject(
+                    &text,
+                    &mut std::io::empty(),
+                    env_from.as_bytes(),
+                    &[to.as_bytes()],
+                )?;
+                LogLine::event("bounce")
+                    .kv("id", id)
+                    .kv("to", format!("<{to}>"))
+                    .kv("kind", if double { "double" } else { "bounce" })
+                    .kv("rcpts", failures.len())
+                    .emit();
+                Ok(())
+            }
+        }
+    }
+
+    fn delete(&mut self, id: &str) {
+        self.unschedule(id);
+        self.held.remove(id);
+        match self.q.remove(id) {
+            Ok(()) => LogLine::event("admin")
+                .kv("id", id)
+                .kv("action", "delete")
+                .emit(),
+            Err(e) => error_event(&e.msg),
+        }
+    }
+
+    /// Carry out `ctl/ACTION.ID` requests.
+    fn admin(&mut self) {
+        let Ok(names) = self.q.list("ctl") else {
+            return;
+        };
+        for name in names.into_iter().take(MAX_CTL) {
+            let _ = fs::remove_file(self.q.path("ctl", &name));
+            let Some((action, id)) = name.split_once('.') else {
+                continue;
+            };
+            if !takeover::valid_id(id) || !takeover::exists(&self.q.path("mess", id)) {
+                LogLine::event("admin")
+                    .kv("id", id)
+                    .kv("action", action)
+                    .kv("result", "no such message")
+                    .emit();
+                continue;
+            }
+            let t = now();
+            match action {
+                "delete" => match self.active.get_mut(id) {
+                    // Dropped when the deliveries in flight are back.
+                    Some(a) => {
+                        a.delete = true;
+                        self.unschedule(id);
+                    }
+                    None => self.delete(id),
+                },
+                "hold" => {
+                    if let Err(e) = fs::write(self.q.path("hold", id), b"") {
+                        error_event(&format!("unable to write hold/{id}: {e}"));
+                        continue;
+                    }
+                    self.held.insert(id.to_string());
+                    self.unschedule(id);
+                }
+                "release" => {
+                    let _ = fs::remove_file(self.q.path("hold", id));
+                    if self.held.remove(id) && !self.active.contains_key(id) {
+                        if let Ok(mut st) = State::load(&self.q.path("state", id)) {
+                            st.next = t;
+                            self.schedule(id, &st);
+                        }
+                    }
+                }
+                "requeue" => {
+                    for sc in &mut self.sched {
+                        sc.advance(id, t);
+                    }
+                }
+                _ => {
+                    LogLine::event("admin")
+                        .kv("id", id)
+                        .kv("action", action)
+                        .kv("result", "unknown action")
+                        .emit();
+                    continue;
+                }
+            }
+            if action != "delete" {
+                LogLine::event("admin")
+                    .kv("id", id)
+                    .kv("action", action)
+                    .emit();
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        match Config::load(&self.control) {
+            Ok(cfg) => {
+                self.cfg = cfg;
+                self.progs.remote_ids = remote_ids(&self.cfg);
+                LogLine::event("reload").emit();
+            }
+            Err(e) => error_event(&format!("control files not reloaded: {}", e.msg)),
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.running[0] + self.running[1]
+    }
+}
+
+/// The account postern-remote runs as when we are root: `control/remoteuser`, else
+/// `postern-remote`, else `nobody`.
+fn remote_ids(cfg: &Config) -> Option<(u32, u32)> {
+    if !postern_common::privilege::is_root() {
+        return None;
+    }
+    let names: Vec<&str> = match &cfg.remote_user {
+        Some(n) => vec![n.as_str()],
+        None => vec!["postern-remote", "nobody"],
+    };
+    names
+        .into_iter()
+        .find_map(|n| postern_common::privilege::lookup_account(n).ok())
+        .map(|a| (a.uid, a.gid))
+}
+
+fn spawn_trigger_reader(path: PathBuf, tx: mpsc::Sender<Event>) -> Result<()> {
+    // O_RDWR keeps a writer open, so the FIFO never reports EOF between injections.
+    let mut fifo = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .temp(format!("unable to open {}", path.display()))?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = fifo.read(&mut buf) {
+            if n > 0 && tx.send(Event::Trigger).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn spawn_signal_reader(tx: mpsc::Sender<Event>) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::SignalFd;
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGALRM,
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+    ] {
+        mask.add(s);
+    }
+    // Blocked in every thread (threads inherit the mask); delivered through the fd.
+    mask.thread_block().temp("unable to block signals")?;
+    let sfd = SignalFd::new(&mask).temp("unable to create a signalfd")?;
+    std::thread::spawn(move || {
+        while let Ok(Some(info)) = sfd.read_signal() {
+            if tx.send(Event::Signal(info.ssi_signo as i32)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// postern-send's main.
+pub fn main() -> Result<()> {
+    let (_, args) =
+        postern_common::getopt::parse(&postern_common::getopt::args(), "", "postern-send")?;
+    if !args.is_empty() {
+        return Err(Error::usage("postern-send"));
+    }
+    let home = postern_common::home::postern_home();
+    let q = Queue {
+        root: home.join("queue"),
+    };
+    q.prepare()?;
+    let lock_path = q.path("lock", "sendmutex");
+    let lock_file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .temp(format!("unable to open {}", lock_path.display()))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| {
+            Error::temp(format!(
+                "another postern-send is running on this queue ({} is locked)",
+                lock_path.display()
+            ))
+        })?;
+    let control = Control::for_home(&home);
+    let cfg = Config::load(&control)?;
+    let (tx, rx) = mpsc::channel();
+    spawn_signal_reader(tx.clone())?;
+    spawn_trigger_reader(q.path("lock", "trigger"), tx.clone())?;
+    let progs = Programs {
+        local: crate::progs::sibling("postern-local"),
+        remote: crate::progs::sibling("postern-remote"),
+        remote_ids: remote_ids(&cfg),
+    };
+    let mut s = Scheduler {
+        home,
+        q,
+        control,
+        cfg,
+        progs,
+        sched: [Schedule::default(), Schedule::default()],
+        held: HashSet::new(),
+        corrupt: HashSet::new(),
+        active: HashMap::new(),
+        pending: [VecDeque::new(), VecDeque::new()],
+        running: [0, 0],
+        tx,
+        stopping: false,
+    };
+    for id in s.q.list("hold")? {
+        s.held.insert(id);
+    }
+    for (id, st) in takeover::recover(&s.q)? {
+        s.schedule(&id, &st);
+    }
+    s.scan();
+    LogLine::event("start")
+        .kv("pid", std::process::id())
+        .kv(
+            "queued",
+            s.sched[0]
+                .ids()
+                .chain(s.sched[1].ids())
+                .collect::<HashSet<_>>()
+                .len(),
+        )
+        .kv("held", s.held.len())
+        .emit();
+    let mut next_scan = now() + RESCAN_SECS;
+    let mut next_cleanup = now() + CLEANUP_SECS;
+    loop {
+        s.fill();
+        if s.stopping && s.running() == 0 {
+            break;
+        }
+        let t = now();
+        let wake = if s.stopping {
+            t + 1
+        } else {
+            s.sched
+                .iter_mut()
+                .filter_map(|sc| sc.next_due())
+                .min()
+                .unwrap_or(u64::MAX)
+                .min(next_scan)
+        };
+        let timeout = Duration::from_secs(wake.saturating_sub(t)).max(Duration::from_millis(50));
+        let ev = match rx.recv_timeout(timeout) {
+            Ok(ev) => Some(ev),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return Err(Error::temp("event channel closed")),
+        };
+        let mut scan = false;
+        let mut pending = ev.into_iter().collect::<Vec<_>>();
+        // Take whatever else is waiting, so one scan serves many triggers.
+        while let Ok(more) = rx.try_recv() {
+            pending.push(more);
+        }
+        for ev in pending {
+            match ev {
+                Event::Trigger => scan = true,
+                Event::Done { job, results } => s.done(job, results),
+                Event::Signal(sig) if sig == libc::SIGALRM => {
+                    for sc in &mut s.sched {
+                        sc.all_now(now());
+                    }
+                    scan = true;
+                }
+                Event::Signal(sig) if sig == libc::SIGHUP => s.reload(),
+                Event::Signal(_) => {
+                    if !s.stopping {
+                        LogLine::event("stopping").kv("running", s.running()).emit();
+                    }
+                    s.stopping = true;
+                }
+            }
+        }
+        let t = now();
+        if t >= next_scan {
+            scan = true;
+            next_scan = t + RESCAN_SECS;
+        }
+        if t >= next_cleanup {
+            takeover::clean_tmp(&s.q);
+            next_cleanup = t + CLEANUP_SECS;
+        }
+        if scan && !s.stopping {
+            s.scan();
+        }
+    }
+    LogLine::event("stop").emit();
+    Ok(())
+}

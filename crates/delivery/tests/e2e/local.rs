@@ -1,0 +1,208 @@
+//! postern-local: Maildir content, aliases and extensions, loops, quota, refused
+//! mailboxes, exit codes.
+
+use crate::helpers::*;
+use postern_testkit::run;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const MSG: &[u8] = b"Received: from x\nSubject: hello\n\nbody line\n.dot line\n";
+
+/// Run postern-local with `msg` on fd 0: (exit code, output).
+fn local(inst: &Instance, sender: &str, rcpt: &str, msg: &[u8]) -> (i32, String) {
+    let mut cmd = inst.command("postern-local");
+    cmd.arg("--")
+        .arg(sender)
+        .arg(rcpt)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // postern-local may refuse before reading its input (a bad address): a broken
+    // pipe here is expected then.
+    let _ = child.stdin.take().unwrap().write_all(msg);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn delivers_exact_bytes_with_return_path_and_delivered_to() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let (code, text) = local(&inst, "bob@far.test", "Alice@Example.test", MSG);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.starts_with("delivered to alice@example.test"),
+        "{text}"
+    );
+    let msgs = inst.messages("alice");
+    assert_eq!(msgs.len(), 1);
+    let mut want = b"Return-Path: <bob@far.test>\nDelivered-To: alice@example.test\n".to_vec();
+    want.extend_from_slice(MSG);
+    assert_eq!(msgs[0], want);
+    assert_eq!(
+        std::fs::read_dir(inst.maildir("alice").join("tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let name = std::fs::read_dir(inst.maildir("alice").join("new"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    assert!(
+        name.to_string_lossy()
+            .ends_with(&format!(",S={}", want.len())),
+        "{name:?}"
+    );
+}
+
+#[test]
+fn extension_addresses_reach_the_base_user() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let (code, text) = local(&inst, "", "alice-lists-rust@example.test", MSG);
+    assert_eq!(code, 0, "{text}");
+    let m = &inst.messages("alice")[0];
+    assert!(m.starts_with(b"Return-Path: <>\nDelivered-To: alice-lists-rust@example.test\n"));
+}
+
+#[test]
+fn delivered_to_loop_is_permanent() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let looped = b"Delivered-To: ALICE@example.test\nSubject: x\n\nbody\n";
+    let (code, text) = local(&inst, "a@b.test", "alice@example.test", looped);
+    assert_eq!(code, 100, "{text}");
+    assert!(text.contains("looping"), "{text}");
+    assert_eq!(inst.count("alice"), 0);
+}
+
+#[test]
+fn over_quota_is_temporary() {
+    let inst = Instance::new(&[("small", 100)], "");
+    let (code, text) = local(&inst, "a@b.test", "small@example.test", &[b'x'; 500]);
+    assert_eq!(code, 111, "{text}");
+    assert!(text.contains("over quota"), "{text}");
+    assert_eq!(inst.count("small"), 0);
+    let (code, text) = local(&inst, "a@b.test", "small@example.test", b"S: x\n\ny\n");
+    assert_eq!(code, 0, "a small message still fits: {text}");
+}
+
+#[test]
+fn symlinked_maildir_is_refused() {
+    let inst = Instance::new(&[("alice", 0), ("carol", 0)], "");
+    let carol = inst.maildir("carol");
+    std::fs::remove_dir_all(&carol).unwrap();
+    std::os::unix::fs::symlink(inst.maildir("alice"), &carol).unwrap();
+    let (code, text) = local(&inst, "a@b.test", "carol@example.test", MSG);
+    assert_eq!(code, 100, "{text}");
+    assert!(text.contains("symbolic link"), "{text}");
+    assert_eq!(inst.count("alice"), 0);
+}
+
+#[test]
+fn foreign_owned_maildir_is_refused() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let other = inst.owner.0 + 1;
+    std::os::unix::fs::chown(inst.maildir("alice"), Some(other), None).ok();
+    if std::fs::metadata(inst.maildir("alice"))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap()
+        != other
+    {
+        eprintln!("skipped: cannot chown as non-root");
+        return;
+    }
+    let (code, text) = local(&inst, "a@b.test", "alice@example.test", MSG);
+    assert_eq!(code, 100, "{text}");
+    assert!(text.contains("belongs to uid"), "{text}");
+}
+
+#[test]
+fn unknown_recipient_and_bad_usage_are_permanent() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let (code, text) = local(&inst, "a@b.test", "nobody-here@example.test", MSG);
+    assert_eq!(code, 100);
+    assert!(text.contains("no mailbox here by that name"), "{text}");
+    let (code, _, err) = run(
+        inst.command("postern-local").arg("only-one"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(100));
+    assert_eq!(
+        err.trim(),
+        "postern-local: usage: postern-local [--] sender recipient"
+    );
+    let (code, text) = local(&inst, "a@b.test", "../../etc@example.test", MSG);
+    assert_eq!(code, 100, "{text}");
+}
+
+#[test]
+fn aliases_and_catch_all_forward_through_the_queue() {
+    let inst = Instance::new(&[("alice", 0)], "info@example.test: alice@example.test, someone@far.test\n@example.test: alice@example.test");
+    for rcpt in ["info@example.test", "whatever@example.test"] {
+        let (code, text) = local(&inst, "s@x.test", rcpt, MSG);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.starts_with("forwarded to"), "{text}");
+    }
+    // Two new queue files, with the original sender and Delivered-To in front.
+    let mut files: Vec<_> = std::fs::read_dir(inst.queue().join("new"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2);
+    let mut seen = Vec::new();
+    for f in files {
+        let mut qf = postern_queue::file::open(&f).unwrap();
+        assert_eq!(qf.envelope.sender, b"s@x.test");
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut qf.file, &mut body).unwrap();
+        let dt = body
+            .windows(14)
+            .position(|w| w == b"Delivered-To: ")
+            .expect("Delivered-To");
+        seen.push((
+            qf.envelope.recipients.clone(),
+            String::from_utf8_lossy(&body[dt..])
+                .lines()
+                .next()
+                .unwrap()
+                .to_string(),
+        ));
+        assert!(body.ends_with(MSG));
+    }
+    seen.sort();
+    assert!(
+        seen.contains(&(
+            vec![b"alice@example.test".to_vec(), b"someone@far.test".to_vec()],
+            "Delivered-To: info@example.test".into()
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&(
+            vec![b"alice@example.test".to_vec()],
+            "Delivered-To: whatever@example.test".into()
+        )),
+        "{seen:?}"
+    );
+    let _ = Command::new("true");
+}
+
+#[test]
+fn an_instance_without_users_still_forwards_aliases() {
+    // Empty users.cdb (the cdb crate refuses to open one) must mean "no users", not trouble.
+    let inst = Instance::new(&[], "info@example.test: someone@far.test");
+    let (code, text) = local(&inst, "s@x.test", "info@example.test", MSG);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = local(&inst, "s@x.test", "other@example.test", MSG);
+    assert_eq!(code, 100, "{text}");
+}

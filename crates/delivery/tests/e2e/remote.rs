@@ -1,0 +1,509 @@
+//! postern-remote against a raw-socket SMTP server (exact bytes on the wire) and against
+//! Postfix's smtp-sink (a real MTA's SMTP engine).
+
+use crate::helpers::*;
+use postern_testkit::{require, run, tempdir, Daemon};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SERVER: &str = include_str!("smtp_server.py");
+
+/// A raw SMTP server on a kernel-chosen port, recording into `dir`.
+pub fn raw_server(dir: &Path, args: &[&str]) -> (Daemon, u16) {
+    let script = dir.join("smtp_server.py");
+    std::fs::write(&script, SERVER).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script)
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null());
+    let mut d = Daemon::spawn("smtp_server.py", cmd);
+    let out = d.child_mut().stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).unwrap();
+    (d, line.trim().parse().expect("server port"))
+}
+
+/// Run postern-remote: the raw report.
+pub fn remote(
+    inst: &Instance,
+    domain: &str,
+    sender: &str,
+    rcpts: &[&str],
+    msg: &[u8],
+) -> (i32, Vec<u8>) {
+    let mut cmd = inst.command("postern-remote");
+    cmd.arg(domain)
+        .arg(sender)
+        .args(rcpts)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut d = Daemon::spawn("postern-remote", cmd);
+    let child = d.child_mut();
+    let _ = child.stdin.take().unwrap().write_all(msg);
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
+        out
+    });
+    let st = d
+        .wait_exit(Duration::from_secs(30))
+        .expect("postern-remote finished within 30 s");
+    (st.code().unwrap_or(-1), reader.join().unwrap())
+}
+
+fn records(report: &[u8]) -> Vec<String> {
+    report
+        .split(|&b| b == 0)
+        .filter(|r| !r.is_empty())
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect()
+}
+
+/// A port on 127.0.0.1 that nothing listens on.
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn exact_bytes_crlf_and_dot_stuffing() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &[]);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let msg = b"Subject: dots\n\n.leading dot\n..two\nbare lf\r\ncrlf\nlast line without newline";
+    let (code, report) = remote(
+        &inst,
+        "far.test",
+        "a@example.test",
+        &["x@far.test", "y@far.test"],
+        msg,
+    );
+    assert_eq!(code, 0);
+    let recs = records(&report);
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    assert_eq!(recs[0], "r");
+    assert_eq!(recs[1], "r");
+    assert!(recs[2].starts_with("K"), "{recs:?}");
+    assert!(recs[2].contains("250 accepted as message 1"), "{recs:?}");
+    let data = std::fs::read(rec.path().join("data.1")).unwrap();
+    assert_eq!(
+        data,
+        b"Subject: dots\r\n\r\n..leading dot\r\n...two\r\nbare lf\r\ncrlf\r\nlast line without newline\r\n.\r\n".to_vec()
+    );
+    let cmds = std::fs::read_to_string(rec.path().join("commands")).unwrap();
+    assert!(cmds.contains("MAIL FROM:<a@example.test> SIZE="), "{cmds}");
+    assert!(cmds.contains("RCPT TO:<x@far.test>\\r\\n"), "{cmds}");
+    assert!(cmds.starts_with("b'EHLO mx.example.test\\r\\n'"), "{cmds}");
+}
+
+#[test]
+fn per_recipient_results_without_pipelining() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let rec = tempdir();
+    let (_srv, port) = raw_server(
+        rec.path(),
+        &["--no-pipelining", "bad@far.test=550", "later@far.test=451"],
+    );
+    inst.control("smtproutes", &format!(":127.0.0.1:{port}"));
+    let (code, report) = remote(
+        &inst,
+        "far.test",
+        "",
+        &["ok@far.test", "bad@far.test", "later@far.test"],
+        b"S: x\n\nb\n",
+    );
+    assert_eq!(code, 0);
+    let recs = records(&report);
+    assert_eq!(recs[0], "r");
+    assert!(
+        recs[1].starts_with('h') && recs[1].contains("550 no thanks for bad@far.test"),
+        "{recs:?}"
+    );
+    assert!(
+        recs[2].starts_with('s') && recs[2].contains("451"),
+        "{recs:?}"
+    );
+    assert!(recs[3].starts_with('K'), "{recs:?}");
+    let cmds = std::fs::read_to_string(rec.path().join("commands")).unwrap();
+    assert!(cmds.contains("MAIL FROM:<> SIZE="), "{cmds}");
+}
+
+#[test]
+fn no_recipient_accepted_is_permanent_and_8bit_is_declared() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &["bad@far.test=550"]);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let (_, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["bad@far.test"],
+        "S: caf\u{e9}\n\nx\n".as_bytes(),
+    );
+    let recs = records(&report);
+    assert!(recs[0].starts_with('h'));
+    assert!(
+        recs[1].starts_with('D') && recs[1].contains("Giving up"),
+        "{recs:?}"
+    );
+    let cmds = std::fs::read_to_string(rec.path().join("commands")).unwrap();
+    assert!(cmds.contains("BODY=8BITMIME"), "{cmds}");
+    assert!(cmds.contains("QUIT"), "{cmds}");
+}
+
+#[test]
+fn opportunistic_starttls_encrypts_without_verifying() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let rec = tempdir();
+    let (cert, key) = (rec.path().join("cert.pem"), rec.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=self-signed.test",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (_srv, port) = raw_server(
+        rec.path(),
+        &["--tls", cert.to_str().unwrap(), key.to_str().unwrap()],
+    );
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let (_, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test"],
+        b"S: secret\n\nb\n",
+    );
+    let recs = records(&report);
+    assert!(recs[1].starts_with('K'), "{recs:?}");
+    let cmds = std::fs::read_to_string(rec.path().join("commands")).unwrap();
+    assert!(cmds.contains("STARTTLS"), "{cmds}");
+    assert!(
+        cmds.contains("\ntls TLSv1.3\n") || cmds.contains("\ntls TLSv1.2\n"),
+        "{cmds}"
+    );
+    // EHLO again after the handshake, and the transaction only inside TLS.
+    let after = cmds.split("\ntls ").nth(1).unwrap();
+    assert!(
+        after.contains("EHLO") && after.contains("MAIL FROM:<a@b.test>"),
+        "{cmds}"
+    );
+    assert_eq!(
+        std::fs::read(rec.path().join("data.1")).unwrap(),
+        b"S: secret\r\n\r\nb\r\n.\r\n"
+    );
+}
+
+#[test]
+fn failed_tls_handshake_falls_back_to_plain_text() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &["--broken-tls"]);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let (_, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test"],
+        b"S: x\n\nb\n",
+    );
+    let recs = records(&report);
+    assert!(recs[1].starts_with('K'), "{recs:?}");
+    let cmds = std::fs::read_to_string(rec.path().join("commands")).unwrap();
+    assert_eq!(cmds.matches("STARTTLS").count(), 1, "{cmds}");
+    assert_eq!(
+        cmds.matches("EHLO").count(),
+        2,
+        "a second, plain connection: {cmds}"
+    );
+}
+
+#[test]
+fn dead_host_and_bad_greeting_are_temporary() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{}", dead_port()));
+    let (code, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test"],
+        b"S: x\n\nb\n",
+    );
+    assert_eq!(code, 0);
+    let recs = records(&report);
+    assert_eq!(recs.len(), 1);
+    assert!(
+        recs[0].starts_with('Z') && recs[0].contains("Unable to connect"),
+        "{recs:?}"
+    );
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &["--greeting", "554"]);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let (_, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test"],
+        b"S: x\n\nb\n",
+    );
+    let recs = records(&report);
+    assert!(
+        recs[0].starts_with('Z') && recs[0].contains("greeting failed"),
+        "{recs:?}"
+    );
+}
+
+#[test]
+fn bad_usage_and_bad_routes() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let (code, _, err) = run(
+        inst.command("postern-remote").arg("far.test"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(100));
+    assert_eq!(
+        err.trim(),
+        "postern-remote: usage: postern-remote domain sender recipient..."
+    );
+    inst.control("smtproutes", "far.test:host:notaport");
+    let (_, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test"],
+        b"S: x\n\nb\n",
+    );
+    let recs = records(&report);
+    assert!(
+        recs[0].starts_with("Zcontrol/smtproutes:1: bad port"),
+        "{recs:?}"
+    );
+}
+
+/// smtp-sink, Postfix's test server, as the peer on a free loopback port. `extra` are
+/// its options; it runs as `nobody` and dumps messages into `dir` (`-d dir/msg.`).
+pub fn smtp_sink(dir: &Path, extra: &[&str]) -> Option<(Daemon, u16)> {
+    use std::os::unix::fs::PermissionsExt;
+    let sink = require("smtp-sink", "postfix")?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = dead_port();
+    let mut cmd = Command::new(sink);
+    cmd.current_dir(dir)
+        .args(["-u", "nobody", "-d"])
+        .arg(dir.join("msg-%H%M%S."))
+        .args(extra)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("10")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let d = Daemon::spawn("smtp-sink", cmd);
+    postern_testkit::expect_within(Duration::from_secs(10), "smtp-sink listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Some((d, port))
+}
+
+/// The messages smtp-sink dumped into `dir`.
+pub fn sink_dumps(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("msg-"))
+        .map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn smtp_sink_accepts_one_transaction_for_all_recipients() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let dir = tempdir();
+    let Some((_sink, port)) = smtp_sink(dir.path(), &[]) else {
+        return;
+    };
+    inst.control("smtproutes", &format!(":127.0.0.1:{port}"));
+    let (_, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test", "y@far.test"],
+        b"Subject: sink\n\nhello\n",
+    );
+    let recs = records(&report);
+    assert_eq!(&recs[..2], &["r", "r"]);
+    assert!(recs[2].starts_with('K'), "{recs:?}");
+    postern_testkit::expect_within(Duration::from_secs(5), "dump file", || {
+        !sink_dumps(dir.path()).is_empty()
+    });
+    let dumps = sink_dumps(dir.path());
+    assert_eq!(dumps.len(), 1, "one transaction");
+    assert!(dumps[0].contains("Subject: sink"), "{}", dumps[0]);
+    assert!(
+        dumps[0].contains("x@far.test") && dumps[0].contains("y@far.test"),
+        "{}",
+        dumps[0]
+    );
+}
+
+#[test]
+fn smtp_sink_soft_and_hard_rejections() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let dir = tempdir();
+    let Some((_sink, port)) = smtp_sink(dir.path(), &["-r", "rcpt"]) else {
+        return;
+    };
+    inst.control("smtproutes", &format!(":127.0.0.1:{port}"));
+    let (_, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test"],
+        b"S: x\n\nb\n",
+    );
+    let recs = records(&report);
+    assert!(
+        recs[0].starts_with('s') && recs[0].contains("Remote host said: 4"),
+        "{recs:?}"
+    );
+    drop(_sink);
+    let Some((_sink, port)) = smtp_sink(dir.path(), &["-f", "data"]) else {
+        return;
+    };
+    inst.control("smtproutes", &format!(":127.0.0.1:{port}"));
+    let (_, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test"],
+        b"S: x\n\nb\n",
+    );
+    let recs = records(&report);
+    assert_eq!(recs[0], "r");
+    assert!(
+        recs[1].starts_with('D')
+            && recs[1].contains("DATA command failed")
+            && recs[1].contains("5"),
+        "{recs:?}"
+    );
+}
+
+/// dnsmasq on a loopback port, answering for `.test` only: far.test MX 10 mx.far.test,
+/// mx.far.test A 127.0.0.1, a.test A 127.0.0.1 (no MX), everything else NXDOMAIN.
+fn dnsmasq() -> Option<(Daemon, u16)> {
+    let prog = require("dnsmasq", "dnsmasq")?;
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args([
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+    ])
+    .arg(format!("--port={port}"))
+    .args([
+        "--local=/test/",
+        "--mx-host=far.test,mx.far.test,10",
+        "--host-record=mx.far.test,127.0.0.1",
+        "--host-record=a.test,127.0.0.1",
+        "--mx-host=loop.test,mx.example.test,10",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let d = Daemon::spawn("dnsmasq", cmd);
+    postern_testkit::expect_within(Duration::from_secs(10), "dnsmasq answering", || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // A bare DNS query for "test" type A; any reply means it is up.
+        let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x01\x00\x01";
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s.send_to(q, ("127.0.0.1", port)).is_ok() && s.recv(&mut [0u8; 512]).is_ok()
+    });
+    Some((d, port))
+}
+
+#[test]
+fn mx_then_address_lookups_through_control_resolvers() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let Some((_dns, port)) = dnsmasq() else {
+        return;
+    };
+    inst.control("resolvers", &format!("127.0.0.1:{port}"));
+    inst.control("timeoutconnect", "5");
+    // MX → mx.far.test → 127.0.0.1 port 25; and a domain without MX → its own A.
+    for domain in ["far.test", "a.test"] {
+        let (_, report) = remote(
+            &inst,
+            domain,
+            "a@b.test",
+            &[&format!("x@{domain}")],
+            b"S: x\n\nb\n",
+        );
+        let recs = records(&report);
+        assert!(
+            recs.last().unwrap().contains("127.0.0.1"),
+            "{domain}: {recs:?}"
+        );
+    }
+    let (_, report) = remote(&inst, "nx.test", "a@b.test", &["x@nx.test"], b"S: x\n\nb\n");
+    let recs = records(&report);
+    assert!(
+        recs[0].starts_with("DSorry, I couldn't find any host named nx.test"),
+        "{recs:?}"
+    );
+    // We are the best MX ourselves (control/me) and have no route: a loop, refused.
+    let (_, report) = remote(
+        &inst,
+        "loop.test",
+        "a@b.test",
+        &["x@loop.test"],
+        b"S: x\n\nb\n",
+    );
+    let recs = records(&report);
+    assert!(
+        recs[0].starts_with("DSorry. Although I'm listed as a best-preference MX"),
+        "{recs:?}"
+    );
+    // No server answering at all: temporary.
+    inst.control("resolvers", &format!("127.0.0.1:{}", dead_port()));
+    let (_, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test"],
+        b"S: x\n\nb\n",
+    );
+    assert!(
+        records(&report)[0].starts_with('Z'),
+        "{:?}",
+        records(&report)
+    );
+}

@@ -1,0 +1,479 @@
+//! postern-send: takeover, local and remote deliveries, retries, bounces (once, never to
+//! `<>`, double bounces once), the mutex, recovery of crash states, admin requests.
+
+use crate::helpers::*;
+use crate::remote::{dead_port, sink_dumps, smtp_sink};
+use postern_testkit::{expect_within, run, tempdir};
+use std::fs;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn wait_empty(inst: &Instance) {
+    expect_within(T, "an empty queue", || {
+        inst.queued("new") == 0 && inst.queued("mess") == 0 && inst.queued("state") == 0
+    });
+}
+
+fn text(m: &[u8]) -> String {
+    String::from_utf8_lossy(m).into_owned()
+}
+
+#[test]
+fn local_message_is_delivered_and_removed() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let send = inst.start_send();
+    inst.inject(
+        "bob@far.test",
+        &["alice@example.test"],
+        b"Message-ID: <1@t>\nSubject: hi\n\nhello\n",
+    );
+    expect_within(T, "delivery", || inst.count("alice") == 1);
+    wait_empty(&inst);
+    let m = text(&inst.messages("alice")[0]);
+    assert!(
+        m.starts_with("Return-Path: <bob@far.test>\nDelivered-To: alice@example.test\nReceived: "),
+        "{m}"
+    );
+    assert!(
+        m.ends_with("Message-ID: <1@t>\nSubject: hi\n\nhello\n"),
+        "{m}"
+    );
+    let new = send.wait_log("event=new ", T);
+    assert_eq!(field(&new, "from").as_deref(), Some("<bob@far.test>"));
+    assert_eq!(field(&new, "rcpts").as_deref(), Some("1"));
+    let d = send.wait_log("event=delivery ", T);
+    assert_eq!(field(&d, "kind").as_deref(), Some("local"));
+    assert_eq!(field(&d, "result").as_deref(), Some("ok"));
+    assert_eq!(field(&d, "rcpt").as_deref(), Some("<alice@example.test>"));
+    send.wait_log("event=done ", T);
+}
+
+#[test]
+fn one_scheduler_per_queue_and_sigterm_stops() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let mut send = inst.start_send();
+    let (code, _, err) = run(&mut inst.command("postern-send"), Duration::from_secs(10));
+    assert_eq!(code, Some(111));
+    assert!(
+        err.contains("another postern-send is running on this queue"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        inst.command("postern-send").arg("x"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(100), "{err}");
+    send.daemon.signal(libc::SIGTERM);
+    let st = send
+        .daemon
+        .wait_exit(T)
+        .expect("postern-send exits on SIGTERM");
+    assert_eq!(st.code(), Some(0));
+    send.wait_log("event=stop", T);
+}
+
+#[test]
+fn remote_delivery_to_smtp_sink() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let dir = tempdir();
+    let Some((_sink, port)) = smtp_sink(dir.path(), &[]) else {
+        return;
+    };
+    inst.control("smtproutes", &format!(":127.0.0.1:{port}"));
+    let send = inst.start_send();
+    inst.inject(
+        "alice@example.test",
+        &["x@far.test", "y@far.test", "z@other.test"],
+        b"Subject: out\n\nbody\n",
+    );
+    wait_empty(&inst);
+    let lines = send.lines("event=delivery ");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines
+        .iter()
+        .all(|l| field(l, "kind").as_deref() == Some("remote")
+            && field(l, "result").as_deref() == Some("ok")));
+    expect_within(T, "two transactions", || sink_dumps(dir.path()).len() == 2);
+}
+
+#[test]
+fn remote_4xx_is_retried_and_sigalrm_retries_now() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let dir = tempdir();
+    let Some((_sink, port)) = smtp_sink(dir.path(), &["-r", "rcpt"]) else {
+        return;
+    };
+    inst.control("smtproutes", &format!(":127.0.0.1:{port}"));
+    let send = inst.start_send();
+    inst.inject(
+        "alice@example.test",
+        &["x@far.test"],
+        b"Subject: soft\n\nbody\n",
+    );
+    let l = send.wait_log("event=delivery ", T);
+    assert_eq!(field(&l, "result").as_deref(), Some("defer"), "{l}");
+    assert_eq!(field(&l, "tries").as_deref(), Some("1"));
+    let r = send.wait_log("event=retry ", T);
+    let next: u64 = field(&r, "next").unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        next >= now + 300 && next <= now + 401,
+        "remote retry about 400 s after birth: {r}"
+    );
+    let state = fs::read_dir(inst.queue().join("state"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(fs::read_to_string(&state)
+        .unwrap()
+        .contains("status=deferred"));
+    send.daemon.signal(libc::SIGALRM);
+    expect_within(T, "second attempt", || {
+        send.lines("event=delivery ").len() == 2
+    });
+    assert_eq!(
+        field(&send.lines("event=delivery ")[1], "tries").as_deref(),
+        Some("2")
+    );
+    assert_eq!(inst.count("alice"), 0, "no bounce for a temporary failure");
+}
+
+#[test]
+fn dead_host_is_retried() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    inst.control("smtproutes", &format!(":127.0.0.1:{}", dead_port()));
+    let send = inst.start_send();
+    inst.inject(
+        "alice@example.test",
+        &["x@far.test"],
+        b"Subject: dead\n\nbody\n",
+    );
+    let l = send.wait_log("event=delivery ", T);
+    assert_eq!(field(&l, "result").as_deref(), Some("defer"), "{l}");
+    assert!(
+        field(&l, "text").unwrap().contains("Unable to connect"),
+        "{l}"
+    );
+    assert_eq!(inst.queued("mess"), 1);
+}
+
+#[test]
+fn remote_5xx_bounces_once_with_the_reason() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let dir = tempdir();
+    let Some((_sink, port)) = smtp_sink(dir.path(), &["-f", "rcpt"]) else {
+        return;
+    };
+    inst.control("smtproutes", &format!(":127.0.0.1:{port}"));
+    let send = inst.start_send();
+    inst.inject(
+        "alice@example.test",
+        &["x@far.test", "y@far.test"],
+        b"Subject: hard\nX-Orig: yes\n\nbody\n",
+    );
+    expect_within(T, "bounce delivered", || inst.count("alice") == 1);
+    wait_empty(&inst);
+    let b = text(&inst.messages("alice")[0]);
+    assert!(
+        b.contains("\nReturn-Path: <>\n") || b.starts_with("Return-Path: <>\n"),
+        "{b}"
+    );
+    assert!(b.contains("Subject: failure notice\n"), "{b}");
+    assert!(b.contains("Hi. This is the postern-send program at mx.example.test.\nI'm afraid I wasn't able to deliver"), "{b}");
+    assert!(b.contains("\n<x@far.test>:\nConnected to 127.0.0.1 (127.0.0.1) but recipient was rejected.\nRemote host said: 5"), "{b}");
+    assert!(b.contains("\n<y@far.test>:\n"), "{b}");
+    assert!(
+        b.contains(
+            "--- Below this line is a copy of the message.\n\nReturn-Path: <alice@example.test>\n"
+        ),
+        "{b}"
+    );
+    assert!(b.contains("Subject: hard\nX-Orig: yes\n"), "{b}");
+    let bounces = send.lines("event=bounce ");
+    assert_eq!(bounces.len(), 1, "one bounce per message: {bounces:?}");
+    assert_eq!(field(&bounces[0], "rcpts").as_deref(), Some("2"));
+}
+
+#[test]
+fn failed_bounce_goes_once_to_doublebounceto_and_never_to_null() {
+    // ghost@ does not exist: the bounce to it fails, and goes to the postmaster once.
+    let inst = Instance::new(&[("alice", 0)], "");
+    inst.control("doublebounceto", "alice@example.test");
+    let send = inst.start_send();
+    inst.inject(
+        "ghost@example.test",
+        &["nosuch@example.test"],
+        b"Subject: lost\n\nbody\n",
+    );
+    expect_within(T, "double bounce", || inst.count("alice") == 1);
+    wait_empty(&inst);
+    let b = text(&inst.messages("alice")[0]);
+    assert!(b.starts_with("Return-Path: <#@[]>\n"), "{b}");
+    assert!(
+        b.contains("I tried to deliver a bounce message to this address, but the bounce bounced!"),
+        "{b}"
+    );
+    assert!(
+        b.contains("<ghost@example.test>:\nno mailbox here by that name"),
+        "{b}"
+    );
+    assert!(
+        b.contains("--- Below this line is the original bounce."),
+        "{b}"
+    );
+    let kinds: Vec<_> = send
+        .lines("event=bounce ")
+        .iter()
+        .map(|l| (field(l, "kind").unwrap(), field(l, "to").unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("bounce".into(), "<ghost@example.test>".into()),
+            ("double".into(), "<alice@example.test>".into())
+        ]
+    );
+    assert!(send.lines("to=<>").is_empty());
+}
+
+#[test]
+fn failed_double_bounce_is_dropped() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    inst.control("doublebounceto", "gone@example.test");
+    let send = inst.start_send();
+    inst.inject(
+        "",
+        &["nosuch@example.test"],
+        b"Subject: bounce of something\n\nbody\n",
+    );
+    send.wait_log("event=drop ", T);
+    wait_empty(&inst);
+    assert_eq!(send.lines("event=bounce ").len(), 1, "{}", send.all());
+    assert_eq!(inst.count("alice"), 0);
+}
+
+#[test]
+fn delivered_to_loop_bounces_to_the_sender() {
+    let inst = Instance::new(&[("alice", 0), ("carol", 0)], "");
+    let send = inst.start_send();
+    inst.inject(
+        "carol@example.test",
+        &["alice@example.test"],
+        b"Delivered-To: alice@example.test\nSubject: loop\n\nbody\n",
+    );
+    expect_within(T, "bounce", || inst.count("carol") == 1);
+    assert_eq!(inst.count("alice"), 0);
+    let b = text(&inst.messages("carol")[0]);
+    assert!(
+        b.contains("<alice@example.test>:\nthis message is looping"),
+        "{b}"
+    );
+    send.wait_log("event=done ", T);
+}
+
+#[test]
+fn over_quota_defers_and_expiry_bounces() {
+    let inst = Instance::new(&[("alice", 0), ("small", 50)], "");
+    inst.control("queuelifetime", "0");
+    let send = inst.start_send();
+    inst.inject("alice@example.test", &["small@example.test"], &[b'x'; 300]);
+    expect_within(T, "bounce", || inst.count("alice") == 1);
+    let d = send.wait_log("event=delivery ", T);
+    assert_eq!(field(&d, "result").as_deref(), Some("fail"), "{d}");
+    let b = text(&inst.messages("alice")[0]);
+    assert!(b.contains("over quota (#4.2.2)\nI'm not going to try again; this message has been in the queue too long."), "{b}");
+}
+
+#[test]
+fn admin_requests_hold_release_requeue_delete() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    inst.control("smtproutes", &format!(":127.0.0.1:{}", dead_port()));
+    let send = inst.start_send();
+    inst.inject(
+        "alice@example.test",
+        &["x@far.test"],
+        b"Subject: held\n\nbody\n",
+    );
+    send.wait_log("event=retry ", T);
+    let id = fs::read_dir(inst.queue().join("mess"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    let q = postern_queue::layout::Queue::for_home(inst.home());
+    let request = |action: &str| {
+        fs::write(inst.queue().join("ctl").join(format!("{action}.{id}")), b"").unwrap();
+        postern_queue::layout::pull_trigger(&q);
+    };
+    request("hold");
+    expect_within(T, "hold", || inst.queue().join("hold").join(&id).exists());
+    request("release");
+    expect_within(T, "release and retry", || {
+        send.lines("event=delivery ").len() == 2
+    });
+    request("requeue");
+    expect_within(T, "requeue", || send.lines("event=delivery ").len() == 3);
+    request("delete");
+    wait_empty(&inst);
+    // The queue empties a moment before the log line reaches our reader.
+    expect_within(T, "the delete in the log", || {
+        send.lines("event=admin ").len() == 4
+    });
+    let admin: Vec<_> = send
+        .lines("event=admin ")
+        .iter()
+        .map(|l| field(l, "action").unwrap())
+        .collect();
+    assert_eq!(admin, vec!["hold", "release", "requeue", "delete"]);
+    assert!(send.lines("event=bounce ").is_empty());
+    assert_eq!(inst.count("alice"), 0);
+    assert!(fs::read_dir(inst.queue().join("ctl"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
+fn crash_states_are_recovered_at_start() {
+    use postern_queue::file::{encode_file, Envelope};
+    let inst = Instance::new(&[("alice", 0)], "");
+    let q = inst.queue();
+    let msg = |n: u32| format!("Message-ID: <{n}@t>\n\nbody {n}\n").into_bytes();
+    let env = Envelope::new(b"s@far.test".to_vec(), vec![b"alice@example.test".to_vec()]);
+    // S1: committed only.
+    fs::write(q.join("new/1700000000.1.1"), encode_file(&env, &msg(1))).unwrap();
+    // S2: state written, rename pending.
+    fs::write(q.join("new/1700000000.2.1"), encode_file(&env, &msg(2))).unwrap();
+    fs::write(
+        q.join("state/1700000000.2.1"),
+        "v=1 birth=1700000000 tries=0 next=0 priority=0\nrcpt=<alice@example.test> kind=local status=todo tries=0 last=\"\"\n",
+    )
+    .unwrap();
+    // S3: being delivered, one recipient already done.
+    let env2 = Envelope::new(
+        b"s@far.test".to_vec(),
+        vec![
+            b"alice@example.test".to_vec(),
+            b"alice-x@example.test".to_vec(),
+        ],
+    );
+    fs::write(q.join("mess/1700000000.3.1"), encode_file(&env2, &msg(3))).unwrap();
+    fs::write(
+        q.join("state/1700000000.3.1"),
+        "v=1 birth=1700000000 tries=1 next=0 priority=0\nrcpt=<alice@example.test> kind=local status=done tries=1 last=ok\nrcpt=<alice-x@example.test> kind=local status=deferred tries=1 last=x\n",
+    )
+    .unwrap();
+    // S4: finished, mess left; a half-written state temp file; a stale tmp file.
+    fs::write(q.join("mess/1700000000.4.1"), encode_file(&env, &msg(4))).unwrap();
+    fs::write(q.join("state/.1700000000.5.1.tmp"), "v=1 bi").unwrap();
+    fs::write(q.join("tmp/1600000000.1.1"), "partial").unwrap();
+    let old = std::process::Command::new("touch")
+        .args(["-d", "3 days ago"])
+        .arg(q.join("tmp/1600000000.1.1"))
+        .status()
+        .unwrap();
+    assert!(old.success());
+    let send = inst.start_send();
+    expect_within(T, "three deliveries", || inst.count("alice") == 3);
+    wait_empty(&inst);
+    let all: String = inst.messages("alice").iter().map(|m| text(m)).collect();
+    for n in [1, 2] {
+        assert!(all.contains(&format!("body {n}\n")));
+    }
+    assert!(
+        all.contains("Delivered-To: alice-x@example.test\nMessage-ID: <3@t>"),
+        "only the deferred recipient again"
+    );
+    assert!(!all.contains("body 4"), "S4 is removed, not delivered");
+    assert!(!q.join("tmp/1600000000.1.1").exists());
+    assert!(!q.join("state/.1700000000.5.1.tmp").exists());
+    assert_eq!(
+        send.lines("event=new ").len(),
+        1,
+        "only the S1 message is new"
+    );
+}
+
+#[test]
+fn sighup_rereads_control_files_and_keeps_the_old_on_error() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let send = inst.start_send();
+    inst.control("concurrencylocal", "3");
+    send.daemon.signal(libc::SIGHUP);
+    send.wait_log("event=reload", T);
+    inst.control("concurrencylocal", "lots");
+    send.daemon.signal(libc::SIGHUP);
+    let e = send.wait_log("event=error ", T);
+    assert!(
+        e.contains("control/concurrencylocal:1: not a whole number: lots"),
+        "{e}"
+    );
+    // Still delivering with the old settings.
+    inst.inject(
+        "bob@far.test",
+        &["alice@example.test"],
+        b"Subject: after hup\n\nx\n",
+    );
+    expect_within(T, "delivery", || inst.count("alice") == 1);
+}
+
+#[test]
+fn local_and_remote_channels_retry_independently() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    inst.control("smtproutes", &format!(":127.0.0.1:{}", dead_port()));
+    let send = inst.start_send();
+    inst.inject(
+        "bob@far.test",
+        &["alice@example.test", "x@far.test", "y@far.test"],
+        b"Subject: mixed\n\nx\n",
+    );
+    expect_within(T, "local delivery", || inst.count("alice") == 1);
+    let r = send.wait_log("event=retry ", T);
+    let next: u64 = field(&r, "next").unwrap().parse().unwrap();
+    let birth = fs::read_dir(inst.queue().join("state"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let st = fs::read_to_string(&birth).unwrap();
+    assert!(
+        st.contains("rcpt=<alice@example.test> kind=local status=done"),
+        "{st}"
+    );
+    assert!(
+        st.contains("rcpt=<x@far.test> kind=remote status=deferred"),
+        "{st}"
+    );
+    let b: u64 = st
+        .split("birth=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The remote schedule: (isqrt(now - birth) + 20)^2 after birth, now within a second.
+    assert!(next == b + 400 || next == b + 441, "{next} vs birth {b}");
+    // One postern-remote run for both far.test recipients.
+    let remote: Vec<_> = send.lines("kind=remote");
+    assert_eq!(remote.len(), 2);
+    send.daemon.signal(libc::SIGALRM);
+    expect_within(T, "remote retried", || send.lines("kind=remote").len() == 4);
+    assert_eq!(
+        send.lines("kind=local").len(),
+        1,
+        "the done local recipient is not retried"
+    );
+    assert_eq!(inst.count("alice"), 1);
+}

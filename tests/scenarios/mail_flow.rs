@@ -1,0 +1,182 @@
+//! The whole mail path of a single-user instance, as `scripts/quickstart` makes it, run
+//! by a normal (throwaway) user under postern-svscan: Python's smtplib sends to the SMTP
+//! service (tcpserver → tlsd → smtpd → postern-scan → postern-queue), postern-send
+//! delivers with postern-local, and Python's poplib fetches the message over POP3.
+//! Then the same for a message with a forbidden attachment: 554, quarantined, an alert
+//! to postmaster, nothing delivered to the recipient.
+
+use crate::support::{free_port, ThrowawayUser};
+use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+const PASSWORD: &str = "k7#Vq9!zLm2p";
+
+fn count(dir: &Path) -> usize {
+    fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn smtp_in_local_delivery_pop3_out_and_a_virus_stopped() {
+    let Some(user) = ThrowawayUser::create("postern-t-flow") else {
+        return;
+    };
+    let dir = tempdir();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("inst");
+    fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(user.uid), Some(user.gid)).unwrap();
+    let (smtp, submission, pop3) = (free_port(), free_port(), free_port());
+
+    let mut init = user.command(workspace_bin("posternctl"));
+    init.args(["init", "--home"])
+        .arg(&home)
+        .args(["--domain", "example.test", "--bin"])
+        .arg(postern_testkit::target_dir());
+    init.args(["--listen", "127.0.0.1", "--smtp-port", &smtp.to_string()]);
+    init.args([
+        "--submission-port",
+        &submission.to_string(),
+        "--pop3-port",
+        &pop3.to_string(),
+    ]);
+    let (code, _, err) = run(&mut init, T);
+    assert_eq!(code, Some(0), "{err}");
+    for service in ["smtpd", "submission", "pop3d", "send", "ratelimit"] {
+        assert!(
+            home.join("service").join(service).join("run").is_file(),
+            "{service}"
+        );
+    }
+
+    let mut add = user.command(workspace_bin("postern-user"));
+    add.env("POSTERN_HOME", &home)
+        .args(["domain", "add", "example.test"]);
+    add.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut svscan = user.command(workspace_bin("postern-svscan"));
+    svscan.arg(home.join("service"));
+    let _svscan = Daemon::spawn_quiet("postern-svscan", svscan);
+    for port in [smtp, pop3] {
+        expect_within(T, "the services to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    // In: from an outside client (127.0.0.200: the default rules make only 127.0.0.1 a
+    // relay client), to a hosted mailbox.
+    let send = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {smtp}, timeout=30, source_address=("127.0.0.200", 0))
+s.sendmail("friend@outside.test", ["postmaster@example.test"],
+           "From: friend@outside.test\r\nTo: postmaster@example.test\r\nSubject: hello\r\nMessage-ID: <flow-1@outside.test>\r\n\r\nIt works.\r\n")
+try:
+    s.sendmail("friend@outside.test", ["someone@elsewhere.test"], "Subject: relay\r\n\r\nno\r\n")
+    raise SystemExit("relayed!")
+except smtplib.SMTPRecipientsRefused as e:
+    print("relay refused", e.recipients["someone@elsewhere.test"][0])
+s.quit()
+"#
+    );
+    let (code, out, err) = run(Command::new("python3").args(["-c", &send]), T);
+    assert_eq!(code, Some(0), "smtplib: {err}");
+    assert!(
+        out.contains("relay refused 553") || out.contains("relay refused 550"),
+        "{out}"
+    );
+
+    let maildir = home.join("users/example.test/postmaster/Maildir");
+    expect_within(T, "delivery to the Maildir", || {
+        count(&maildir.join("new")) == 1
+    });
+
+    // Out: POP3.
+    let fetch = format!(
+        r#"
+import poplib
+p = poplib.POP3("127.0.0.1", {pop3}, timeout=30)
+p.user("postmaster@example.test"); p.pass_("{PASSWORD}")
+lines = p.retr(1)[1]
+p.dele(1); p.quit()
+print("\n".join(l.decode() for l in lines))
+"#
+    );
+    let (code, out, err) = run(Command::new("python3").args(["-c", &fetch]), T);
+    assert_eq!(code, Some(0), "poplib: {err}");
+    assert!(out.contains("Subject: hello"), "{out}");
+    assert!(out.contains("Message-ID: <flow-1@outside.test>"), "{out}");
+    assert!(
+        out.contains("Delivered-To: postmaster@example.test"),
+        "{out}"
+    );
+    assert!(out.contains("Received: "), "{out}");
+    assert!(out.trim_end().ends_with("It works."), "{out}");
+
+    // A forbidden attachment: refused before 250, quarantined, postmaster alerted.
+    let virus = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {smtp}, timeout=30, source_address=("127.0.0.200", 0))
+msg = ("From: bad@outside.test\r\nTo: postmaster@example.test\r\nSubject: invoice\r\nMIME-Version: 1.0\r\n"
+       "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+       "--B\r\nContent-Type: application/octet-stream; name=\"invoice.pdf.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAA==\r\n--B--\r\n")
+try:
+    s.sendmail("bad@outside.test", ["postmaster@example.test"], msg)
+    raise SystemExit("accepted!")
+except smtplib.SMTPDataError as e:
+    print("refused", e.smtp_code)
+s.quit()
+"#
+    );
+    let (code, out, err) = run(Command::new("python3").args(["-c", &virus]), T);
+    assert_eq!(code, Some(0), "smtplib: {err}");
+    assert_eq!(out.trim(), "refused 554");
+    assert_eq!(count(&home.join("quarantine/new")), 1, "a copy is kept");
+    // The alert goes to postmaster@example.test — the only mail in that Maildir now.
+    expect_within(T, "the alert", || count(&maildir.join("new")) == 1);
+    let alert_name = fs::read_dir(maildir.join("new"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let alert = fs::read_to_string(alert_name).unwrap();
+    assert!(
+        alert.contains("Subject: [postern] message quarantined: attachment"),
+        "{alert}"
+    );
+    assert!(alert.contains("invoice.pdf.exe"), "{alert}");
+
+    // The logs recorded both, with the keys the reports read.
+    expect_within(T, "smtpd's log", || {
+        fs::read_to_string(home.join("log/smtpd/current"))
+            .map(|l| l.contains("event=quarantine"))
+            .unwrap_or(false)
+    });
+    let smtpd_log = fs::read_to_string(home.join("log/smtpd/current")).unwrap();
+    assert!(smtpd_log.contains("event=accept"), "{smtpd_log}");
+    assert!(smtpd_log.contains("reason=relay"), "{smtpd_log}");
+    let send_log = fs::read_to_string(home.join("log/send/current")).unwrap_or_default();
+    assert!(send_log.contains("event=delivery"), "{send_log}");
+}
