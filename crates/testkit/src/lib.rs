@@ -102,6 +102,16 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// Say that a test is skipped because the workspace program `name` is not built — or,
+/// under `POSTERN_REQUIRE_INTEROP=1` (scripts/test, which builds everything first),
+/// fail: a skip there would hide a test that never ran.
+pub fn skip_unbuilt(name: &str) {
+    if interop_required() {
+        panic!("{name} is not built, but scripts/test builds the whole workspace first");
+    }
+    eprintln!("skipped: {name} not built (cargo build --workspace builds it)");
+}
+
 /// `$PATH` with the workspace's binaries first, for chains that exec each other by name.
 pub fn path_with_workspace_bins() -> std::ffi::OsString {
     let mut dirs = vec![target_dir()];

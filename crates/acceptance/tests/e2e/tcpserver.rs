@@ -557,7 +557,7 @@ fn hold_connections(dir: &Path, port: u16, n: usize) {
 fn forty_connections_at_once_under_softlimit_64m_are_all_served() {
     let softlimit = postern_testkit::target_dir().join("postern-softlimit");
     if !softlimit.is_file() {
-        eprintln!("skipped: postern-softlimit not built (cargo build --workspace)");
+        postern_testkit::skip_unbuilt("postern-softlimit");
         return;
     }
     let dir = tempdir();

@@ -483,7 +483,7 @@ fn producer(name: &str) -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
-        eprintln!("skipped: {name} not built (cargo build --workspace builds it)");
+        postern_testkit::skip_unbuilt(name);
         None
     }
 }

@@ -849,7 +849,7 @@ fn greeting_comes_from_smtpgreeting() {
 fn tls_setup(setup: Setup) -> Option<Server> {
     let tlsd = postern_testkit::target_dir().join("postern-tlsd");
     if !tlsd.is_file() {
-        eprintln!("skipped: postern-tlsd not built (cargo build --workspace)");
+        postern_testkit::skip_unbuilt("postern-tlsd");
         return None;
     }
     let openssl = require("openssl", "openssl")?;
@@ -986,7 +986,7 @@ fn the_real_chain_validates_recipients_authenticates_and_queues() {
         "postern-queue",
     ];
     if let Some(missing) = needed.iter().find(|n| !bin.join(n).is_file()) {
-        eprintln!("skipped: {missing} not built (cargo build --workspace)");
+        postern_testkit::skip_unbuilt(missing);
         return;
     }
     let home = tempdir();
@@ -1146,7 +1146,7 @@ fn a_message_from_smtplib_is_fetched_by_poplib() {
         "postern-pop3d",
     ];
     if let Some(missing) = needed.iter().find(|n| !bin.join(n).is_file()) {
-        eprintln!("skipped: {missing} not built (cargo build --workspace)");
+        postern_testkit::skip_unbuilt(missing);
         return;
     }
     let home = tempdir();
