@@ -63,6 +63,8 @@ enum Sub {
     Doqueue,
     /// Make the delivery service reread its control files (svc -h on send).
     Reload,
+    /// Show the queue: postern-qstat's counts, then postern-qread's listing.
+    Queue,
     /// Summarise the logs: mail in and out, rejections, top talkers, queue size.
     Report {
         /// Only log lines from this time on: YYYY-MM-DD[ HH:MM[:SS]] (local) or 30m, 24h, 7d.
@@ -114,6 +116,10 @@ pub enum Command {
     Stat {
         home: PathBuf,
         services: Vec<String>,
+    },
+    /// Show the queue.
+    Queue {
+        home: PathBuf,
     },
     /// Signal the send service.
     Send {
@@ -184,6 +190,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         Sub::Stat { services } => Command::Stat { home, services },
         Sub::Doqueue => Command::Send { home, flag: "a" },
         Sub::Reload => Command::Send { home, flag: "h" },
+        Sub::Queue => Command::Queue { home },
         Sub::Report {
             since,
             html,

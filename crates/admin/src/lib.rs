@@ -44,6 +44,7 @@ pub fn main() -> Result<()> {
             services,
         } => services::svc(&home, flags, services::Scope::Services, &services),
         cli::Command::Stat { home, services } => services::stat(&home, &services),
+        cli::Command::Queue { home } => services::queue(&home),
         cli::Command::Send { home, flag } => services::signal_send(&home, flag),
         cli::Command::Report(opts) => report::run(&opts),
         cli::Command::Check { home } => check::run(&home),

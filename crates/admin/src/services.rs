@@ -112,6 +112,20 @@ pub fn stat(home: &Path, only: &[String]) -> Result<()> {
     run_tool("postern-svstat", &targets(home, Scope::WithLogs, only)?)
 }
 
+/// `postern-qstat` then `postern-qread` on the instance's queue (qmailctl's `queue`).
+pub fn queue(home: &Path) -> Result<()> {
+    for program in ["postern-qstat", "postern-qread"] {
+        let status = Command::new(tool(program))
+            .env("POSTERN_HOME", home)
+            .status()
+            .temp(format!("unable to run {program}"))?;
+        if !status.success() {
+            return Err(Error::temp(format!("{program} failed")));
+        }
+    }
+    Ok(())
+}
+
 /// Signal the delivery service (`a` = retry now, `h` = reread control files).
 pub fn signal_send(home: &Path, flag: &str) -> Result<()> {
     let send = home.join("service").join(SEND_SERVICE);
