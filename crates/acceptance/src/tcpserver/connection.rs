@@ -49,6 +49,7 @@ pub fn ucspi_env(
     remote: (IpAddr, u16),
     local_host: Option<String>,
     remote_host: Option<String>,
+    remote_info: Option<String>,
 ) -> EnvChanges {
     let mut env = Vec::new();
     set(&mut env, "PROTO", Some("TCP".into()));
@@ -58,8 +59,7 @@ pub fn ucspi_env(
     set(&mut env, "TCPREMOTEIP", Some(remote.0.to_string()));
     set(&mut env, "TCPREMOTEPORT", Some(remote.1.to_string()));
     set(&mut env, "TCPREMOTEHOST", remote_host);
-    // IDENT (RFC 1413) is not implemented: TCPREMOTEINFO is never set.
-    set(&mut env, "TCPREMOTEINFO", None);
+    set(&mut env, "TCPREMOTEINFO", remote_info);
     env
 }
 
@@ -83,6 +83,62 @@ fn remote_name(dns: &Dns, ip: IpAddr, paranoid: bool) -> Option<String> {
         }
     }
     Some(name)
+}
+
+/// Longest IDENT answer we read, and longest TCPREMOTEINFO we keep.
+pub const MAX_IDENT_ANSWER: u64 = 1024;
+pub const MAX_REMOTE_INFO: usize = 256;
+
+/// The user name from an RFC 1413 answer (`PORT , PORT : USERID : OS : NAME`): the text
+/// after the third colon, with spaces, tabs and CR removed, cut to [`MAX_REMOTE_INFO`];
+/// bytes that could break a log line or a rule key (`:`, `@`, `%`, controls, non-ASCII)
+/// become `?`, as classic tcpserver sanitises what it logs. `None` for an error reply.
+pub fn parse_ident_answer(line: &[u8]) -> Option<String> {
+    let line = line.split(|&b| b == b'\n').next()?;
+    let mut fields = line.splitn(4, |&b| b == b':');
+    let _ports = fields.next()?;
+    let kind = fields.next()?;
+    if String::from_utf8_lossy(kind).trim() != "USERID" {
+        return None;
+    }
+    let _os = fields.next()?;
+    let name: String = fields
+        .next()?
+        .iter()
+        .filter(|&&b| !matches!(b, b' ' | b'\t' | b'\r'))
+        .take(MAX_REMOTE_INFO)
+        .map(|&b| match b {
+            b'!'..=b'~' if !matches!(b, b':' | b'@' | b'%') => b as char,
+            _ => '?',
+        })
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Ask the client's identd (port 113) who owns this connection, within `timeout`.
+/// Any trouble — nothing listening, a filtered port, a malformed answer — is `None`.
+pub fn ident(local_port: u16, remote: std::net::SocketAddr, timeout: Duration) -> Option<String> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + timeout;
+    let target = std::net::SocketAddr::new(remote.ip(), 113);
+    let mut s = TcpStream::connect_timeout(&target, timeout).ok()?;
+    let left = deadline.checked_duration_since(std::time::Instant::now())?;
+    s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .ok()?;
+    s.set_write_timeout(Some(left.max(Duration::from_millis(1))))
+        .ok()?;
+    s.write_all(format!("{} , {}\r\n", remote.port(), local_port).as_bytes())
+        .ok()?;
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 256];
+    while !answer.contains(&b'\n') && (answer.len() as u64) < MAX_IDENT_ANSWER {
+        match s.read(&mut byte) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&byte[..n]),
+            Err(_) => return None,
+        }
+    }
+    parse_ident_answer(&answer)
 }
 
 /// What to do about the rules for this client.
@@ -201,10 +257,15 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
         Some(name) => Some(name.clone()),
         None => dns.as_ref().and_then(|d| remote_name(d, local_ip, false)),
     };
+    let remote_info = if config.ident {
+        ident(local.port(), peer, config.ident_timeout)
+    } else {
+        None
+    };
     let client = Client {
         ip,
         host: remote_host.as_deref(),
-        info: None,
+        info: remote_info.as_deref(),
     };
     let decision = match check_rules(config, &client) {
         RulesOutcome::Apply(d) => d,
@@ -236,6 +297,7 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
         (ip, peer.port()),
         local_host,
         remote_host,
+        remote_info,
     );
     env.extend(
         decision
@@ -295,4 +357,32 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
             .emit();
     }
     drop(guard);
+}
+
+#[cfg(test)]
+mod ident_tests {
+    use super::*;
+
+    #[test]
+    fn rfc1413_answers() {
+        assert_eq!(
+            parse_ident_answer(b"6193, 23 : USERID : UNIX : stjohns\r\n").as_deref(),
+            Some("stjohns")
+        );
+        assert_eq!(
+            parse_ident_answer(b"6195, 23 : USERID : OTHER : a b\tc\r\n").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(parse_ident_answer(b"6195, 23 : ERROR : NO-USER\r\n"), None);
+        assert_eq!(parse_ident_answer(b"garbage"), None);
+        assert_eq!(
+            parse_ident_answer(b"1, 2 : USERID : UNIX : x@y:%\x01\xff\r\n").as_deref(),
+            Some("x?y????")
+        );
+        let long = format!("1, 2 : USERID : UNIX : {}\r\n", "a".repeat(1000));
+        assert_eq!(
+            parse_ident_answer(long.as_bytes()).unwrap().len(),
+            MAX_REMOTE_INFO
+        );
+    }
 }

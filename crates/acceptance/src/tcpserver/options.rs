@@ -15,7 +15,7 @@ const SPEC: &str = "1UXpPhHrRoOdDqQvc:C:x:B:g:u:b:l:t:";
 pub const DEFAULT_LIMIT: u64 = 40;
 /// Default listen backlog (classic: 20).
 pub const DEFAULT_BACKLOG: u64 = 20;
-/// Default IDENT timeout, accepted for compatibility (classic: 26).
+/// Default IDENT timeout in seconds (classic: 26).
 pub const DEFAULT_IDENT_TIMEOUT: u64 = 26;
 /// Largest -c / -C accepted.
 pub const MAX_LIMIT: u64 = 100_000;
@@ -50,6 +50,10 @@ pub struct Config {
     pub nodelay: bool,
     pub banner: Vec<u8>,
     pub print_port: bool,
+    /// -r (default) / -R: ask the client's identd (RFC 1413) for TCPREMOTEINFO.
+    pub ident: bool,
+    /// -t: how long the IDENT query may take.
+    pub ident_timeout: std::time::Duration,
 }
 
 fn number(o: &Opt, max: u64) -> Result<u64> {
@@ -91,6 +95,8 @@ pub fn parse(args: &[OsString]) -> Result<Config> {
         nodelay: false,
         banner: Vec::new(),
         print_port: false,
+        ident: true,
+        ident_timeout: std::time::Duration::from_secs(DEFAULT_IDENT_TIMEOUT),
     };
     for o in &opts {
         match o.letter {
@@ -104,8 +110,10 @@ pub fn parse(args: &[OsString]) -> Result<Config> {
             'P' => c.paranoid = false,
             'h' => c.remote_host_lookup = true,
             'H' => c.remote_host_lookup = false,
-            // IDENT is not implemented: -r and -R are accepted, TCPREMOTEINFO stays unset.
-            'r' | 'R' | 'o' | 'O' => {}
+            'r' => c.ident = true,
+            'R' => c.ident = false,
+            // IP options are never forwarded by Linux for TCP: nothing to keep or kill.
+            'o' | 'O' => {}
             'd' => c.nodelay = false,
             'D' => c.nodelay = true,
             'q' => c.verbosity = Verbosity::Quiet,
@@ -125,9 +133,7 @@ pub fn parse(args: &[OsString]) -> Result<Config> {
             'u' => c.uid = Some(id(o)?),
             'b' => c.backlog = number(o, i32::MAX as u64)?.max(1) as i32,
             'l' => c.local_name = Some(o.text()?.to_string()),
-            't' => {
-                number(o, u32::MAX as u64)?;
-            }
+            't' => c.ident_timeout = std::time::Duration::from_secs(number(o, 3600)?),
             _ => return Err(Error::usage(USAGE)),
         }
     }

@@ -641,3 +641,81 @@ fn u_without_g_takes_the_primary_group_never_gid_0() {
         "postern-tcpserver: fatal: -u 4000123: no such uid in the password database: give -g too\n"
     );
 }
+
+/// A fake identd on `ip`:113 that answers one query with `USERID : UNIX : user`,
+/// echoing the ports it was asked about. Returns the query it got.
+fn fake_identd(ip: &str, user: &'static str) -> Option<std::thread::JoinHandle<String>> {
+    let listener = match TcpListener::bind((ip, 113)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("skipped: cannot listen on {ip}:113 ({e}); needs root");
+            return None;
+        }
+    };
+    Some(std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        let (conn, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut query = String::new();
+        reader.read_line(&mut query).unwrap();
+        let ports = query.trim_end().to_string();
+        (&conn)
+            .write_all(format!("{ports} : USERID : UNIX : {user}\r\n").as_bytes())
+            .unwrap();
+        ports
+    }))
+}
+
+#[test]
+fn r_asks_the_clients_identd_and_info_rules_apply() {
+    let dir = tempdir();
+    let child = script(&dir, "child", PRINT_ENV);
+    let rules = "joe@127.0.0.77:allow,RULE=\"for joe\"\n:allow\n";
+    compile_with(&bin("postern-tcprules"), dir.path(), "rules", rules);
+    let cdb = dir.path().join("rules.cdb");
+    let Some(identd) = fake_identd("127.0.0.77", "joe") else {
+        return;
+    };
+    let s = server(
+        &[
+            "-1",
+            "-v",
+            "-H",
+            "-r",
+            "-t",
+            "5",
+            "-x",
+            cdb.to_str().unwrap(),
+            "127.0.0.1",
+            "0",
+        ],
+        &[&child],
+    );
+    let mut conn = connect_from("127.0.0.77", s.port);
+    let my_port = conn.local_addr().unwrap().port();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).unwrap();
+    let env = env_of(&out);
+    assert_eq!(get(&env, "TCPREMOTEINFO"), Some("joe"), "{out}");
+    assert_eq!(
+        get(&env, "RULE"),
+        Some("for joe"),
+        "the info@ip rule matched: {out}"
+    );
+    // RFC 1413: the query names the client's port, then ours.
+    assert_eq!(identd.join().unwrap(), format!("{my_port} , {}", s.port));
+
+    // -R: no query, no TCPREMOTEINFO; and no identd at all just leaves it unset.
+    let s = server(&["-1", "-H", "-R", "127.0.0.1", "0"], &[&child]);
+    let mut conn = connect_from("127.0.0.78", s.port);
+    let mut out = String::new();
+    conn.read_to_string(&mut out).unwrap();
+    assert_eq!(get(&env_of(&out), "TCPREMOTEINFO"), None, "{out}");
+    let s = server(&["-1", "-H", "-t", "2", "127.0.0.1", "0"], &[&child]);
+    let mut conn = connect_from("127.0.0.79", s.port);
+    let mut out = String::new();
+    conn.read_to_string(&mut out).unwrap();
+    let env = env_of(&out);
+    assert_eq!(get(&env, "TCPREMOTEINFO"), None, "{out}");
+    assert_eq!(get(&env, "TCPREMOTEIP"), Some("127.0.0.79"));
+}
