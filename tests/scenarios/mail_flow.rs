@@ -3,7 +3,8 @@
 //! service (tcpserver → tlsd → smtpd → postern-scan → postern-queue), postern-send
 //! delivers with postern-local, and Python's poplib fetches the message over POP3.
 //! Then the same for a message with a forbidden attachment: 554, quarantined, an alert
-//! to postmaster, nothing delivered to the recipient.
+//! to postmaster, nothing delivered to the recipient — and for one sent by an
+//! authenticated user on the submission port (outgoing mail is scanned too).
 
 use crate::support::{free_port, ThrowawayUser};
 use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon};
@@ -167,6 +168,43 @@ s.quit()
         "{alert}"
     );
     assert!(alert.contains("invoice.pdf.exe"), "{alert}");
+
+    // Outgoing mail from an authenticated user (submission) is scanned too.
+    let outgoing = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {submission}, timeout=30, source_address=("127.0.0.200", 0))
+s.ehlo()
+try:
+    s.sendmail("postmaster@example.test", ["postmaster@example.test"], "Subject: no auth\r\n\r\nx\r\n")
+    raise SystemExit("submission without AUTH accepted!")
+except (smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused) as e:
+    print("needs auth", getattr(e, "smtp_code", None) or list(e.recipients.values())[0][0])
+s.login("postmaster@example.test", "{PASSWORD}")
+msg = ("From: postmaster@example.test\r\nTo: postmaster@example.test\r\nSubject: tools\r\nMIME-Version: 1.0\r\n"
+       "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: application/octet-stream; name=\"setup.scr\"\r\n\r\nMZ\r\n--B--\r\n")
+try:
+    s.sendmail("postmaster@example.test", ["postmaster@example.test"], msg)
+    raise SystemExit("accepted!")
+except smtplib.SMTPDataError as e:
+    print("refused", e.smtp_code)
+s.quit()
+"#
+    );
+    let (code, out, err) = run(Command::new("python3").args(["-c", &outgoing]), T);
+    assert_eq!(code, Some(0), "smtplib: {err} {out}");
+    assert!(out.contains("needs auth 530"), "{out}");
+    assert!(out.contains("refused 554"), "{out}");
+    assert_eq!(
+        count(&home.join("quarantine/new")),
+        2,
+        "the outgoing copy is kept too"
+    );
+    expect_within(T, "the submission log", || {
+        fs::read_to_string(home.join("log/submission/current"))
+            .map(|l| l.contains("event=quarantine"))
+            .unwrap_or(false)
+    });
 
     // The logs recorded both, with the keys the reports read.
     expect_within(T, "smtpd's log", || {
