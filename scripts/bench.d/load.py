@@ -522,6 +522,62 @@ def cmd_fsync(a):
     out(fsync_per_s=file_rate, commit_per_s=commit_rate)
 
 
+def cmd_strace(a):
+    """Summarise `strace -f -o FILE` output per program: a pid is named by its last
+    successful execve, else by PID=NAME given for the processes traced from the start; a
+    child takes its parent's name until it execs. Calls are counted where they start."""
+    import collections
+    import re
+
+    names = dict(item.partition("=")[::2] for item in a.names)
+    groups = {"fsync": "fsync", "fdatasync": "fsync", "sync_file_range": "fsync",
+              "execve": "execve", "fork": "fork", "vfork": "fork", "clone": "fork",
+              "clone3": "fork", "rename": "rename", "renameat": "rename",
+              "renameat2": "rename", "link": "rename", "linkat": "rename"}
+    counts = collections.defaultdict(collections.Counter)
+    pending = {}  # pid -> (call, exec path) of an unfinished call
+    start_re = re.compile(r"^(\d+)\s+(\w+)\((.*)$")
+    resumed_re = re.compile(r"^(\d+)\s+<\.\.\. (\w+) resumed>(.*)$")
+    result_re = re.compile(r"=\s+(-?\d+)")
+
+    def finish(pid, call, path, rest):
+        r = result_re.search(rest)
+        if not r:
+            return
+        value = int(r.group(1))
+        if call == "execve":
+            if value == 0:
+                names[pid] = os.path.basename(path)
+                counts[names[pid]]["execve"] += 1
+        elif groups.get(call) == "fork":
+            if value > 0:
+                names[str(value)] = names.get(pid, "?")
+                counts[names.get(pid, "?")]["fork"] += 1
+        elif value >= 0:
+            counts[names.get(pid, "?")][groups[call]] += 1
+
+    with open(a.file, errors="replace") as f:
+        for line in f:
+            m = resumed_re.match(line)
+            if m:
+                pid, call, rest = m.groups()
+                if pid in pending and call in groups:
+                    finish(pid, call, pending.pop(pid)[1], rest)
+                continue
+            m = start_re.match(line)
+            if not m or m.group(2) not in groups:
+                continue
+            pid, call, rest = m.groups()
+            path = rest.split('"')[1] if call == "execve" and rest.startswith('"') else ""
+            if "<unfinished ...>" in rest:
+                pending[pid] = (call, path)
+            else:
+                finish(pid, call, path, rest)
+    for prog in sorted(counts):
+        c = counts[prog]
+        print(f"program={prog} " + " ".join(f"{k}={c[k]}" for k in ("fsync", "execve", "fork", "rename")))
+
+
 def main():
     ap = argparse.ArgumentParser(prog="load.py")
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -594,6 +650,11 @@ def main():
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("dirs", nargs="+")
     p.set_defaults(fn=cmd_wait)
+
+    p = sub.add_parser("strace")
+    p.add_argument("file")
+    p.add_argument("names", nargs="*", help="PID=NAME for processes traced from the start")
+    p.set_defaults(fn=cmd_strace)
 
     a = ap.parse_args()
     if getattr(a, "command", None) and a.command[:1] == ["--"]:

@@ -3,11 +3,13 @@
 //! as the admin has it, so running it again (or after an upgrade) is always safe.
 //!
 //! Run by a normal user it makes a single-user instance owned by that user. Run by root
-//! it makes the same tree owned by root; `scripts/install` then hands parts of it to the
-//! service accounts.
+//! it makes the same tree owned by root, with run scripts that start every daemon under
+//! its service account (named in `control/accounts`, see [`accounts`]);
+//! `scripts/install` creates the accounts first and then hands parts of the tree to them
+//! (docs/install.md).
 
 use crate::templates::{self, Template};
-use postern_common::control::system_hostname;
+use postern_common::control::{system_hostname, Control};
 use postern_common::privilege;
 use postern_common::{Error, Result, ResultExt};
 use std::fs::{self, OpenOptions};
@@ -69,16 +71,67 @@ pub struct InitOptions {
     pub ports: Ports,
 }
 
-/// The account the network daemons run as in a root install (made by scripts/install).
+/// The account the network daemons run as in a root install (made by scripts/install),
+/// when `control/accounts` does not name another.
 pub const NET_ACCOUNT: &str = "postern-net";
-/// The account the loggers run as in a root install.
+/// The account the loggers run as in a root install (same default rule).
 pub const LOG_ACCOUNT: &str = "postern-log";
 /// The account postern-send runs as in a root install.
 pub const SEND_ACCOUNT: &str = "postern-send";
 /// The account postern-ratelimit runs as in a root install.
 pub const RATELIMIT_ACCOUNT: &str = "postern-ratelimit";
-/// The accounts a root instance's run scripts need, in the order `init` uses them.
-pub const SERVICE_ACCOUNTS: &[&str] = &[NET_ACCOUNT, LOG_ACCOUNT, SEND_ACCOUNT, RATELIMIT_ACCOUNT];
+/// `control/accounts`: `ROLE ACCOUNT` lines naming the service accounts of a root
+/// install (written by scripts/install, e.g. for `--prefix-accounts`).
+pub const ACCOUNTS_FILE: &str = "accounts";
+/// The roles of a root install, one account each (docs/install.md). A role missing
+/// from `control/accounts` is `postern-ROLE`.
+pub const ROLES: &[&str] = &["net", "queue", "send", "remote", "mail", "log", "ratelimit"];
+/// The roles whose accounts the run scripts name, in the order `init` uses them.
+pub const SERVICE_ROLES: &[&str] = &["net", "log", "send", "ratelimit"];
+/// Longest account name accepted in `control/accounts` (useradd's limit).
+pub const MAX_ACCOUNT_NAME: usize = 32;
+
+/// The service account of each role, from `control/accounts` (missing file or role:
+/// `postern-ROLE`). A bad line is a permanent error naming `control/accounts:LINE`.
+pub fn accounts(control: &Control) -> Result<Vec<(&'static str, String)>> {
+    let mut out: Vec<(&'static str, String)> =
+        ROLES.iter().map(|r| (*r, format!("postern-{r}"))).collect();
+    for line in control.list(ACCOUNTS_FILE)? {
+        let bad = |why: &str| {
+            Error::perm(format!(
+                "control/{ACCOUNTS_FILE}:{}: {why}: {}",
+                line.number,
+                postern_common::logline::printable(&line.text)
+            ))
+        };
+        let mut words = line.text.split_whitespace();
+        let (Some(role), Some(name), None) = (words.next(), words.next(), words.next()) else {
+            return Err(bad("expected ROLE ACCOUNT"));
+        };
+        let Some(slot) = out.iter_mut().find(|(r, _)| *r == role) else {
+            return Err(bad("unknown role"));
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= MAX_ACCOUNT_NAME
+            && !name.starts_with('-')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(bad("not an account name"));
+        }
+        slot.1 = name.to_string();
+    }
+    Ok(out)
+}
+
+/// The account of `role` in `accounts`.
+fn account_of<'a>(accounts: &'a [(&'static str, String)], role: &str) -> &'a str {
+    accounts
+        .iter()
+        .find(|(r, _)| *r == role)
+        .map_or("", |(_, n)| n.as_str())
+}
 
 /// A domain name as an admin may type it: letters, digits, `-` and `.`, no leading dot.
 pub fn check_domain(domain: &str) -> Result<String> {
@@ -143,29 +196,36 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
     }
     // Daemons never run as root: a root instance needs the service accounts.
     let services = if privilege::is_root() {
-        let accounts: Result<Vec<_>> = SERVICE_ACCOUNTS
+        let names = accounts(&Control::for_home(&home))?;
+        let missing: Vec<&str> = SERVICE_ROLES
             .iter()
-            .map(|a| privilege::lookup_account(a))
+            .map(|r| account_of(&names, r))
+            .filter(|a| privilege::lookup_account(a).is_err())
             .collect();
-        match accounts {
-            Ok(accounts) => {
-                let setuidgid = |a: &privilege::Account| {
-                    format!("{home_text}/bin/postern-setuidgid {}", a.name)
-                };
-                let net = &accounts[0];
-                values.runas = format!("-u {} -g {}", net.uid, net.gid);
-                values.log_runas = setuidgid(&accounts[1]);
-                values.send_runas = setuidgid(&accounts[2]);
-                values.ratelimit_runas = setuidgid(&accounts[3]);
-                true
-            }
-            Err(_) => {
-                outcome.warnings.push(format!(
-                    "service directories not made: as root they need the accounts {} (scripts/install makes them)",
-                    SERVICE_ACCOUNTS.join(", ")
-                ));
-                false
-            }
+        if missing.is_empty() {
+            let setuidgid = |role: &str| {
+                format!(
+                    "{home_text}/bin/postern-setuidgid {}",
+                    account_of(&names, role)
+                )
+            };
+            // tlsd reads the key as root, then becomes the network account.
+            values.runas = format!("-u {}", account_of(&names, "net"));
+            values.log_runas = setuidgid("log");
+            values.send_runas = setuidgid("send");
+            // postern-ratelimit writes its lists in an instance of its own
+            // (HOME/ratelimit, whose control/ links to ours): it may not write control/.
+            values.ratelimit_runas = format!(
+                "env POSTERN_HOME={home_text}/ratelimit {}",
+                setuidgid("ratelimit")
+            );
+            true
+        } else {
+            outcome.warnings.push(format!(
+                "service directories not made: as root they need the accounts {} (scripts/install makes them)",
+                missing.join(", ")
+            ));
+            false
         }
     } else {
         true
@@ -355,6 +415,42 @@ fn link_binaries(source: &Path, bin: &Path, outcome: &mut Outcome) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounts_come_from_control_accounts_else_postern_role() {
+        let dir = postern_testkit::tempdir();
+        let control = Control::at(dir.path().to_path_buf());
+        let names = accounts(&control).unwrap();
+        assert_eq!(account_of(&names, "net"), "postern-net");
+        assert_eq!(names.len(), ROLES.len());
+        fs::write(
+            dir.path().join(ACCOUNTS_FILE),
+            "# written by scripts/install\nnet t1-net\nmail t1_mail\n",
+        )
+        .unwrap();
+        let names = accounts(&control).unwrap();
+        assert_eq!(account_of(&names, "net"), "t1-net");
+        assert_eq!(account_of(&names, "mail"), "t1_mail");
+        assert_eq!(account_of(&names, "log"), "postern-log");
+        for (bad, why) in [
+            (
+                "web t1-web\n",
+                "control/accounts:1: unknown role: web t1-web",
+            ),
+            ("net\n", "control/accounts:1: expected ROLE ACCOUNT: net"),
+            ("net a b\n", "control/accounts:1: expected ROLE ACCOUNT"),
+            (
+                "net Root\n",
+                "control/accounts:1: not an account name: net Root",
+            ),
+            ("net -x\n", "control/accounts:1: not an account name"),
+            ("net a/b\n", "control/accounts:1: not an account name"),
+        ] {
+            fs::write(dir.path().join(ACCOUNTS_FILE), bad).unwrap();
+            let e = accounts(&control).unwrap_err();
+            assert!(e.msg.starts_with(why), "{bad:?}: {}", e.msg);
+        }
+    }
 
     #[test]
     fn domains_are_checked() {

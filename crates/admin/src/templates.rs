@@ -4,7 +4,9 @@
 //!
 //! Templates may contain placeholders, filled in by [`render`] from [`Values`]:
 //! `@POSTERN_HOME@`, `@DOMAIN@`, `@LISTEN@`, `@SMTPPORT@`, `@SUBMISSIONPORT@`,
-//! `@POP3PORT@`, `@RUNAS@` and `@LOGRUNAS@`.
+//! `@POP3PORT@`, `@RUNAS@`, `@LOGRUNAS@`, `@SENDRUNAS@` and `@RATELIMITRUNAS@`. The
+//! `*RUNAS@` ones are empty in a single-user instance; in a root instance (made by
+//! `scripts/install`, see docs/install.md) they name the service accounts.
 
 /// A file `init` creates if it is missing.
 #[derive(Debug, Clone, Copy)]
@@ -77,15 +79,18 @@ pub struct Values {
     pub smtp_port: u16,
     pub submission_port: u16,
     pub pop3_port: u16,
-    /// `@RUNAS@`: `-u UID -g GID` for the network daemons; empty in a single-user
-    /// instance, where everything runs as the user who made it.
+    /// `@RUNAS@`: `-u ACCOUNT` for postern-tlsd, which reads the TLS key as root and
+    /// then becomes the network account (the tcpserver listener itself keeps root, so
+    /// that each connection's tlsd can read the key); empty in a single-user instance,
+    /// where everything runs as the user who made it.
     pub runas: String,
     /// `@LOGRUNAS@`: `…/postern-setuidgid ACCOUNT` for loggers; empty in a single-user
     /// instance.
     pub log_runas: String,
     /// `@SENDRUNAS@`: the same for postern-send.
     pub send_runas: String,
-    /// `@RATELIMITRUNAS@`: the same for postern-ratelimit.
+    /// `@RATELIMITRUNAS@`: the same for postern-ratelimit, preceded by
+    /// `env POSTERN_HOME=HOME/ratelimit` (its own writable instance, docs/install.md).
     pub ratelimit_runas: String,
 }
 
@@ -168,12 +173,16 @@ mod tests {
             "{log}"
         );
         let mut root = values();
-        root.runas = "-u 998 -g 997".into();
+        root.runas = "-u postern-net".into();
         root.log_runas = "/var/postern/bin/postern-setuidgid postern-log".into();
         let pop3 = render(service("pop3d/run"), &root);
         assert!(
-            pop3.contains("\"$bin/postern-tlsd\" -u 998 -g 997 \\\n"),
+            pop3.contains("\"$bin/postern-tlsd\" -u postern-net \\\n"),
             "{pop3}"
+        );
+        assert!(
+            pop3.contains("tcp.pop3.cdb\" 127.0.0.1 2110"),
+            "the listener keeps root so that tlsd can read the key: {pop3}"
         );
         let log = render(service("pop3d/log/run"), &root);
         assert!(log.contains("exec /var/postern/bin/postern-setuidgid postern-log /var/postern/bin/postern-multilog"), "{log}");

@@ -69,6 +69,55 @@ pub fn drop_to(uid: u32, gid: u32) -> Result<()> {
     Ok(())
 }
 
+/// What a setuid program's children may inherit from its caller: the UCSPI variables
+/// and postern-tlsd's channel. Everything else (`LD_PRELOAD`, `PATH`, `POSTERN_HOME`…)
+/// is dropped — once the ids are settled, the dynamic loader no longer protects a child.
+pub const SETID_KEEP: &[&str] = &[
+    "PROTO",
+    "TCPLOCALIP",
+    "TCPLOCALPORT",
+    "TCPLOCALHOST",
+    "TCPREMOTEIP",
+    "TCPREMOTEPORT",
+    "TCPREMOTEHOST",
+    "TCPREMOTEINFO",
+    "POSTERN_TLS_FD",
+    "POSTERN_TLS_VERSION",
+    "POSTERN_TLS_CIPHER",
+];
+
+/// The `PATH` a setuid program gives its children.
+pub const SETID_PATH: &str = "/usr/bin:/bin";
+
+/// For a program installed setuid or setgid (and not started by root): make the
+/// effective ids the real and saved ones too, for good, so the caller's uid cannot be
+/// regained and a child runs as the account (a shell started with real ≠ effective uid
+/// would otherwise drop back to the caller's); clear the environment but
+/// [`SETID_KEEP`], set `PATH` to [`SETID_PATH`] and `POSTERN_HOME` to `home` (the
+/// [`crate::home::trusted_home`]); set the umask to 077, since supplementary groups stay
+/// the caller's (only root can change them). Returns whether it was setuid/setgid;
+/// does nothing otherwise. Call it first thing in `main`, while single-threaded.
+pub fn settle_setid(home: &std::path::Path) -> Result<bool> {
+    let (euid, egid) = (unistd::geteuid(), unistd::getegid());
+    if unistd::getuid() == euid && unistd::getgid() == egid {
+        return Ok(false);
+    }
+    unistd::setresgid(egid, egid, egid).temp(format!("unable to set gid {egid}"))?;
+    unistd::setresuid(euid, euid, euid).temp(format!("unable to set uid {euid}"))?;
+    if unistd::getuid() != euid || unistd::getgid() != egid {
+        return Err(Error::temp("the setuid ids did not stick"));
+    }
+    for (key, _) in std::env::vars_os() {
+        if !SETID_KEEP.iter().any(|k| key == *k) {
+            std::env::remove_var(&key);
+        }
+    }
+    std::env::set_var("PATH", SETID_PATH);
+    std::env::set_var("POSTERN_HOME", home);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    Ok(true)
+}
+
 /// Become `account` (its uid and primary gid).
 pub fn become_account(account: &Account) -> Result<()> {
     drop_to(account.uid, account.gid)

@@ -181,7 +181,9 @@ pub fn main() -> Result<()> {
         .to_str()
         .ok_or_else(|| Error::perm("recipient is not valid UTF-8 (#5.1.3)"))?;
     let sender = std::os::unix::ffi::OsStrExt::as_bytes(sender.as_os_str()).to_vec();
-    let home = postern_common::home::postern_home();
+    // Installed setuid to the mailbox owner: our own instance, our account for good.
+    let home = postern_common::home::trusted_home();
+    postern_common::privilege::settle_setid(&home)?;
     let reason = deliver(&home, &sender, recipient, &mut io::stdin().lock())?;
     println!("{}", postern_common::logline::printable(reason));
     Ok(())

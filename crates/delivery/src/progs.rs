@@ -1,13 +1,19 @@
 //! Finding and running the sibling programs: postern-send runs postern-local and
-//! postern-remote, and postern-send and postern-local run postern-queue. A sibling is
-//! looked for next to the running executable first (an install keeps them together;
-//! so does cargo), then on `$PATH`.
+//! postern-remote, and postern-send (bounces) and postern-local (forwards) queue mail.
+//! A sibling is looked for next to the running executable first (an install keeps them
+//! together; so does cargo), then on `$PATH`.
+//!
+//! Queueing goes through the queue crate's own client ([`postern_queue::client`]): one
+//! implementation of the qmail-queue caller side, with the envelope pipe made
+//! close-on-exec, so neither the queue program nor any delivery started meanwhile holds
+//! its write end, and a message we fail to produce ends in EOF on the queue program's
+//! fd 1 (nothing queued, the program exits at once) rather than a hang.
 
-use postern_common::{Error, Result, ResultExt};
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use postern_common::{Result, ResultExt};
+use postern_queue::client;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 /// Path of the program `name`: beside our own executable, else `name` for `$PATH`.
 pub fn sibling(name: &str) -> PathBuf {
@@ -22,64 +28,32 @@ pub fn sibling(name: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Build an envelope in the qmail-queue protocol: `F…\0T…\0…\0`.
-pub fn envelope(sender: &[u8], recipients: &[&[u8]]) -> Vec<u8> {
-    let mut env = Vec::new();
-    env.push(b'F');
-    env.extend_from_slice(sender);
-    env.push(0);
-    for r in recipients {
-        env.push(b'T');
-        env.extend_from_slice(r);
-        env.push(0);
-    }
-    env.push(0);
-    env
-}
-
-/// Queue a message through postern-queue: `prefix` then the rest of `body` on fd 0,
-/// the envelope on fd 1. Exit codes follow qmail-queue: 11–40 permanent, the rest
-/// temporary (interop §5.2).
+/// Queue a message: `prefix` then the rest of `body`, with `sender` and `recipients`,
+/// through `$QMAILQUEUE` or postern-queue ([`client::queue_program`]). Exit codes follow
+/// qmail-queue: 11–40 permanent, the rest temporary (interop §5.2). A `body` that fails
+/// to read is a temporary error and queues nothing.
 pub fn inject(
     prefix: &[u8],
     body: &mut dyn Read,
     sender: &[u8],
     recipients: &[&[u8]],
 ) -> Result<()> {
-    let (env_read, env_write): (OwnedFd, OwnedFd) =
-        nix::unistd::pipe().temp("unable to make a pipe")?;
-    let prog = sibling("postern-queue");
-    let mut child = Command::new(&prog)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(env_read))
-        .spawn()
-        .temp(format!("unable to run {}", prog.display()))?;
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| Error::temp("no pipe to postern-queue"))?;
-    // postern-queue reads the message to EOF before the envelope; a write error means
-    // it died early, and its exit code says why.
-    let wrote = stdin
-        .write_all(prefix)
-        .and_then(|_| std::io::copy(body, &mut stdin).map(|_| ()));
-    drop(stdin);
-    let mut env_file = std::fs::File::from(env_write);
-    let wrote_env = if wrote.is_ok() {
-        env_file.write_all(&envelope(sender, recipients))
-    } else {
-        Ok(())
-    };
-    drop(env_file);
-    let status = child.wait().temp("unable to wait for postern-queue")?;
-    match status.code() {
-        Some(0) if wrote.is_ok() && wrote_env.is_ok() => Ok(()),
-        Some(code @ 11..=40) => Err(Error::perm(format!(
-            "postern-queue refused the message (exit {code}) (#5.3.0)"
-        ))),
-        Some(code) => Err(Error::temp(format!(
-            "postern-queue failed (exit {code}) (#4.3.0)"
-        ))),
-        None => Err(Error::temp("postern-queue crashed (#4.3.0)")),
-    }
+    inject_via(&client::queue_program(), prefix, body, sender, recipients)
+}
+
+/// [`inject`] through the queue program `program`.
+pub fn inject_via(
+    program: &OsString,
+    prefix: &[u8],
+    body: &mut dyn Read,
+    sender: &[u8],
+    recipients: &[&[u8]],
+) -> Result<()> {
+    let rcpts: Vec<Vec<u8>> = recipients.iter().map(|r| r.to_vec()).collect();
+    client::inject(program, sender, &rcpts, |sink| {
+        sink.write_all(prefix)
+            .and_then(|_| io::copy(body, sink).map(|_| ()))
+            .temp("unable to read the message")
+    })
+    .map_err(client::Failure::into_error)
 }

@@ -10,15 +10,12 @@
 //! otherwise the address does not exist here (permanent).
 
 use postern_common::control::Control;
-use postern_common::{Error, Result, ResultExt};
+use postern_common::{Error, Result};
 use postern_mailstore::User;
 use std::path::Path;
 
 /// Most `-` cut points tried for an extension address.
 pub const MAX_EXTENSION_TRIES: usize = 8;
-
-/// Size of a cdb with no records (its hash table index only).
-pub const EMPTY_CDB: u64 = 2048;
 
 /// The outcome of resolving a recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,46 +28,20 @@ pub enum Target {
     Unknown,
 }
 
-/// The targets stored under exactly `key` in aliases.cdb (no catch-all fallback).
+/// The targets stored under exactly `key` in aliases.cdb (no catch-all fallback). An
+/// instance without aliases.cdb has no aliases; an empty one is read as such by the
+/// lookup itself.
 fn exact_alias(home: &Path, key: &str) -> Result<Option<Vec<String>>> {
-    let control = Control::for_home(home);
-    let path = control.path(postern_mailstore::userdb::ALIASES_CDB);
-    // An empty cdb is just its 2048-byte table, which the cdb crate refuses to open.
-    if !has_records(&path) {
+    let path = Control::for_home(home).path(postern_mailstore::userdb::ALIASES_CDB);
+    if !path.exists() {
         return Ok(None);
     }
-    let db = match cdb::CDB::open(&path) {
-        Ok(db) => db,
-        // No aliases at all is a normal instance.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).temp("unable to open control/aliases.cdb"),
-    };
-    match db.get(key.as_bytes()) {
-        None => Ok(None),
-        Some(Err(e)) => Err(e).temp("unable to read control/aliases.cdb"),
-        Some(Ok(v)) => Ok(Some(
-            v.split(|&b| b == 0)
-                .filter(|t| !t.is_empty())
-                .map(|t| String::from_utf8_lossy(t).into_owned())
-                .collect(),
-        )),
-    }
-}
-
-/// Whether a cdb exists with at least one record (the cdb crate refuses empty ones).
-fn has_records(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.len() > EMPTY_CDB)
+    postern_mailstore::userdb::alias_targets(home, key)
 }
 
 fn exact(home: &Path, addr: &str) -> Result<Option<Target>> {
-    let users = Control::for_home(home).path(postern_mailstore::userdb::USERS_CDB);
     // A missing users.cdb is trouble (lookup_user says so); an empty one has no users.
-    let user = if users.exists() && !has_records(&users) {
-        None
-    } else {
-        postern_mailstore::lookup_user(home, addr)?
-    };
-    if let Some(user) = user {
+    if let Some(user) = postern_mailstore::lookup_user(home, addr)? {
         return Ok(Some(Target::Mailbox(user)));
     }
     if let Some(targets) = exact_alias(home, addr)? {

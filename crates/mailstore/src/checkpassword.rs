@@ -160,10 +160,15 @@ pub fn authenticate(
 
 /// Become the mailbox owner when running as root, set the environment, change to
 /// `HOME` and exec `prog`. Returns only on failure.
-fn exec_as(instance: &Path, user: &userdb::User, prog: &[OsString]) -> Error {
+fn exec_as(instance: &Path, user: &userdb::User, prog: &[OsString], setid: bool) -> Error {
     let result = (|| -> Result<()> {
         if privilege::is_root() {
             become_owner(instance, user)?;
+        } else if setid {
+            // Already the owner (settled at start): the directory must be ours.
+            let uid = nix::unistd::geteuid().as_raw();
+            let name = privilege::account_of(uid).map_or(uid.to_string(), |a| a.name);
+            enter_home(&user.home, uid, &name)?;
         }
         std::env::set_current_dir(&user.home)
             .temp(format!("unable to change to {}", user.home.display()))?;
@@ -187,8 +192,14 @@ fn exec_as(instance: &Path, user: &userdb::User, prog: &[OsString]) -> Error {
 /// home is a real directory (not a symlink) belonging to that owner. The directory we
 /// then change to must be the one checked.
 fn become_owner(instance: &Path, user: &userdb::User) -> Result<()> {
-    let home = &user.home;
     let owner = owner::mailbox_owner(&Control::for_home(instance), None)?;
+    check_home(&user.home, owner.uid, &owner.name)?;
+    privilege::become_account(&owner)?;
+    enter_home(&user.home, owner.uid, &owner.name)
+}
+
+/// The user's directory must be a real directory (not a symlink) owned by `uid`.
+fn check_home(home: &Path, uid: u32, name: &str) -> Result<std::fs::Metadata> {
     let meta =
         std::fs::symlink_metadata(home).temp(format!("unable to stat {}", home.display()))?;
     if meta.file_type().is_symlink() {
@@ -203,15 +214,19 @@ fn become_owner(instance: &Path, user: &userdb::User) -> Result<()> {
             home.display()
         )));
     }
-    if meta.uid() != owner.uid {
+    if meta.uid() != uid {
         return Err(Error::temp(format!(
-            "{} belongs to uid {}, not to the mailbox owner {}",
+            "{} belongs to uid {}, not to the mailbox owner {name}",
             home.display(),
             meta.uid(),
-            owner.name
         )));
     }
-    privilege::become_account(&owner)?;
+    Ok(meta)
+}
+
+/// Check the user's directory, change to it, and make sure it is the one checked.
+fn enter_home(home: &Path, uid: u32, name: &str) -> Result<()> {
+    let meta = check_home(home, uid, name)?;
     std::env::set_current_dir(home).temp(format!("unable to change to {}", home.display()))?;
     let here = std::fs::metadata(".").temp(format!("unable to stat {}", home.display()))?;
     if (here.dev(), here.ino()) != (meta.dev(), meta.ino()) {
@@ -260,12 +275,46 @@ pub fn main() -> i32 {
             "input on descriptor 3 is not user\\0password\\0",
         );
     };
+    // Installed setuid to the mailbox owner (scripts/install): the instance is the one
+    // we are installed in, and we become that account for good before anything else.
+    let home = postern_common::home::trusted_home();
+    let setid = match privilege::settle_setid(&home) {
+        Ok(setid) => setid,
+        Err(e) => return fatal(EXIT_TEMP, e),
+    };
+    if setid {
+        if let Err(e) = setid_program(&home, &prog) {
+            return fatal(EXIT_MISUSE, e);
+        }
+    }
     let ip = std::env::var("TCPREMOTEIP").unwrap_or_else(|_| "unknown".to_string());
-    let home = postern_common::home::postern_home();
     match authenticate(&home, &req, &ip) {
         Err(e) => fatal(EXIT_TEMP, e),
         Ok(Err(_)) => EXIT_DENIED,
-        Ok(Ok(user)) => fatal(EXIT_TEMP, exec_as(&home, &user, &prog)),
+        // `true` (SMTP AUTH) is answered here: never looked up in a PATH.
+        Ok(Ok(_)) if setid && prog[0] == "true" => 0,
+        Ok(Ok(user)) => fatal(EXIT_TEMP, exec_as(&home, &user, &prog, setid)),
+    }
+}
+
+/// Setuid, we run only what the install put beside us (`HOME/bin/…`, e.g.
+/// postern-pop3d) or `true`: whoever may run us (the network account) must not turn a
+/// password it has seen into any program of its choice running as the mailbox owner.
+fn setid_program(home: &Path, prog: &[OsString]) -> Result<()> {
+    if prog[0] == "true" {
+        return Ok(());
+    }
+    let bin = std::fs::canonicalize(home.join("bin")).ok();
+    let dir = std::fs::canonicalize(&prog[0])
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    match (bin, dir) {
+        (Some(bin), Some(dir)) if bin == dir => Ok(()),
+        _ => Err(Error::perm(format!(
+            "installed setuid, it runs only programs in {}/bin or true, not {}",
+            home.display(),
+            prog[0].to_string_lossy()
+        ))),
     }
 }
 

@@ -54,14 +54,15 @@ pub fn mailbox_owner(control: &Control, explicit: Option<&str>) -> Result<Accoun
     Ok(account)
 }
 
-/// The group that may read `users.cdb` (the mailbox owner's, so checkpassword can run
-/// as that account). `None` when not root (the file is then the caller's, 0600) or when
-/// no owner is configured yet.
-pub fn database_group(control: &Control) -> Result<Option<u32>> {
+/// Who owns `users.cdb` (uid, gid): the mailbox owner, so that postern-checkpassword,
+/// running as that account (as root it becomes it; a system install makes it setuid to
+/// it), can read the hashes and nothing else can. `None` when not root (the file is
+/// then the caller's) or when no owner is configured yet (then root's, 0600).
+pub fn database_owner(control: &Control) -> Result<Option<(u32, u32)>> {
     if !privilege::is_root() {
         return Ok(None);
     }
-    Ok(mailbox_owner(control, None).ok().map(|a| a.gid))
+    Ok(mailbox_owner(control, None).ok().map(|a| (a.uid, a.gid)))
 }
 
 /// Remember `--owner NAME` in `control/mailowner` the first time it is given as root, so

@@ -7,7 +7,7 @@
 //!
 //! | file | key | value | mode |
 //! |---|---|---|---|
-//! | `users.cdb` | `local@domain` | `hash\0quota\0dir\0` | 0640 (group = mail owner) or 0600 |
+//! | `users.cdb` | `local@domain` | `hash\0quota\0dir\0` | 0600, owned by the mail owner (as root) |
 //! | `aliases.cdb` | `local@domain` or `@domain` | `target\0target\0…` | 0644 |
 //! | `recipients.cdb` | `domain`, `local@domain`, `@domain` | empty | 0644 |
 //!
@@ -284,7 +284,7 @@ fn write_cdb(
     path: &Path,
     records: &[(Vec<u8>, Vec<u8>)],
     mode: u32,
-    gid: Option<u32>,
+    owner: Option<(u32, u32)>,
 ) -> Result<()> {
     let name = path
         .file_name()
@@ -300,8 +300,8 @@ fn write_cdb(
             .create_new(true)
             .mode(mode)
             .open(&tmp)?;
-        if let Some(gid) = gid {
-            std::os::unix::fs::fchown(&file, None, Some(gid))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
         }
         let mut maker = cdb::CDBMake::new(file.try_clone()?)?;
         for (k, v) in records {
@@ -347,9 +347,9 @@ pub fn compile(control: &Control, sources: &Sources) -> Result<()> {
     );
     recipients.extend(users.iter().map(|(k, _)| (k.clone(), Vec::new())));
     recipients.extend(aliases.iter().map(|(k, _)| (k.clone(), Vec::new())));
-    let group = owner::database_group(control)?;
-    let users_mode = if group.is_some() { 0o640 } else { 0o600 };
-    write_cdb(&control.path(USERS_CDB), &users, users_mode, group)?;
+    // The hashes: readable by the mailbox owner (postern-checkpassword) only.
+    let owner = owner::database_owner(control)?;
+    write_cdb(&control.path(USERS_CDB), &users, 0o600, owner)?;
     write_cdb(&control.path(ALIASES_CDB), &aliases, 0o644, None)?;
     write_cdb(&control.path(RECIPIENTS_CDB), &recipients, 0o644, None)
 }
@@ -383,17 +383,61 @@ pub fn compile_all(home: &Path) -> Result<()> {
     compile(&control, &sources)
 }
 
-/// Size of a cdb's header, and of a cdb with no records.
-const CDB_HEADER: u64 = 2048;
+/// Size of a cdb's header (256 hash table pointers), and of a cdb with no records.
+const CDB_HEADER: usize = 2048;
+/// The `cdb` crate refuses files shorter than this (header plus one record header and
+/// one table slot), which includes every valid cdb without records.
+const CDB_MIN_OPEN: u64 = 2048 + 8 + 8;
 
-/// An open cdb; `None` for one with no records (the cdb crate refuses those).
+/// An open cdb; `None` for a valid cdb with no records, which the `cdb` crate refuses to
+/// open: every hash table empty (the 2048-byte file this module, tinycdb's `cdb -c` and
+/// `cdbmake` write for no records). Anything else it refuses is a temporary error.
 fn open_cdb(control: &Control, name: &str) -> Result<Option<cdb::CDB>> {
     let path = control.path(name);
     let what = format!("unable to open control/{name}");
-    if fs::metadata(&path).temp(&what)?.len() == CDB_HEADER {
+    // Decide on the bytes of one open file, so an atomic replacement between looking
+    // and opening cannot mislead us; a race lost to a replacement is retried once.
+    for _ in 0..2 {
+        if let Some(empty) = small_cdb(&path, name)? {
+            if empty {
+                return Ok(None);
+            }
+        }
+        match cdb::CDB::open(&path) {
+            Ok(db) => return Ok(Some(db)),
+            // Replaced by a small (empty) file since we looked: look again.
+            Err(e) if e.kind() == io::ErrorKind::Other => continue,
+            Err(e) => return Err(Error::io(what, &e)),
+        }
+    }
+    Err(Error::temp(format!("{what}: not a cdb file")))
+}
+
+/// For a file too short for the `cdb` crate: `Some(true)` when it is a valid cdb without
+/// records, else an error naming the file. `None` for a file long enough to open.
+fn small_cdb(path: &Path, name: &str) -> Result<Option<bool>> {
+    use std::io::Read;
+    let what = format!("unable to open control/{name}");
+    let file = fs::File::open(path).temp(&what)?;
+    let mut head = Vec::with_capacity(CDB_MIN_OPEN as usize);
+    file.take(CDB_MIN_OPEN)
+        .read_to_end(&mut head)
+        .temp(format!("unable to read control/{name}"))?;
+    if head.len() as u64 >= CDB_MIN_OPEN {
         return Ok(None);
     }
-    cdb::CDB::open(&path).temp(what).map(Some)
+    let empty_tables = head.len() >= CDB_HEADER
+        && head[..CDB_HEADER]
+            .chunks_exact(8)
+            .all(|slot| slot[4..8] == [0, 0, 0, 0]);
+    if empty_tables {
+        Ok(Some(true))
+    } else {
+        Err(Error::temp(format!(
+            "{what}: not a cdb file ({} bytes)",
+            head.len()
+        )))
+    }
 }
 
 fn get(db: &Option<cdb::CDB>, name: &str, key: &str) -> Result<Option<Vec<u8>>> {
@@ -458,6 +502,20 @@ pub fn resolve_alias(home: &Path, addr: &str) -> Result<Option<Vec<String>>> {
         }
     }
     Ok(None)
+}
+
+/// The targets stored under exactly `key` in `aliases.cdb` — `local@domain` or the
+/// catch-all `@domain`, already lower-cased — with no fallback (postern-local tries the
+/// extension and catch-all keys itself, in its own order). `None` when there is none.
+pub fn alias_targets(home: &Path, key: &str) -> Result<Option<Vec<String>>> {
+    let control = Control::for_home(home);
+    let db = open_cdb(&control, ALIASES_CDB)?;
+    Ok(get(&db, ALIASES_CDB, key)?.map(|v| {
+        v.split(|&b| b == 0)
+            .filter(|t| !t.is_empty())
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+            .collect()
+    }))
 }
 
 /// Whether `domain` is one of this instance's virtual domains (`recipients.cdb`).
@@ -605,20 +663,64 @@ mod tests {
         assert!(!is_valid_recipient(home, "a@y.test").unwrap());
     }
 
+    /// Regression (empty-cdb bug): the `cdb` crate refuses cdbs without records, and
+    /// every lookup used to report that as trouble on an instance with no users, aliases
+    /// or domains.
     #[test]
-    fn an_empty_database_finds_nothing() {
+    fn empty_cdb_lookups_are_not_found_not_errors() {
         let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("control")).unwrap();
-        compile_all(dir.path()).unwrap();
+        let home = dir.path();
+        fs::create_dir(home.join("control")).unwrap();
+        compile_all(home).unwrap();
+        let lookups_find_nothing = || {
+            assert!(lookup_user(home, "a@x.test").unwrap().is_none());
+            assert!(resolve_alias(home, "a@x.test").unwrap().is_none());
+            assert!(alias_targets(home, "@x.test").unwrap().is_none());
+            assert!(!is_hosted_domain(home, "x.test").unwrap());
+            assert!(!is_valid_recipient(home, "a@x.test").unwrap());
+        };
+        for name in [USERS_CDB, ALIASES_CDB, RECIPIENTS_CDB] {
+            let len = fs::metadata(home.join("control").join(name)).unwrap().len();
+            assert_eq!(len, CDB_HEADER as u64, "{name}");
+        }
+        lookups_find_nothing();
+        // Empty cdbs as other writers make them: tinycdb and cdbmake write the 2048-byte
+        // header (every table at 2048, no slots); a writer may leave bytes after it.
+        let mut empty = Vec::new();
+        for _ in 0..256 {
+            empty.extend_from_slice(&2048u32.to_le_bytes());
+            empty.extend_from_slice(&0u32.to_le_bytes());
+        }
+        for extra in [0usize, 8, 15] {
+            let mut bytes = empty.clone();
+            bytes.resize(CDB_HEADER + extra, 0);
+            for name in [USERS_CDB, ALIASES_CDB, RECIPIENTS_CDB] {
+                fs::write(home.join("control").join(name), &bytes).unwrap();
+            }
+            lookups_find_nothing();
+        }
+        // A short file that is not an empty cdb is trouble, not "nobody here".
+        for junk in [vec![0xffu8; CDB_HEADER], vec![0u8; 100], Vec::new()] {
+            fs::write(home.join("control").join(USERS_CDB), &junk).unwrap();
+            let e = lookup_user(home, "a@x.test").unwrap_err();
+            assert_eq!(e.kind, postern_common::Kind::Temp);
+            assert!(
+                e.msg.contains("control/users.cdb: not a cdb file"),
+                "{}",
+                e.msg
+            );
+        }
+        // And a database with entries still answers (the writer's smallest is 2072).
+        fs::write(home.join("control/domains"), "x.test\n").unwrap();
+        fs::write(home.join("control/aliases"), "@x.test: r@far.test\n").unwrap();
+        compile_all(home).unwrap();
+        assert!(lookup_user(home, "a@x.test").unwrap().is_none());
         assert_eq!(
-            fs::metadata(dir.path().join("control/users.cdb"))
-                .unwrap()
-                .len(),
-            CDB_HEADER
+            alias_targets(home, "@x.test").unwrap().unwrap(),
+            vec!["r@far.test"]
         );
-        assert!(lookup_user(dir.path(), "a@x.test").unwrap().is_none());
-        assert!(resolve_alias(dir.path(), "a@x.test").unwrap().is_none());
-        assert!(!is_hosted_domain(dir.path(), "x.test").unwrap());
+        assert!(alias_targets(home, "a@x.test").unwrap().is_none());
+        assert!(is_hosted_domain(home, "x.test").unwrap());
     }
 
     #[test]

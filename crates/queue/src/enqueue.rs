@@ -10,7 +10,7 @@ use crate::file::{self, Envelope};
 use crate::layout::{self, Id, Queue};
 use crate::protocol::{self, EnvelopeError};
 use crate::qq;
-use nix::unistd::{getegid, geteuid, getgid, getuid};
+use nix::unistd::getuid;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
@@ -31,15 +31,9 @@ pub const FILE_MODE: u32 = 0o640;
 /// Read and write in pieces of this size.
 const CHUNK: usize = 64 * 1024;
 
-/// The instance a setuid postern-queue uses: fixed when built (`POSTERN_QUEUE_HOME` at
-/// compile time), else `/var/postern`.
-pub fn setuid_home() -> PathBuf {
-    PathBuf::from(option_env!("POSTERN_QUEUE_HOME").unwrap_or(postern_common::home::DEFAULT_HOME))
-}
-
 /// Whether the caller's environment may be trusted: not running setuid or setgid.
 pub fn trusted_caller() -> bool {
-    getuid() == geteuid() && getgid() == getegid()
+    !postern_common::home::is_setid()
 }
 
 /// A failure: its exit code. Nothing is printed (qmail-queue prints no diagnostics).
@@ -71,11 +65,8 @@ fn start_alarm(tmp: Arc<Mutex<Option<PathBuf>>>) {
 
 fn enqueue(tmp_slot: &Arc<Mutex<Option<PathBuf>>>) -> Result<(), Fail> {
     let trusted = trusted_caller();
-    let home = if trusted {
-        postern_common::home::postern_home()
-    } else {
-        setuid_home()
-    };
+    // Setuid: the instance the program is installed in, never the caller's choice.
+    let home = postern_common::home::trusted_home();
     let uid = getuid().as_raw();
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     std::env::set_current_dir(&home).map_err(|_| qq::HOME_TROUBLE)?;
@@ -113,7 +104,9 @@ fn enqueue(tmp_slot: &Arc<Mutex<Option<PathBuf>>>) -> Result<(), Fail> {
         uid: Some(uid),
         time: Some(now),
         priority: wants_priority(trusted, uid, &home),
-        extra: Vec::new(),
+        extra: authenticated_user(trusted, uid, &home)
+            .map(|user| vec![(b"auth".to_vec(), user)])
+            .unwrap_or_default(),
     };
     let header = file::header(&envelope, RESERVE as usize);
     if header.len() as u64 > RESERVE {
@@ -134,19 +127,36 @@ pub fn received_line(pid: u32, uid: u32, when: SystemTime) -> String {
     format!("Received: (postern-queue {pid} invoked by uid {uid}); {date}\n")
 }
 
-/// `POSTERN_PRIORITY=1` counts only from a caller allowed to ask (docs/queue.md).
-fn wants_priority(trusted: bool, uid: u32, home: &Path) -> bool {
-    if std::env::var_os("POSTERN_PRIORITY").is_none_or(|v| v != "1") {
-        return false;
-    }
+/// Whether the caller may tell us facts about the message through its environment:
+/// we are not setuid (`trusted`), or it is root, or its uid is in `control/priorityuids`
+/// (docs/queue.md). A stranger running postern-queue must not claim priority or a login.
+fn may_describe(trusted: bool, uid: u32, home: &Path) -> bool {
     if trusted || uid == 0 {
         return true;
     }
     let control = postern_common::control::Control::for_home(home);
     match control.list("priorityuids") {
         Ok(lines) => lines.iter().any(|l| l.text.parse::<u32>() == Ok(uid)),
-        Err(_) => false, // only an optimisation: unreadable means no priority
+        Err(_) => false, // unreadable means untrusted
     }
+}
+
+/// `POSTERN_PRIORITY=1` counts only from a trusted caller.
+fn wants_priority(trusted: bool, uid: u32, home: &Path) -> bool {
+    std::env::var_os("POSTERN_PRIORITY").is_some_and(|v| v == "1")
+        && may_describe(trusted, uid, home)
+}
+
+/// `Iauth=USER`: the login of the SMTP session (`AUTHUSER`, set by postern-smtpd), from a
+/// trusted caller only; postern-send holds a hijacked account's mail by it
+/// (`control/ratelimit.holdauth`).
+fn authenticated_user(trusted: bool, uid: u32, home: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStringExt;
+    let user = std::env::var_os("AUTHUSER")?.into_vec();
+    let sane = !user.is_empty()
+        && user.len() <= file::MAX_ADDRESS
+        && user.iter().all(|b| b.is_ascii_graphic());
+    (sane && may_describe(trusted, uid, home)).then_some(user)
 }
 
 /// Copy fd 0 to the file: read trouble is 54, write trouble 53.

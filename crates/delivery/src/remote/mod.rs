@@ -134,6 +134,9 @@ pub fn drop_self(mut mx: Vec<(u16, String)>, me: &str) -> Option<Vec<(u16, Strin
 /// postern-remote's main. Usage trouble exits 100; everything else is reported on fd 1
 /// and exits 0.
 pub fn main() -> Result<()> {
+    // Installed setuid to its own account: our own instance (settle_setid sets
+    // POSTERN_HOME to it), that account for good.
+    postern_common::privilege::settle_setid(&postern_common::home::trusted_home())?;
     let (_, args) = getopt::parse(&getopt::args(), "", USAGE)?;
     if args.len() < 3 || args.len() - 2 > MAX_RCPTS {
         return Err(Error::usage(USAGE));

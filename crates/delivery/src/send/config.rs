@@ -23,6 +23,8 @@ pub struct Config {
     pub priority_subjects: Vec<String>,
     /// Account postern-remote runs as when postern-send is root.
     pub remote_user: Option<String>,
+    /// `alertto` (lower-case): mail to these is never held by `holdbulk`.
+    pub alert_to: Vec<String>,
 }
 
 impl Config {
@@ -36,6 +38,13 @@ impl Config {
             .into_iter()
             .map(|l| l.text)
             .find(|t| !t.starts_with('.'));
+        let alert_to = match c.list("alertto")? {
+            v if v.is_empty() => first_rcpthost
+                .iter()
+                .map(|h| format!("postmaster@{}", h.to_ascii_lowercase()))
+                .collect(),
+            v => v.into_iter().map(|l| l.text.to_ascii_lowercase()).collect(),
+        };
         let db_host = c
             .value("doublebouncehost")?
             .or(first_rcpthost)
@@ -64,6 +73,7 @@ impl Config {
             priority_senders: lower(c.list("prioritysenders")?),
             priority_subjects: lower(c.list("prioritysubject")?),
             remote_user: c.value("remoteuser")?,
+            alert_to,
         })
     }
 
@@ -118,6 +128,9 @@ mod tests {
         );
         assert_eq!(cfg.bounce_from, "MAILER-DAEMON@mx.test");
         assert_eq!(cfg.double_bounce_to, "postmaster@x.test");
+        assert_eq!(cfg.alert_to, vec!["postmaster@x.test"]);
+        std::fs::write(d.path().join("alertto"), "Admin@Y.test\n").unwrap();
+        assert_eq!(Config::load(&c).unwrap().alert_to, vec!["admin@y.test"]);
         assert!(cfg.is_priority("boss@x.test", None));
         assert!(cfg.is_priority("anyone@Internal.test", None));
         assert!(cfg.is_priority("a@b.test", Some("Re: [urgent] help")));

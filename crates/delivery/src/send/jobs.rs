@@ -73,7 +73,10 @@ fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<(u8, String)>, Stri
     let f = qf.file;
     match job.channel {
         Channel::Local => {
-            let (r, w) = nix::unistd::pipe().map_err(|e| format!("unable to make a pipe: {e}"))?;
+            // Close-on-exec: a delivery started by another thread meanwhile must not
+            // inherit the write end, or our read would wait for that program to end.
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| format!("unable to make a pipe: {e}"))?;
             let w2 = w
                 .try_clone()
                 .map_err(|e| format!("unable to make a pipe: {e}"))?;

@@ -5,12 +5,15 @@
 //! signal handler and no unsafe code), and finished deliveries.
 //!
 //! - [`config`] — control files; [`state`] — the state file and the retry schedule.
+//! - [`hold`] — the rate limiter's holds (`holdbulk`, `ratelimit.holdauth`): held
+//!   messages are *parked* out of the schedule until their hold is over.
 //! - [`schedule`] — the in-memory priority lane and bulk heap.
 //! - [`takeover`] — the queue directories, takeover, recovery.
 //! - [`jobs`] — running postern-local / postern-remote; [`bounce`] — QSBMF bounces.
 
 pub mod bounce;
 pub mod config;
+pub mod hold;
 pub mod jobs;
 pub mod schedule;
 pub mod state;
@@ -62,6 +65,16 @@ struct Active {
     delete: bool,
 }
 
+/// A message kept out of the schedule by a hold of the rate limiter.
+struct Parked {
+    /// The channels it was due on when parked (where it goes back).
+    channels: [bool; 2],
+    priority: bool,
+    reason: hold::Reason,
+    /// Its submitter (for holdauth).
+    user: String,
+}
+
 struct Scheduler {
     home: PathBuf,
     q: Queue,
@@ -72,6 +85,12 @@ struct Scheduler {
     /// one never holds up the other.
     sched: [Schedule; 2],
     held: HashSet<String>,
+    /// The rate limiter's holds as last read, when to read them again, the last
+    /// trouble reading them (logged once), and the messages they keep.
+    holds: hold::Holds,
+    next_holds: u64,
+    hold_error: Option<String>,
+    parked: HashMap<String, Parked>,
     corrupt: HashSet<String>,
     active: HashMap<String, Active>,
     pending: [VecDeque<Job>; 2],
@@ -141,14 +160,16 @@ impl Scheduler {
 
     /// Take over what is in new/ and carry out admin requests.
     fn scan(&mut self) {
-        match takeover::take_over_new(&self.q, &self.home, &self.cfg, &mut self.corrupt) {
-            Ok(list) => {
-                for (id, st) in list {
-                    self.schedule(&id, &st);
-                }
-            }
-            Err(e) => error_event(&e.msg),
+        let (list, trouble) =
+            takeover::take_over_new(&self.q, &self.home, &self.cfg, &mut self.corrupt);
+        for (id, st) in list {
+            self.schedule(&id, &st);
         }
+        if let Some(e) = trouble {
+            error_event(&e.msg);
+        }
+        // After the takeover, so a request for a message that was still in new/ finds it
+        // in mess/; one for a message not taken over yet waits (see admin).
         self.admin();
     }
 
@@ -176,45 +197,66 @@ impl Scheduler {
         }
     }
 
-    /// Queue the jobs of message `id` on channel `c`.
+    /// Queue the jobs of message `id` on channel `c` — unless a hold of the rate limiter
+    /// is in force for it: then it is parked instead.
     fn start_message(&mut self, id: &str, c: Channel, t: u64) {
         if self.held.contains(id) {
             return;
         }
         let l = lane(c);
-        if !self.active.contains_key(id) {
-            let st = match State::load(&self.q.path("state", id)) {
-                Ok(st) => st,
-                Err(e) => {
-                    if !takeover::exists(&self.q.path("mess", id)) {
-                        return; // removed meanwhile
+        let mut a = match self.active.remove(id) {
+            Some(a) => a,
+            None => {
+                let mut st = match State::load(&self.q.path("state", id)) {
+                    Ok(st) => st,
+                    Err(e) => {
+                        if !takeover::exists(&self.q.path("mess", id)) {
+                            return; // removed meanwhile
+                        }
+                        error_event(&e.msg);
+                        self.sched[l].insert(id, t + TROUBLE_RETRY_SECS, false);
+                        return;
                     }
-                    error_event(&e.msg);
-                    self.sched[l].insert(id, t + TROUBLE_RETRY_SECS, false);
+                };
+                if st.finished() {
+                    self.complete(id, st);
                     return;
                 }
-            };
-            if st.finished() {
-                self.complete(id, st);
-                return;
-            }
-            self.active.insert(
-                id.to_string(),
+                if st.from.is_none() {
+                    // A state file written without from=: the queue file knows.
+                    st.from = takeover::read_sender(&self.q, id).ok();
+                }
                 Active {
                     state: st,
                     outstanding: [0, 0],
                     delete: false,
-                },
-            );
-        }
-        let Some(a) = self.active.get_mut(id) else {
-            return;
+                }
+            }
         };
         if a.outstanding[l] > 0 || a.delete {
+            self.active.insert(id.to_string(), a);
             return; // this channel's attempt is still running
         }
+        if let Some(reason) = self.hold_reason(&a.state, t) {
+            self.park(id, c, &mut a.state, reason, t);
+            if a.outstanding != [0, 0] {
+                self.active.insert(id.to_string(), a);
+            }
+            return;
+        }
+        if let Some(since) = a.state.holdsince.take() {
+            // A hold ended: its time does not count towards queuelifetime.
+            a.state.held = a.state.held.saturating_add(t.saturating_sub(since));
+        }
+        if self.parked.contains_key(id) {
+            self.unpark(id, t); // the hold is over for its other channel too
+        }
         // Past queuelifetime at the start of an attempt: this is the last one.
-        let expired = t >= a.state.birth.saturating_add(self.cfg.queue_lifetime);
+        let expired = t
+            >= a.state
+                .birth
+                .saturating_add(a.state.held)
+                .saturating_add(self.cfg.queue_lifetime);
         let mut new_jobs: Vec<Job> = Vec::new();
         let mut by_domain: HashMap<String, usize> = HashMap::new();
         for (i, r) in a.state.rcpts.iter().enumerate() {
@@ -250,6 +292,7 @@ impl Scheduler {
         }
         a.outstanding[l] = new_jobs.len();
         let priority = a.state.priority;
+        self.active.insert(id.to_string(), a);
         for job in new_jobs {
             // The priority lane also jumps the line of jobs already waiting for a slot.
             if priority {
@@ -259,6 +302,105 @@ impl Scheduler {
             }
         }
         self.maybe_finish(id);
+    }
+
+    /// Whether a hold of the rate limiter keeps `st` at `t`, and why.
+    fn hold_reason(&self, st: &State, t: u64) -> Option<hold::Reason> {
+        let msg = hold::Message {
+            priority: st.priority,
+            sender: st.from.as_deref().unwrap_or(""),
+            auth: st.auth.as_deref(),
+            rcpts: st
+                .rcpts
+                .iter()
+                .map(|r| (r.addr.as_str(), r.channel == Channel::Local))
+                .collect(),
+        };
+        if st.from.is_none() && st.auth.is_none() {
+            // Sender unknown (the queue file could not be read): holdbulk still applies
+            // by the other rules; holdauth cannot, and the bounce rule must not.
+            let unknown = hold::Message { sender: "?", ..msg };
+            return unknown.held(&self.holds, &self.cfg.alert_to, t);
+        }
+        msg.held(&self.holds, &self.cfg.alert_to, t)
+    }
+
+    /// Keep message `id` off channel `c` while its hold is in force: it leaves the
+    /// schedule and waits in `parked` until [`Self::refresh_holds`] finds the hold over.
+    /// The start of a hold is written to its state (`holdsince`) and logged once.
+    fn park(&mut self, id: &str, c: Channel, st: &mut State, reason: hold::Reason, t: u64) {
+        let user = st
+            .auth
+            .as_deref()
+            .or(st.from.as_deref())
+            .unwrap_or("")
+            .to_string();
+        let p = self.parked.entry(id.to_string()).or_insert(Parked {
+            channels: [false, false],
+            priority: st.priority,
+            reason,
+            user,
+        });
+        p.reason = reason;
+        p.channels[lane(c)] = true;
+        if st.holdsince.is_none() {
+            st.holdsince = Some(t);
+            if let Err(e) = st.store(&self.q.dir("state"), id) {
+                error_event(&e.msg);
+            }
+            LogLine::event("hold")
+                .kv("id", id)
+                .kv("reason", reason.name())
+                .emit();
+        }
+    }
+
+    /// Put a parked message back in the schedule of the channels it was parked on, due
+    /// at `t` (its next attempt decides whether it is still held).
+    fn unpark(&mut self, id: &str, t: u64) {
+        let Some(p) = self.parked.remove(id) else {
+            return;
+        };
+        if self.held.contains(id) {
+            return;
+        }
+        for c in CHANNELS {
+            if p.channels[lane(c)] {
+                self.sched[lane(c)].insert(id, t, p.priority);
+            }
+        }
+    }
+
+    /// Reread the hold files, and put back in the schedule every parked message whose
+    /// hold is over. Called at start, on SIGHUP, every [`hold::REREAD_SECS`] and when an
+    /// entry in force runs out.
+    fn refresh_holds(&mut self, t: u64) {
+        let (holds, errors) = hold::Holds::load(&self.control, &self.holds);
+        if errors.is_empty() {
+            self.hold_error = None;
+        }
+        for e in errors {
+            if self.hold_error.as_deref() != Some(e.msg.as_str()) {
+                error_event(&e.msg);
+                self.hold_error = Some(e.msg);
+            }
+        }
+        self.holds = holds;
+        // In memory only: each parked message knows what holds it.
+        let over: Vec<String> = self
+            .parked
+            .iter()
+            .filter(|(_, p)| match p.reason {
+                hold::Reason::Bulk => !self.holds.bulk_in_force(t),
+                hold::Reason::Auth => !self.holds.auth_in_force(&p.user, t),
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in over {
+            self.unpark(&id, t);
+        }
+        let next = t + hold::REREAD_SECS;
+        self.next_holds = self.holds.next_expiry(t).map_or(next, |u| u.min(next));
     }
 
     fn done(&mut self, job: Job, results: Vec<(u8, String)>) {
@@ -336,6 +478,8 @@ impl Scheduler {
         let nexts: Vec<u64> = self.sched.iter().filter_map(|s| s.next_of(id)).collect();
         match nexts.into_iter().min() {
             Some(next) => a.state.next = next,
+            // Parked by a hold: it comes back when the hold is over.
+            None if self.parked.contains_key(id) => a.state.next = now(),
             None => {
                 // Scheduled on no channel (after trouble): make sure it comes back.
                 a.state.next = now() + TROUBLE_RETRY_SECS;
@@ -421,6 +565,7 @@ impl Scheduler {
     fn delete(&mut self, id: &str) {
         self.unschedule(id);
         self.held.remove(id);
+        self.parked.remove(id);
         match self.q.remove(id) {
             Ok(()) => LogLine::event("admin")
                 .kv("id", id)
@@ -430,22 +575,36 @@ impl Scheduler {
         }
     }
 
-    /// Carry out `ctl/ACTION.ID` requests.
+    /// Carry out `ctl/ACTION.ID` requests. postern-qread accepts IDs still in new/: a
+    /// request for a message not taken over yet stays in ctl/ until it is (the next
+    /// scan), except for a corrupt file we will never take over, which a `delete`
+    /// removes and any other action reports.
     fn admin(&mut self) {
         let Ok(names) = self.q.list("ctl") else {
             return;
         };
         for name in names.into_iter().take(MAX_CTL) {
-            let _ = fs::remove_file(self.q.path("ctl", &name));
-            let Some((action, id)) = name.split_once('.') else {
-                continue;
-            };
-            if !takeover::valid_id(id) || !takeover::exists(&self.q.path("mess", id)) {
-                LogLine::event("admin")
-                    .kv("id", id)
-                    .kv("action", action)
-                    .kv("result", "no such message")
-                    .emit();
+            let request = self.q.path("ctl", &name);
+            let (action, id) = name.split_once('.').unwrap_or((name.as_str(), ""));
+            let in_mess = takeover::valid_id(id) && takeover::exists(&self.q.path("mess", id));
+            let in_new = takeover::valid_id(id) && takeover::exists(&self.q.path("new", id));
+            if !in_mess && in_new && !self.corrupt.contains(id) {
+                continue; // not taken over yet: the request waits
+            }
+            let _ = fs::remove_file(&request);
+            if !in_mess {
+                let result = if in_new && action == "delete" {
+                    self.delete_new(id)
+                } else if in_new {
+                    Some("the message is corrupt")
+                } else {
+                    Some("no such message")
+                };
+                let mut line = LogLine::event("admin").kv("id", id).kv("action", action);
+                if let Some(r) = result {
+                    line = line.kv("result", r);
+                }
+                line.emit();
                 continue;
             }
             let t = now();
@@ -455,6 +614,7 @@ impl Scheduler {
                     Some(a) => {
                         a.delete = true;
                         self.unschedule(id);
+                        self.parked.remove(id);
                     }
                     None => self.delete(id),
                 },
@@ -465,6 +625,7 @@ impl Scheduler {
                     }
                     self.held.insert(id.to_string());
                     self.unschedule(id);
+                    self.parked.remove(id);
                 }
                 "release" => {
                     let _ = fs::remove_file(self.q.path("hold", id));
@@ -479,6 +640,9 @@ impl Scheduler {
                     for sc in &mut self.sched {
                         sc.advance(id, t);
                     }
+                    // A message parked by a hold is looked at again (and parked again
+                    // while the hold is in force).
+                    self.unpark(id, t);
                 }
                 _ => {
                     LogLine::event("admin")
@@ -498,6 +662,22 @@ impl Scheduler {
         }
     }
 
+    /// Delete a corrupt message still in new/ (with the state an interrupted takeover
+    /// may have left). `None` when done, else the reason it was not.
+    fn delete_new(&mut self, id: &str) -> Option<&'static str> {
+        let _ = fs::remove_file(self.q.path("state", id));
+        match fs::remove_file(self.q.path("new", id)) {
+            Ok(()) => {
+                self.corrupt.remove(id);
+                None
+            }
+            Err(e) => {
+                error_event(&format!("unable to remove new/{id}: {e}"));
+                Some("not removed")
+            }
+        }
+    }
+
     fn reload(&mut self) {
         match Config::load(&self.control) {
             Ok(cfg) => {
@@ -507,6 +687,7 @@ impl Scheduler {
             }
             Err(e) => error_event(&format!("control files not reloaded: {}", e.msg)),
         }
+        self.refresh_holds(now());
     }
 
     fn running(&self) -> usize {
@@ -618,6 +799,10 @@ pub fn main() -> Result<()> {
         progs,
         sched: [Schedule::default(), Schedule::default()],
         held: HashSet::new(),
+        holds: hold::Holds::default(),
+        next_holds: 0,
+        hold_error: None,
+        parked: HashMap::new(),
         corrupt: HashSet::new(),
         active: HashMap::new(),
         pending: [VecDeque::new(), VecDeque::new()],
@@ -628,6 +813,7 @@ pub fn main() -> Result<()> {
     for id in s.q.list("hold")? {
         s.held.insert(id);
     }
+    s.refresh_holds(now());
     for (id, st) in takeover::recover(&s.q)? {
         s.schedule(&id, &st);
     }
@@ -661,6 +847,7 @@ pub fn main() -> Result<()> {
                 .min()
                 .unwrap_or(u64::MAX)
                 .min(next_scan)
+                .min(s.next_holds)
         };
         let timeout = Duration::from_secs(wake.saturating_sub(t)).max(Duration::from_millis(50));
         let ev = match rx.recv_timeout(timeout) {
@@ -697,6 +884,9 @@ pub fn main() -> Result<()> {
         if t >= next_scan {
             scan = true;
             next_scan = t + RESCAN_SECS;
+        }
+        if t >= s.next_holds {
+            s.refresh_holds(t);
         }
         if t >= next_cleanup {
             takeover::clean_tmp(&s.q);

@@ -2,9 +2,15 @@
 //! recipient, `key=value` words with the log-line quoting, so any address round-trips:
 //!
 //! ```text
-//! v=1 birth=UNIX tries=N next=UNIX priority=0|1
+//! v=1 birth=UNIX tries=N next=UNIX priority=0|1 held=S [holdsince=UNIX] from=<addr> [auth=USER]
 //! rcpt=<addr> kind=local|remote status=todo|done|failed|deferred tries=N last="text"
 //! ```
+//!
+//! `held` is the time the message spent held by the rate limiter's holds (not counted
+//! towards `queuelifetime`), `holdsince` when the hold in force began, `from` the envelope
+//! sender and `auth` the authenticated submitter when the queue recorded one. Files
+//! without these keys (older ones) read as `held=0`, no `from` (read from the queue file
+//! when needed), no `auth`.
 //!
 //! Written only by postern-send, always as `state/.ID.tmp` + fsync + rename.
 
@@ -71,18 +77,38 @@ pub struct State {
     pub tries: u32,
     pub next: u64,
     pub priority: bool,
+    /// Seconds spent held by the rate limiter's holds (added to `queuelifetime`).
+    pub held: u64,
+    /// When the hold in force began (`None`: not held).
+    pub holdsince: Option<u64>,
+    /// The envelope sender (`None` in a state file written without it).
+    pub from: Option<String>,
+    /// The authenticated submitter (`Iauth=`), when the queue recorded one.
+    pub auth: Option<String>,
     pub rcpts: Vec<Rcpt>,
 }
 
 impl State {
     pub fn render(&self) -> String {
-        let mut out = format!(
-            "v=1 birth={} tries={} next={} priority={}\n",
-            self.birth,
-            self.tries,
-            self.next,
-            u8::from(self.priority)
-        );
+        // LogLine starts with `event=`; build the words ourselves with its quoting.
+        let mut head = LogLine::event("x")
+            .kv("v", 1)
+            .kv("birth", self.birth)
+            .kv("tries", self.tries)
+            .kv("next", self.next)
+            .kv("priority", u8::from(self.priority))
+            .kv("held", self.held);
+        if let Some(since) = self.holdsince {
+            head = head.kv("holdsince", since);
+        }
+        if let Some(from) = &self.from {
+            head = head.kv("from", format!("<{from}>"));
+        }
+        if let Some(auth) = &self.auth {
+            head = head.kv("auth", auth);
+        }
+        let mut out = head.as_str().trim_start_matches("event=x ").to_string();
+        out.push('\n');
         for r in &self.rcpts {
             let mut last = r.last.clone();
             if last.len() > MAX_LAST {
@@ -92,7 +118,6 @@ impl State {
                 }
                 last.truncate(cut);
             }
-            // LogLine starts with `event=`; build the words ourselves with its quoting.
             let line = LogLine::event("x")
                 .kv("rcpt", format!("<{}>", r.addr))
                 .kv("kind", r.channel.name())
@@ -122,6 +147,20 @@ impl State {
             tries: num(&head, "tries")? as u32,
             next: num(&head, "next")?,
             priority: logline::get(&head, "priority") == Some("1"),
+            held: logline::get(&head, "held")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            holdsince: logline::get(&head, "holdsince").and_then(|v| v.parse().ok()),
+            from: match logline::get(&head, "from") {
+                None => None,
+                Some(f) => Some(
+                    f.strip_prefix('<')
+                        .and_then(|a| a.strip_suffix('>'))
+                        .ok_or_else(|| bad("from not in <>"))?
+                        .to_string(),
+                ),
+            },
+            auth: logline::get(&head, "auth").map(str::to_string),
             rcpts: Vec::new(),
         };
         for line in lines.filter(|l| !l.is_empty()) {
@@ -224,6 +263,10 @@ mod tests {
             tries: 2,
             next: 500,
             priority: true,
+            held: 30,
+            holdsince: Some(400),
+            from: Some("a \"b\"=c@x.test".into()),
+            auth: Some("user name".into()),
             rcpts: vec![
                 Rcpt {
                     addr: "a b@x.test".into(),
@@ -242,6 +285,22 @@ mod tests {
             ],
         };
         assert_eq!(State::parse(&st.render()).unwrap(), st);
+        let null = State {
+            from: Some(String::new()),
+            auth: None,
+            holdsince: None,
+            ..st.clone()
+        };
+        assert_eq!(State::parse(&null.render()).unwrap(), null);
+        // A state file of the first format: no held, from, auth.
+        let old = State::parse(
+            "v=1 birth=1 tries=0 next=1 priority=0\nrcpt=<a@x.test> kind=local status=todo tries=0 last=\"\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (old.held, old.holdsince, old.from, old.auth),
+            (0, None, None, None)
+        );
         assert!(State::parse("v=2 birth=1 tries=0 next=1 priority=0\n").is_err());
         assert!(State::parse("v=1 birth=1 tries=0 next=1 priority=0\n").is_err());
     }

@@ -96,12 +96,12 @@ pub struct Hosted<'a> {
 
 impl<'a> Hosted<'a> {
     pub fn new(home: &'a Path) -> Hosted<'a> {
-        // No database, or an empty one (which the cdb crate refuses to open): nothing
-        // is hosted here.
+        // No database: nothing is hosted here, everything is remote. (An empty one is
+        // read as such by the lookups.)
         let db = home
             .join("control")
             .join(postern_mailstore::userdb::RECIPIENTS_CDB);
-        let have_db = fs::metadata(db).is_ok_and(|m| m.len() > crate::resolve::EMPTY_CDB);
+        let have_db = exists(&db);
         Hosted {
             home,
             cache: HashMap::new(),
@@ -166,102 +166,187 @@ fn initial_state(
             last: String::new(),
         });
     }
+    let auth = env
+        .extra
+        .iter()
+        .find(|(k, _)| k == b"auth")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .filter(|a| !a.is_empty());
     let state = State {
         birth,
         tries: 0,
         next: now(),
         priority,
+        held: 0,
+        holdsince: None,
+        from: Some(sender.clone()),
+        auth,
         rcpts,
     };
     Ok((state, sender, qf.message_len()))
 }
 
 /// Take over every message in new/ (S1, and S2 left by a crash). Returns the states to
-/// schedule. A corrupt file is logged once and left alone (`corrupt` remembers it).
+/// schedule, and the trouble that stopped the scan early, if any: what was taken over
+/// before it is returned all the same (it is in mess/ now and must be scheduled). A
+/// corrupt file is logged once and left alone (`corrupt` remembers it).
 pub fn take_over_new(
     q: &Queue,
     home: &Path,
     cfg: &Config,
     corrupt: &mut std::collections::HashSet<String>,
-) -> Result<Vec<(String, State)>> {
-    let mut hosted = Hosted::new(home);
-    let ids: Vec<String> = q
-        .list("new")?
-        .into_iter()
-        .filter(|id| !corrupt.contains(id))
-        .collect();
+) -> (Vec<(String, State)>, Option<postern_common::Error>) {
     let mut out = Vec::new();
+    let ids: Vec<String> = match q.list("new") {
+        Ok(ids) => ids.into_iter().filter(|id| !corrupt.contains(id)).collect(),
+        Err(e) => return (out, Some(e)),
+    };
+    let mut hosted = Hosted::new(home);
     for chunk in ids.chunks(BATCH) {
         let mut taken = Vec::new();
+        let mut trouble = None;
         for id in chunk {
-            if !valid_id(id) {
-                LogLine::event("corrupt")
-                    .kv("id", id)
-                    .kv("text", "not a queue ID")
-                    .emit();
-                corrupt.insert(id.clone());
-                continue;
-            }
-            let state_path = q.path("state", id);
-            if state_path.exists() {
-                // S2: the state was written before a crash; finish the rename.
-                match State::load(&state_path) {
-                    Ok(st) => taken.push((id.clone(), st, None)),
-                    Err(e) => {
-                        LogLine::event("corrupt")
-                            .kv("id", id)
-                            .kv("text", &e.msg)
-                            .emit();
-                        corrupt.insert(id.clone());
-                    }
+            match take_one(q, id, cfg, &mut hosted, corrupt) {
+                Ok(Some(t)) => taken.push(t),
+                Ok(None) => {}
+                Err(e) => {
+                    // Finish the batch so far (its states are written), then stop.
+                    trouble = Some(e);
+                    break;
                 }
-                continue;
-            }
-            match initial_state(q, id, cfg, &mut hosted) {
-                Ok((st, sender, size)) => {
-                    st.store(&q.dir("state"), id)?;
-                    taken.push((id.clone(), st, Some((sender, size))));
-                }
-                Err(e) if e.kind == postern_common::Kind::Perm => {
-                    LogLine::event("corrupt")
-                        .kv("id", id)
-                        .kv("text", &e.msg)
-                        .emit();
-                    corrupt.insert(id.clone());
-                }
-                Err(e) => return Err(e),
             }
         }
-        if taken.is_empty() {
-            continue;
-        }
-        fsync_dir(&q.dir("state")).temp("unable to fsync state/")?;
-        for (id, _, _) in &taken {
-            fs::rename(q.path("new", id), q.path("mess", id))
-                .temp(format!("unable to move new/{id} to mess/"))?;
-        }
-        fsync_dir(&q.dir("mess")).temp("unable to fsync mess/")?;
-        for (id, st, fresh) in taken {
-            if let Some((sender, size)) = fresh {
-                let local = st
-                    .rcpts
-                    .iter()
-                    .filter(|r| r.channel == Channel::Local)
-                    .count();
-                LogLine::event("new")
-                    .kv("id", &id)
-                    .kv("from", format!("<{sender}>"))
-                    .kv("rcpts", st.rcpts.len())
-                    .kv("local", local)
-                    .kv("remote", st.rcpts.len() - local)
-                    .kv("size", size)
-                    .kv("priority", u8::from(st.priority))
-                    .emit();
+        if !taken.is_empty() {
+            if let Err(e) = commit_batch(q, taken, corrupt, &mut out) {
+                return (out, Some(e));
             }
-            out.push((id, st));
+        }
+        if trouble.is_some() {
+            return (out, trouble);
         }
     }
-    Ok(out)
+    (out, None)
+}
+
+/// A message taken over: its ID, state, and (when new, not an S2 recovery) the sender
+/// and size for the `new` log line.
+type Taken = (String, State, Option<(String, u64)>);
+
+fn log_corrupt(id: &str, text: &str, corrupt: &mut std::collections::HashSet<String>) {
+    LogLine::event("corrupt")
+        .kv("id", id)
+        .kv("text", text)
+        .emit();
+    corrupt.insert(id.to_string());
+}
+
+/// Prepare the takeover of `new/ID`: write its state (or read the one an interrupted
+/// takeover left). `None` when the file is not ours to take (logged as corrupt).
+fn take_one(
+    q: &Queue,
+    id: &str,
+    cfg: &Config,
+    hosted: &mut Hosted,
+    corrupt: &mut std::collections::HashSet<String>,
+) -> Result<Option<Taken>> {
+    if !valid_id(id) {
+        log_corrupt(id, "not a queue ID", corrupt);
+        return Ok(None);
+    }
+    let state_path = q.path("state", id);
+    if state_path.exists() {
+        // S2: the state was written before a crash; finish the rename (which refuses to
+        // replace a mess/ID, see commit_batch).
+        return match State::load(&state_path) {
+            Ok(st) => Ok(Some((id.to_string(), st, None))),
+            Err(e) => {
+                log_corrupt(id, &e.msg, corrupt);
+                Ok(None)
+            }
+        };
+    }
+    if exists(&q.path("mess", id)) {
+        // IDs are unique: a message of that name is already taken over (its state
+        // removed by hand?). Never write a state for the wrong file.
+        log_corrupt(id, "a message with this ID is already in mess/", corrupt);
+        return Ok(None);
+    }
+    match initial_state(q, id, cfg, hosted) {
+        Ok((st, sender, size)) => {
+            st.store(&q.dir("state"), id)?;
+            Ok(Some((id.to_string(), st, Some((sender, size)))))
+        }
+        Err(e) if e.kind == postern_common::Kind::Perm => {
+            log_corrupt(id, &e.msg, corrupt);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// fsync state/, move each `new/ID` to `mess/ID` — never replacing an existing
+/// `mess/ID` (RENAME_NOREPLACE, as postern-queue commits) — fsync mess/, log `new`.
+fn commit_batch(
+    q: &Queue,
+    taken: Vec<Taken>,
+    corrupt: &mut std::collections::HashSet<String>,
+    out: &mut Vec<(String, State)>,
+) -> Result<()> {
+    fsync_dir(&q.dir("state")).temp("unable to fsync state/")?;
+    let mut moved = Vec::with_capacity(taken.len());
+    let mut trouble = None;
+    for t in taken {
+        let id = &t.0;
+        match rename_noreplace(&q.path("new", id), &q.path("mess", id)) {
+            Ok(()) => moved.push(t),
+            Err(nix::errno::Errno::EEXIST) => {
+                // The state belongs to the mess/ID already there (an S3 message); the
+                // file in new/ stays where it is for the admin to look at.
+                log_corrupt(id, "a message with this ID is already in mess/", corrupt);
+            }
+            Err(e) => {
+                trouble = Some(postern_common::Error::temp(format!(
+                    "unable to move new/{id} to mess/: {}",
+                    e.desc().to_lowercase()
+                )));
+                break;
+            }
+        }
+    }
+    if !moved.is_empty() {
+        fsync_dir(&q.dir("mess")).temp("unable to fsync mess/")?;
+    }
+    for (id, st, fresh) in moved {
+        if let Some((sender, size)) = fresh {
+            let local = st
+                .rcpts
+                .iter()
+                .filter(|r| r.channel == Channel::Local)
+                .count();
+            LogLine::event("new")
+                .kv("id", &id)
+                .kv("from", format!("<{sender}>"))
+                .kv("rcpts", st.rcpts.len())
+                .kv("local", local)
+                .kv("remote", st.rcpts.len() - local)
+                .kv("size", size)
+                .kv("priority", u8::from(st.priority))
+                .emit();
+        }
+        out.push((id, st));
+    }
+    trouble.map_or(Ok(()), Err)
+}
+
+/// `renameat2(from, to, RENAME_NOREPLACE)`: fails with EEXIST instead of replacing.
+pub fn rename_noreplace(from: &Path, to: &Path) -> nix::Result<()> {
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        from,
+        nix::fcntl::AT_FDCWD,
+        to,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    )
 }
 
 /// Start-up recovery of S0, S3, S4 and stray files. Returns the S3 messages to schedule
@@ -282,7 +367,7 @@ pub fn recover(q: &Queue) -> Result<Vec<(String, State)>> {
     let mess: std::collections::HashSet<String> = q.list("mess")?.into_iter().collect();
     let new: std::collections::HashSet<String> = q.list("new")?.into_iter().collect();
     for id in q.list("state")? {
-        if new.contains(&id) {
+        if new.contains(&id) && !mess.contains(&id) {
             continue; // S2: take_over_new finishes it
         }
         if !mess.contains(&id) {
@@ -335,6 +420,12 @@ pub fn read_message(q: &Queue, id: &str, max: u64) -> Result<(Vec<u8>, Vec<u8>)>
         .read_to_end(&mut body)
         .temp(format!("unable to read mess/{id}"))?;
     Ok((qf.envelope.sender, body))
+}
+
+/// The envelope sender of `mess/ID` (for state files written without `from=`).
+pub fn read_sender(q: &Queue, id: &str) -> Result<String> {
+    let qf = queuefile::open(&q.path("mess", id))?;
+    Ok(String::from_utf8_lossy(&qf.envelope.sender).into_owned())
 }
 
 /// Whether a path exists (false on errors).

@@ -206,3 +206,82 @@ fn an_instance_without_users_still_forwards_aliases() {
     let (code, text) = local(&inst, "s@x.test", "other@example.test", MSG);
     assert_eq!(code, 100, "{text}");
 }
+
+/// A message source that gives some bytes, then fails (a disk error in the middle of
+/// reading the message to forward or bounce).
+struct FailsMidway {
+    given: usize,
+}
+
+impl std::io::Read for FailsMidway {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.given >= 64 * 1024 {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        let n = buf.len().min(4096);
+        buf[..n].fill(b'x');
+        self.given += n;
+        Ok(n)
+    }
+}
+
+/// Regression (pipe bug): the envelope pipe's write end leaked into postern-queue, so a
+/// message source failing mid-way left postern-queue waiting for an envelope that never
+/// came (until its 24-hour alarm), and the injection with it.
+#[test]
+fn injection_whose_message_source_fails_returns_promptly_and_leaves_no_queue_process() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let pidfile = inst.home().join("queue.pid");
+    let wrapper = inst.home().join("queue-wrapper");
+    // The wrapper execs postern-queue in its own pid, which it writes down first.
+    postern_testkit::write_script(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\necho $$ > '{}'\nPOSTERN_HOME='{}' exec '{}'\n",
+            pidfile.display(),
+            inst.home().display(),
+            bin("postern-queue").display()
+        ),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let program = wrapper.clone().into_os_string();
+    std::thread::spawn(move || {
+        let r = postern_delivery::progs::inject_via(
+            &program,
+            b"Subject: forwarded\n\n",
+            &mut FailsMidway { given: 0 },
+            b"s@far.test",
+            &[b"alice@example.test".as_slice()],
+        );
+        let _ = tx.send(r);
+    });
+    let result = rx.recv_timeout(Duration::from_secs(30));
+    let pid: Option<i32> = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    if result.is_err() {
+        if let Some(pid) = pid {
+            // Do not leave the hung queue program behind for a day.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        panic!("the injection did not return within 30 s");
+    }
+    let e = result
+        .unwrap()
+        .expect_err("a failed source must fail the injection");
+    assert_eq!(e.kind, postern_common::Kind::Temp, "{}", e.msg);
+    assert!(
+        e.msg.contains("unable to read the message") && e.msg.contains("disk on fire"),
+        "{}",
+        e.msg
+    );
+    let pid = pid.expect("the queue program ran");
+    assert!(
+        !postern_testkit::process_alive(pid as u32),
+        "postern-queue {pid} is still running"
+    );
+    assert_eq!(inst.queued("new") + inst.queued("tmp"), 0, "nothing queued");
+}

@@ -2,6 +2,7 @@
 //! instances, on 127.0.0.1 only. One module per program, plus the whole-queue scenarios.
 
 mod helpers;
+mod holds;
 mod local;
 mod remote;
 mod send;

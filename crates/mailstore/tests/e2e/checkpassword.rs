@@ -342,11 +342,14 @@ fn as_root_it_becomes_the_mailbox_owner() {
         format!("{}\n", acct.name)
     );
     let cdb = std::fs::metadata(i.control("users.cdb")).unwrap();
-    assert_eq!(cdb.permissions().mode() & 0o777, 0o640);
+    assert_eq!(cdb.permissions().mode() & 0o777, 0o600);
     assert_eq!(
-        std::os::unix::fs::MetadataExt::gid(&cdb),
-        acct.gid,
-        "the owner's group may read users.cdb"
+        (
+            std::os::unix::fs::MetadataExt::uid(&cdb),
+            std::os::unix::fs::MetadataExt::gid(&cdb)
+        ),
+        (acct.uid, acct.gid),
+        "users.cdb belongs to the mailbox owner, who alone may read it"
     );
     let o = check(
         &i,

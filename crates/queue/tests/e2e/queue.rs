@@ -102,18 +102,24 @@ fn null_sender_and_many_recipients_beyond_the_reserved_header() {
 }
 
 #[test]
-fn priority_is_recorded_for_a_trusted_caller() {
+fn priority_and_login_are_recorded_for_a_trusted_caller() {
     let inst = Instance::create();
     let scratch = postern_testkit::tempdir();
     let out = Command::new(QUEUE)
         .env("POSTERN_HOME", inst.home())
         .env("POSTERN_PRIORITY", "1")
+        .env("AUTHUSER", "alice@example.test")
         .stdin(File::open(file_with(scratch.path(), "m", MESSAGE)).unwrap())
         .stdout(File::open(file_with(scratch.path(), "e", &env("a@b", &["c@d"]))).unwrap())
         .status()
         .unwrap();
     assert_eq!(out.code(), Some(0));
-    assert!(inst.only_new().0.envelope.priority);
+    let envelope = inst.only_new().0.envelope;
+    assert!(envelope.priority);
+    assert_eq!(
+        envelope.extra,
+        vec![(b"auth".to_vec(), b"alice@example.test".to_vec())]
+    );
 }
 
 #[test]
