@@ -101,12 +101,16 @@ fn relative(home: &Path, p: &Path) -> String {
         .unwrap_or_else(|_| p.display().to_string())
 }
 
-/// uids of the daemon accounts, where they exist.
-fn daemon_uids() -> Vec<(u32, &'static str)> {
-    [crate::init::NET_ACCOUNT, crate::init::LOG_ACCOUNT]
+/// uids of the network and log accounts of this instance (`control/accounts`, else
+/// `postern-ROLE`), where they exist: what they own must not be trusted configuration.
+fn daemon_uids(home: &Path) -> Vec<(u32, String)> {
+    let control = postern_common::control::Control::for_home(home);
+    let accounts = crate::init::accounts(&control).unwrap_or_default();
+    accounts
         .into_iter()
-        .filter_map(|name| {
-            postern_common::privilege::lookup_account(name)
+        .filter(|(role, _)| matches!(*role, "net" | "log"))
+        .filter_map(|(_, name)| {
+            postern_common::privilege::lookup_account(&name)
                 .ok()
                 .map(|a| (a.uid, name))
         })
@@ -115,7 +119,7 @@ fn daemon_uids() -> Vec<(u32, &'static str)> {
 
 /// The modes item and the secrets item.
 pub fn findings(home: &Path) -> Vec<Finding> {
-    let daemons = daemon_uids();
+    let daemons = daemon_uids(home);
     let mut bad = Vec::new();
     let paths = guarded(home);
     for p in &paths {
