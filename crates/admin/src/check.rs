@@ -13,6 +13,12 @@
 //! `postern_common::control::Control::number` (the numbers). Where a parser stops at the
 //! first bad line, the line is set aside and the parser run again, so every bad line is
 //! found (up to [`MAX_PROBLEMS_PER_FILE`]).
+//!
+//! Then the daemons' own configuration loaders run — `postern_smtpd::config::Config::load`
+//! and `postern_delivery::send::config::Config::load` — because a file can parse and
+//! still break a daemon (an `authsenders` line without `:`, a `timeoutsmtpd` over a day):
+//! smtpd would answer 421 to every client. They stop at their first problem, so each adds
+//! at most one, and none that the checks above already named.
 
 use postern_common::control::{Control, Line};
 use postern_common::logline::printable;
@@ -87,7 +93,25 @@ pub fn check(home: &Path) -> Findings {
             f.problems.push(e.msg);
         }
     }
+    let smtpd = postern_smtpd::config::Config::load(&control).err();
+    loader_problem(
+        &mut f,
+        smtpd,
+        "postern-smtpd would refuse every connection with 421",
+    );
+    let send = postern_delivery::send::config::Config::load(&control).err();
+    loader_problem(&mut f, send, "postern-send would not start");
     f
+}
+
+/// A daemon loader's error as a problem, `control/FILE[:LINE]: why (consequence)`,
+/// unless an earlier check named it already (the loaders read the numbers too).
+fn loader_problem(f: &mut Findings, err: Option<Error>, consequence: &str) {
+    let Some(e) = err else { return };
+    if f.problems.contains(&e.msg) {
+        return;
+    }
+    f.problems.push(format!("{} ({consequence})", e.msg));
 }
 
 /// `posternctl check`: print the problems and a summary; fail when there are any.
@@ -359,6 +383,30 @@ mod tests {
             assert!(has(prefix), "{prefix} missing from {:#?}", f.problems);
         }
         assert_eq!(f.problems.len(), 12, "{:#?}", f.problems);
+    }
+
+    #[test]
+    fn check_says_no_problems_while_smtpd_refuses_every_connection() {
+        let d = instance(&[("timeoutsmtpd", "100000\n")]);
+        assert_eq!(
+            check(d.path()).problems,
+            vec!["control/timeoutsmtpd: more than 86400 seconds \
+                  (postern-smtpd would refuse every connection with 421)"
+                .to_string()]
+        );
+        let d = instance(&[(
+            "authsenders",
+            "# who may send as whom\nalice@example.test\n",
+        )]);
+        assert_eq!(
+            check(d.path()).problems,
+            vec!["control/authsenders:2: expected LOGIN:SENDER \
+                  (postern-smtpd would refuse every connection with 421)"
+                .to_string()]
+        );
+        // A bad number is named once, not again by the loaders that read it too.
+        let d = instance(&[("databytes", "ten\n")]);
+        assert_eq!(check(d.path()).problems.len(), 1);
     }
 
     #[test]

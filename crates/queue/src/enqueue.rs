@@ -26,6 +26,15 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
 pub const RESERVE: u64 = 4096;
 /// Tries at a fresh ID when `tmp/ID` exists (O_EXCL), before giving up with 63.
 pub const MAX_ID_TRIES: u32 = 100;
+/// `control/databytes` when it is missing (DESIGN.md's default), for untrusted callers
+/// of a setuid postern-queue.
+pub const DEFAULT_DATABYTES: u64 = 10_240_000;
+/// Added to `databytes` for untrusted callers: the trace fields (Received:, the
+/// filter's) that a caller such as postern-smtpd adds after its own databytes check.
+pub const TRACE_SLACK: u64 = 64 * 1024;
+/// Attempts at fsyncing `new/` after the commit's rename, before exiting 64 (the file
+/// stays in new/: see [`TmpFile::commit_with`]).
+pub const FSYNC_TRIES: u32 = 2;
 /// Mode of queue files.
 pub const FILE_MODE: u32 = 0o640;
 /// Read and write in pieces of this size.
@@ -81,7 +90,8 @@ fn enqueue(tmp_slot: &Arc<Mutex<Option<PathBuf>>>) -> Result<(), Fail> {
     tmp.file
         .write_all(received.as_bytes())
         .map_err(|_| qq::WRITE_ERROR)?;
-    copy_message(&mut io::stdin().lock(), &mut tmp.file)?;
+    let limit = size_limit(trusted, uid, &home)?;
+    copy_message(&mut io::stdin().lock(), &mut tmp.file, limit)?;
 
     let fd1 = io::stdout()
         .as_fd()
@@ -159,17 +169,46 @@ fn authenticated_user(trusted: bool, uid: u32, home: &Path) -> Option<Vec<u8>> {
     (sane && may_describe(trusted, uid, home)).then_some(user)
 }
 
-/// Copy fd 0 to the file: read trouble is 54, write trouble 53.
-fn copy_message(input: &mut impl Read, out: &mut File) -> Result<(), Fail> {
+/// The largest message (bytes on fd 0) a caller may queue, `None` for no bound.
+///
+/// Installed setuid, postern-queue would let any local user fill the queue's disk: a
+/// caller that is not trusted (see [`may_describe`]: not setid, root, or listed in
+/// `control/priorityuids`) gets `control/databytes` of the trusted home (default
+/// [`DEFAULT_DATABYTES`]; 0 = no bound) plus [`TRACE_SLACK`]. A `databytes` that cannot
+/// be read is a temporary failure (61), never "no bound".
+fn size_limit(trusted: bool, uid: u32, home: &Path) -> Result<Option<u64>, Fail> {
+    if may_describe(trusted, uid, home) {
+        return Ok(None);
+    }
+    let control = postern_common::control::Control::for_home(home);
+    let bytes = control
+        .number("databytes", DEFAULT_DATABYTES)
+        .map_err(|_| qq::HOME_TROUBLE)?;
+    Ok((bytes > 0).then(|| bytes.saturating_add(TRACE_SLACK)))
+}
+
+/// Copy fd 0 to the file: read trouble is 54, write trouble 53. Over `limit`, nothing
+/// more is written, the rest of fd 0 is read and dropped (so the caller is not cut off
+/// in mid-write), and the answer is 31 (refused for good; the tmp file is removed).
+fn copy_message(input: &mut impl Read, out: &mut File, limit: Option<u64>) -> Result<(), Fail> {
     let mut buf = vec![0u8; CHUNK];
+    let mut total: u64 = 0;
+    let mut over = false;
     loop {
         let n = match input.read(&mut buf) {
+            Ok(0) if over => return Err(qq::REFUSED),
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Err(qq::READ_ERROR),
         };
-        out.write_all(&buf[..n]).map_err(|_| qq::WRITE_ERROR)?;
+        total = total.saturating_add(n as u64);
+        if limit.is_some_and(|l| total > l) {
+            over = true;
+        }
+        if !over {
+            out.write_all(&buf[..n]).map_err(|_| qq::WRITE_ERROR)?;
+        }
     }
 }
 
@@ -251,10 +290,24 @@ impl TmpFile {
         Ok(next) // dropping `self` removes the first file
     }
 
-    /// `rename(tmp/ID, new/ID)` (never replacing anything), then fsync `new/`. If the
-    /// directory cannot be made durable the rename is undone, so exit ≠ 0 means nothing
-    /// was queued.
-    fn commit(mut self, queue: &Queue) -> Result<(), Fail> {
+    /// `rename(tmp/ID, new/ID)` (never replacing anything), then fsync `new/`.
+    fn commit(self, queue: &Queue) -> Result<(), Fail> {
+        self.commit_with(queue, postern_common::atomic::fsync_dir)
+    }
+
+    /// [`TmpFile::commit`] with the directory fsync given (tests make it fail).
+    ///
+    /// Once the rename is done it is never undone: postern-send may already have taken
+    /// `new/ID` over (to `mess/ID`), and undoing it then would leave a half-removed
+    /// message or, with the failure exit, a second copy on the client's retry. A failed
+    /// fsync of `new/` is tried again [`FSYNC_TRIES`] times in all; if it still fails the
+    /// exit is 64 (temporary): the client retries, and the message may then be
+    /// delivered twice — never lost, never half there.
+    fn commit_with(
+        mut self,
+        queue: &Queue,
+        mut fsync: impl FnMut(&Path) -> io::Result<()>,
+    ) -> Result<(), Fail> {
         let id = self.id.to_string();
         let target = queue.new_file(&id);
         nix::fcntl::renameat2(
@@ -265,15 +318,17 @@ impl TmpFile {
             nix::fcntl::RenameFlags::RENAME_NOREPLACE,
         )
         .map_err(|_| qq::NEW_TROUBLE)?;
-        if postern_common::atomic::fsync_dir(&queue.new_dir()).is_err() {
-            let _ = fs::rename(&target, &self.path);
-            return Err(qq::NEW_TROUBLE);
-        }
+        // The file is in new/ now: it is not ours to remove any more.
         self.done = true;
         if let Ok(mut s) = self.slot.lock() {
             *s = None;
         }
-        Ok(())
+        let dir = queue.new_dir();
+        if (0..FSYNC_TRIES).any(|_| fsync(&dir).is_ok()) {
+            Ok(())
+        } else {
+            Err(qq::NEW_TROUBLE)
+        }
     }
 }
 
@@ -333,6 +388,95 @@ mod tests {
         // Always taken: gives up with 63 after MAX_ID_TRIES.
         let err = TmpFile::create_with(&queue, &slot, || a).err();
         assert_eq!(err, Some(qq::TMP_TROUBLE));
+    }
+
+    /// Regression (enqueue undid its rename after a failed fsync of new/): postern-send
+    /// may have taken the file over in that window, so the undo plus a failure exit
+    /// could half-remove the message or duplicate it on the client's retry. Now the
+    /// rename stands: the fsync is retried once, then the exit is 64 with the message
+    /// left in new/.
+    #[test]
+    fn enqueue_undoes_the_rename_after_a_failed_fsync_of_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::at(dir.path());
+        fs::create_dir(queue.tmp()).unwrap();
+        fs::create_dir(queue.new_dir()).unwrap();
+        let slot = Arc::default();
+        let names = |d: &Path| -> Vec<String> {
+            fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        // fsync fails for good: exit 64, and the message stays in new/.
+        let mut tmp = TmpFile::create(&queue, &slot).unwrap();
+        tmp.file.write_all(b"message").unwrap();
+        let id = tmp.id.to_string();
+        let mut calls = 0;
+        let r = tmp.commit_with(&queue, |_| {
+            calls += 1;
+            Err(io::Error::from_raw_os_error(libc::EIO))
+        });
+        assert_eq!(r, Err(qq::NEW_TROUBLE));
+        assert_eq!(calls, FSYNC_TRIES);
+        assert_eq!(names(&queue.new_dir()), std::slice::from_ref(&id));
+        assert!(names(&queue.tmp()).is_empty(), "the rename was undone");
+        assert_eq!(fs::read(queue.new_file(&id)).unwrap(), b"message");
+        assert!(slot.lock().unwrap().is_none(), "the alarm would remove it");
+        // A second try that works: queued.
+        let tmp = TmpFile::create(&queue, &slot).unwrap();
+        let mut calls = 0;
+        let r = tmp.commit_with(&queue, |d| {
+            calls += 1;
+            if calls == 1 {
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            } else {
+                postern_common::atomic::fsync_dir(d)
+            }
+        });
+        assert_eq!(r, Ok(()));
+        assert_eq!(names(&queue.new_dir()).len(), 2);
+    }
+
+    /// Regression (a setuid postern-queue had no size bound, so any local user could
+    /// fill the queue disk): an untrusted caller gets control/databytes (+ slack).
+    #[test]
+    fn setuid_postern_queue_has_no_size_bound() {
+        let home = tempfile::tempdir().unwrap();
+        fs::create_dir(home.path().join("control")).unwrap();
+        let untrusted = |home: &Path| size_limit(false, 4242, home);
+        assert_eq!(
+            untrusted(home.path()),
+            Ok(Some(DEFAULT_DATABYTES + TRACE_SLACK))
+        );
+        fs::write(home.path().join("control/databytes"), "1000\n").unwrap();
+        assert_eq!(untrusted(home.path()), Ok(Some(1000 + TRACE_SLACK)));
+        // Trusted callers: not setid, root, priorityuids.
+        assert_eq!(size_limit(true, 4242, home.path()), Ok(None));
+        assert_eq!(size_limit(false, 0, home.path()), Ok(None));
+        fs::write(home.path().join("control/priorityuids"), "4242\n").unwrap();
+        assert_eq!(untrusted(home.path()), Ok(None));
+        fs::remove_file(home.path().join("control/priorityuids")).unwrap();
+        fs::write(home.path().join("control/databytes"), "0\n").unwrap();
+        assert_eq!(untrusted(home.path()), Ok(None), "0 = no bound");
+        fs::write(home.path().join("control/databytes"), "lots\n").unwrap();
+        assert_eq!(untrusted(home.path()), Err(qq::HOME_TROUBLE));
+
+        // The copy: over the bound nothing more is written, all input is read, 31.
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = File::create(dir.path().join("f")).unwrap();
+        let big = vec![b'x'; CHUNK * 3];
+        let mut input = &big[..];
+        assert_eq!(
+            copy_message(&mut input, &mut out, Some(CHUNK as u64)),
+            Err(qq::REFUSED)
+        );
+        assert!(input.is_empty(), "the rest was read");
+        assert!(out.metadata().unwrap().len() <= CHUNK as u64);
+        let mut out = File::create(dir.path().join("g")).unwrap();
+        let exact = vec![b'x'; 1000];
+        assert_eq!(copy_message(&mut &exact[..], &mut out, Some(1000)), Ok(()));
+        assert_eq!(copy_message(&mut &big[..], &mut out, None), Ok(()));
     }
 
     #[test]

@@ -27,7 +27,9 @@ impl Field {
 
     /// The value, unfolded (line breaks removed), as text (invalid UTF-8 replaced).
     pub fn value(&self) -> String {
-        let after = &self.raw[self.name.len() + 1..];
+        // After the first colon: the name has none, but may be followed by WSP.
+        let colon = self.raw.iter().position(|&b| b == b':').unwrap_or(0);
+        let after = &self.raw[(colon + 1).min(self.raw.len())..];
         let text = String::from_utf8_lossy(after);
         text.replace('\n', "").trim().to_string()
     }
@@ -51,10 +53,15 @@ impl Header {
 }
 
 /// The field name of a line, if it starts a field: printable ASCII without `:` or space,
-/// then `:`.
+/// then optional spaces and tabs (the obsolete syntax of RFC 5322 §4.5.3, `Bcc : x`,
+/// which readers must accept: taking it for the body would show a `Bcc` to everyone),
+/// then `:`. The name is returned without the spaces.
 fn field_name(line: &[u8]) -> Option<&str> {
     let colon = line.iter().position(|&b| b == b':')?;
-    let name = &line[..colon];
+    let mut name = &line[..colon];
+    while let [rest @ .., b' ' | b'\t'] = name {
+        name = rest;
+    }
     if name.is_empty() || !name.iter().all(|&b| (33..=126).contains(&b)) {
         return None;
     }
@@ -292,6 +299,34 @@ mod tests {
         let h = read(&mut &b"Subject: x"[..]).unwrap();
         assert!(h.ended);
         assert_eq!(h.fields[0].raw, b"Subject: x\n");
+    }
+
+    /// Regression (postern-inject put a `Bcc :` line in the body): WSP between a field
+    /// name and its colon (RFC 5322 §4.5.3 obsolete syntax) ended the header, so the
+    /// Bcc line was shown to everyone and its address never got the message with -t.
+    #[test]
+    fn bcc_with_space_before_the_colon_is_a_field() {
+        let text = b"To: a@x.test\nBcc : secret@y.test\nSubject: hi\n\nbody";
+        let h = read(&mut &text[..]).unwrap();
+        let names: Vec<_> = h.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["To", "Bcc", "Subject"]);
+        assert!(h.body_start.is_empty() && !h.ended);
+        assert!(h.fields[1].is("bcc"));
+        assert_eq!(h.fields[1].value(), "secret@y.test");
+        assert_eq!(
+            addresses(&h, &["To", "Cc", "Bcc"]).unwrap(),
+            ["a@x.test", "secret@y.test"]
+        );
+        let h = read(&mut &b"Subject\t \t: spaced\n\n"[..]).unwrap();
+        assert_eq!(h.fields[0].name, "Subject");
+        assert_eq!(h.fields[0].value(), "spaced");
+        // Only a name can stand before the spaces: these are body lines.
+        for line in [&b" : x\n"[..], b"two words: x\n", b"\t: x\n"] {
+            let mut input = b"Subject: s\n".to_vec();
+            input.extend_from_slice(line);
+            let h = read(&mut &input[..]).unwrap();
+            assert_eq!(h.fields.len(), 1, "{:?}", String::from_utf8_lossy(line));
+        }
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! dropped as RFC 5321 §4.1.1.3 says; the domain is what follows the last `@` that is
 //! not inside quotes, lower-cased with a trailing dot removed; a quoted local part is
 //! unquoted and remembered as quoted, so the relay check can see an `@` hidden in it.
+//! Outside quotes a local part may hold only dot-atom characters (RFC 5321 §4.1.2): an
+//! `@`, a space or a backslash there is refused, never guessed at. The envelope gets the
+//! local part back in RFC 5321's canonical form — as given when it is a dot-atom, else
+//! re-quoted — so the address queued is the address the client gave.
 //! The limits of RFC 5321 §4.5.3.1 apply to the text as given: over them is an error,
 //! never a truncation.
 
@@ -70,7 +74,8 @@ pub fn split(line: &[u8]) -> (Option<Verb>, &[u8]) {
 /// A parsed mailbox from a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {
-    /// The local part, unquoted (`"a@b"` gives `a@b`).
+    /// The local part's value, unquoted (`"a@b"` gives `a@b`); for decisions only, the
+    /// envelope uses [`Address::envelope`].
     pub local: String,
     /// The domain, lower-cased, without a trailing dot; `None` for `<postmaster>`.
     pub domain: Option<String>,
@@ -79,13 +84,38 @@ pub struct Address {
 }
 
 impl Address {
-    /// The address as it goes into the queue envelope: `local@domain`.
+    /// The address as it goes into the queue envelope: `local@domain`, the local part in
+    /// canonical form ([`canonical_local`]): `"john doe"@example.test` stays quoted.
     pub fn envelope(&self) -> String {
+        let local = canonical_local(&self.local);
         match &self.domain {
-            Some(d) => format!("{}@{d}", self.local),
-            None => self.local.clone(),
+            Some(d) => format!("{local}@{d}"),
+            None => local,
         }
     }
+}
+
+/// `atext` of RFC 5322 §3.2.3: what a dot-atom is made of, besides dots.
+pub fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
+}
+
+/// A local part's value in RFC 5321's canonical form (§4.1.2): as it is when it holds
+/// only atext and dots, else a quoted string with `"` and `\` escaped.
+pub fn canonical_local(value: &str) -> String {
+    if !value.is_empty() && value.chars().all(|c| c == '.' || is_atext(c)) {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// Why a MAIL or RCPT argument was refused.
@@ -95,6 +125,9 @@ pub enum PathError {
     Syntax(&'static str),
     /// A part longer than RFC 5321 allows.
     TooLong(&'static str),
+    /// A local part with a character outside quotes that a dot-atom may not hold
+    /// (`a@b@c`, `a b@c`): a bad mailbox, not a command syntax error.
+    BadLocal(&'static str),
 }
 
 /// `FROM:<path> params` or `TO:<path> params`, parsed. The address is `None` for `<>`.
@@ -229,7 +262,8 @@ pub fn parse_address(inner: &str) -> Result<Address, PathError> {
     })
 }
 
-/// Remove quotes and backslash escapes; outside quotes, spaces are not allowed.
+/// Remove quotes and backslash escapes (inside quotes); outside quotes only atext and
+/// dots are allowed.
 fn unquote(raw: &str) -> Result<String, PathError> {
     let mut out = String::with_capacity(raw.len());
     let mut quoted = false;
@@ -240,14 +274,14 @@ fn unquote(raw: &str) -> Result<String, PathError> {
                 out.push(c);
                 escaped = false;
             }
-            '\\' => escaped = true,
             '"' => quoted = !quoted,
-            ' ' | '<' | '>' | '(' | ')' | ',' | ';' | ':' | '[' | ']' if !quoted => {
-                return Err(PathError::Syntax(
-                    "special character in unquoted local part",
+            '\\' if quoted => escaped = true,
+            c if quoted || c == '.' || is_atext(c) => out.push(c),
+            _ => {
+                return Err(PathError::BadLocal(
+                    "character not allowed in an unquoted local part",
                 ))
             }
-            _ => out.push(c),
         }
     }
     Ok(out)
@@ -344,11 +378,10 @@ mod tests {
             p.address,
             Some(addr("user@victim.test", Some("example.test"), true))
         );
-        let p = parse_path_arg(b"TO:<user@victim.test@example.test>", "TO").unwrap();
-        assert_eq!(
-            p.address,
-            Some(addr("user@victim.test", Some("example.test"), false))
-        );
+        assert!(matches!(
+            parse_path_arg(b"TO:<user@victim.test@example.test>", "TO"),
+            Err(PathError::BadLocal(_))
+        ));
         let p = parse_path_arg(br#"TO:<"a>b"@example.test>"#, "TO").unwrap();
         assert_eq!(p.address, Some(addr("a>b", Some("example.test"), true)));
         let p = parse_path_arg(b"TO:<user@[192.0.2.1]>", "TO").unwrap();
@@ -380,7 +413,6 @@ mod tests {
             b"TO:<a@b",
             b"TO:<a@b>x",
             b"TO:<\"a@b>",
-            b"TO:<a b@c>",
             b"TO:<@x.test>",
             b"TO:<a@>",
             b"TO:<a@b..c>",
@@ -392,6 +424,64 @@ mod tests {
                 matches!(parse_path_arg(bad, "TO"), Err(PathError::Syntax(_))),
                 "{bad:?} accepted"
             );
+        }
+    }
+
+    #[test]
+    fn quoted_local_parts_are_unquoted_in_the_envelope() {
+        let env = |line: &[u8]| {
+            parse_path_arg(line, "TO")
+                .unwrap()
+                .address
+                .unwrap()
+                .envelope()
+        };
+        assert_eq!(
+            env(br#"TO:<"john doe"@example.test>"#),
+            r#""john doe"@example.test"#
+        );
+        assert_eq!(
+            env(br#"TO:<"x@victim.test"@gw.test>"#),
+            r#""x@victim.test"@gw.test"#
+        );
+        assert_eq!(env(br#"TO:<"a\"b\\c"@x.test>"#), r#""a\"b\\c"@x.test"#);
+        assert_eq!(
+            env(br#"TO:<"a\bc"@x.test>"#),
+            "abc@x.test",
+            "a dot-atom needs no quotes"
+        );
+        assert_eq!(env(br#"TO:<"john.doe"@x.test>"#), "john.doe@x.test");
+        assert_eq!(env(br#"TO:<"">"#), r#""""#);
+        assert_eq!(env(b"TO:<O'Brien+tag@X.test>"), "O'Brien+tag@x.test");
+        assert_eq!(env(b"TO:<a%b!c@x.test>"), "a%b!c@x.test");
+        assert_eq!(env(b"TO:<Postmaster>"), "Postmaster");
+    }
+
+    #[test]
+    fn unquoted_local_parts_are_dot_atoms() {
+        for bad in [
+            &b"TO:<a@b@c.test>"[..],
+            b"TO:<a b@c.test>",
+            b"TO:<a\\@b@c.test>",
+            b"TO:<a\\ b@c.test>",
+            b"TO:<a(b)@c.test>",
+            b"TO:<a,b@c.test>",
+            b"TO:<a;b@c.test>",
+            b"TO:<a[b]@c.test>",
+            b"TO:<a\"b c\"\\d@c.test>",
+        ] {
+            assert!(
+                matches!(parse_path_arg(bad, "TO"), Err(PathError::BadLocal(_))),
+                "{:?}: {:?}",
+                String::from_utf8_lossy(bad),
+                parse_path_arg(bad, "TO")
+            );
+        }
+        for good in [
+            &b"TO:<a.b-c_d+e=f@x.test>"[..],
+            b"TO:<{a}|~`#$&'*/?^@x.test>",
+        ] {
+            assert!(parse_path_arg(good, "TO").is_ok());
         }
     }
 }

@@ -59,7 +59,8 @@ pub struct Config {
 pub struct Blocked {
     /// `sender`, `ip` or `auth`.
     pub kind: String,
-    /// Lower-cased for `sender`; exact for `ip` and `auth`.
+    /// Lower-cased for `sender` and `auth` (logins are account names, which the user
+    /// database lower-cases); exact for `ip`.
     pub key: String,
     pub until: u64,
 }
@@ -74,7 +75,7 @@ pub fn ratelimit_blocked(c: &Control, now: u64) -> Result<Vec<Blocked>> {
             let mut words = line.text.split(' ');
             let (kind, key, until) = (words.next()?, words.next()?, words.next()?);
             let until: u64 = until.parse().ok()?;
-            let key = if kind == "sender" {
+            let key = if kind == "sender" || kind == "auth" {
                 key.to_ascii_lowercase()
             } else {
                 key.to_string()
@@ -89,13 +90,14 @@ pub fn ratelimit_blocked(c: &Control, now: u64) -> Result<Vec<Blocked>> {
         .collect())
 }
 
-/// Whether the client, the sender or the login is blocked by the rate limiter.
+/// Whether the client, the sender or the login is blocked by the rate limiter. Senders
+/// and logins are compared without regard to case.
 pub fn rate_limited(blocked: &[Blocked], ip: &str, sender: &str, auth: Option<&str>) -> bool {
     let sender = sender.to_ascii_lowercase();
     blocked.iter().any(|b| match b.kind.as_str() {
         "ip" => b.key == ip,
         "sender" => !sender.is_empty() && b.key == sender,
-        "auth" => auth == Some(b.key.as_str()),
+        "auth" => auth.is_some_and(|a| a.eq_ignore_ascii_case(&b.key)),
         _ => false,
     })
 }
@@ -301,5 +303,29 @@ mod ratelimit_tests {
         assert!(ratelimit_blocked(&Control::at(dir.path().join("none")), 0)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn auth_logins_bypass_ratelimit_blocks_by_changing_case() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ratelimit.blocked"),
+            "auth Bob@Example.TEST 2000\n",
+        )
+        .unwrap();
+        let b = ratelimit_blocked(&Control::at(dir.path()), 1000).unwrap();
+        assert_eq!(b[0].key, "bob@example.test");
+        for login in ["bob@example.test", "BOB@example.test", "Bob@Example.TEST"] {
+            assert!(
+                rate_limited(&b, "192.0.2.1", "x@y.test", Some(login)),
+                "{login}"
+            );
+        }
+        assert!(!rate_limited(
+            &b,
+            "192.0.2.1",
+            "x@y.test",
+            Some("rob@example.test")
+        ));
     }
 }

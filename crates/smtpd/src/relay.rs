@@ -109,10 +109,8 @@ mod tests {
             verdict("<\"user@victim.test\"@example.test>", false),
             RelayTrick
         );
-        assert_eq!(
-            verdict("<user@victim.test@example.test>", false),
-            RelayTrick
-        );
+        // `<user@victim.test@example.test>` is refused before any relay decision (an
+        // `@` outside quotes is a bad local part, `501 5.1.3`); see command.rs.
         assert_eq!(verdict("<@example.test:user@victim.test>", false), NotOurs);
         assert_eq!(verdict("<user@[192.0.2.1]>", false), NotOurs);
         assert_eq!(verdict("<user@example.test.victim.test>", false), NotOurs);

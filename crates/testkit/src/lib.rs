@@ -102,6 +102,53 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// Debian's dnsmasq on 127.0.0.1 at a free port, serving only what `records` (dnsmasq
+/// options such as `--txt-record=…`, `--local=/test/`) say, never the system's resolver.
+/// Returns the daemon (stopped on drop) and its port, once it answers queries. The port
+/// is free for UDP when picked, but dnsmasq binds TCP on it too, which another test may
+/// hold: if dnsmasq exits at once, another port is tried. `None` (skipped) when dnsmasq
+/// is not installed, as [`require`] says.
+pub fn dnsmasq(records: &[String]) -> Option<(Daemon, u16)> {
+    let prog = require("dnsmasq", "dnsmasq")?;
+    for _ in 0..10 {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let mut cmd = Command::new(&prog);
+        cmd.args([
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+        ])
+        .args(["--listen-address=127.0.0.1", "--pid-file=", "--user=root"])
+        .arg(format!("--port={port}"))
+        .args(records);
+        let mut daemon = Daemon::spawn_quiet("dnsmasq", cmd);
+        let mut exited = false;
+        let answering = wait_until(Duration::from_secs(10), || {
+            exited = daemon.exited().is_some();
+            exited || dns_answers(port)
+        });
+        if answering && !exited {
+            return Some((daemon, port));
+        }
+    }
+    panic!("dnsmasq did not start on any of 10 ports");
+}
+
+/// Whether a DNS server answers on 127.0.0.1:`port` (any reply to a query for `test`).
+fn dns_answers(port: u16) -> bool {
+    let Ok(s) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+        return false;
+    };
+    let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x01\x00\x01";
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    s.send_to(query, ("127.0.0.1", port)).is_ok() && s.recv(&mut [0u8; 512]).is_ok()
+}
+
 /// Say that a test is skipped because the workspace program `name` is not built — or,
 /// under `POSTERN_REQUIRE_INTEROP=1` (scripts/test, which builds everything first),
 /// fail: a skip there would hide a test that never ran.

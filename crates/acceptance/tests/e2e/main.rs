@@ -7,10 +7,9 @@ mod tcprulescheck;
 
 mod tcpserver;
 
-use postern_testkit::{expect_within, require, tempdir, Daemon, TempDir};
+use postern_testkit::{tempdir, Daemon, TempDir};
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -130,7 +129,6 @@ pub struct Dnsmasq {
 }
 
 pub fn dnsmasq(dir: &TempDir) -> Option<Dnsmasq> {
-    let prog = require("dnsmasq", "dnsmasq")?;
     // The config file form understands \r\n escapes, so a TXT record can carry CR LF.
     let conf = dir.path().join("dnsmasq.conf");
     fs::write(
@@ -138,32 +136,15 @@ pub fn dnsmasq(dir: &TempDir) -> Option<Dnsmasq> {
         "txt-record=4.0.0.127.zen.test,\"evil\\r\\n250 ok\"\n",
     )
     .unwrap();
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(prog);
-    cmd.args([
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-        "--pid-file=",
-        "--user=root",
-        "--local=/zen.test/",
-        "--local=/allow.test/",
-        "--txt-record=2.0.0.127.zen.test,listed: go away",
-        "--txt-record=3.0.0.127.zen.test,listed too",
-        "--address=/3.0.0.127.allow.test/127.0.0.2",
-    ])
-    .arg(format!("--port={port}"))
-    .arg(format!("--conf-file={}", conf.display()));
-    let daemon = Daemon::spawn_quiet("dnsmasq", cmd);
-    expect_within(TIMEOUT, "dnsmasq listening", || {
-        UdpSocket::bind(("127.0.0.1", port)).is_err()
-    });
+    let records = [
+        "--local=/zen.test/".to_string(),
+        "--local=/allow.test/".to_string(),
+        "--txt-record=2.0.0.127.zen.test,listed: go away".to_string(),
+        "--txt-record=3.0.0.127.zen.test,listed too".to_string(),
+        "--address=/3.0.0.127.allow.test/127.0.0.2".to_string(),
+        format!("--conf-file={}", conf.display()),
+    ];
+    let (daemon, port) = postern_testkit::dnsmasq(&records)?;
     Some(Dnsmasq {
         _daemon: daemon,
         port,

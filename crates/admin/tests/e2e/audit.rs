@@ -358,37 +358,13 @@ fn bad_usage_exits_100_with_one_line() {
 /// 127.0.0.2 (TXT and A) and nothing else, `all.test` lists every address (a retired
 /// zone's wildcard), `dead.test` lists nothing.
 fn dnsmasq() -> Option<(Daemon, u16)> {
-    let prog = postern_testkit::require("dnsmasq", "dnsmasq")?;
-    let port = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
-    let mut cmd = Command::new(prog);
-    cmd.args([
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-    ])
-    .arg(format!("--port={port}"))
-    .args([
+    let records = [
         "--local=/test/",
         "--txt-record=2.0.0.127.bl.test,listed for testing",
         "--host-record=2.0.0.127.bl.test,127.0.0.2",
         "--address=/all.test/127.0.0.2",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let d = Daemon::spawn("dnsmasq", cmd);
-    postern_testkit::expect_within(Duration::from_secs(10), "dnsmasq answering", || {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x01\x00\x01";
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        s.send_to(q, ("127.0.0.1", port)).is_ok() && s.recv(&mut [0u8; 512]).is_ok()
-    });
-    Some((d, port))
+    ];
+    postern_testkit::dnsmasq(&records.map(String::from))
 }
 
 #[test]

@@ -91,6 +91,41 @@ fn bad_lines_are_named_and_exit_100() {
 }
 
 #[test]
+fn check_says_no_problems_while_smtpd_refuses_every_connection() {
+    // Each file parses as what it is (a number; lines), but breaks postern-smtpd's own
+    // rules: it would answer 421 to every client and exit 111.
+    let cases = [
+        (
+            "timeoutsmtpd",
+            "100000\n",
+            "control/timeoutsmtpd: more than 86400 seconds \
+             (postern-smtpd would refuse every connection with 421)",
+        ),
+        (
+            "authsenders",
+            "# robots\nrobot@example.test\n",
+            "control/authsenders:2: expected LOGIN:SENDER \
+             (postern-smtpd would refuse every connection with 421)",
+        ),
+    ];
+    for (file, text, problem) in cases {
+        let dir = instance();
+        fs::write(dir.path().join("control").join(file), text).unwrap();
+        let (code, out, err) = check(&dir);
+        assert_eq!(code, Some(100), "{file}: {out}{err}");
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            vec![problem],
+            "{file}: {out}"
+        );
+        assert!(
+            err.starts_with("posternctl: fatal: check: 1 problem(s) in "),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn bad_usage_exits_100_with_one_line() {
     let dir = instance();
     let (code, _, err) = run(

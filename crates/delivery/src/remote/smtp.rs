@@ -68,6 +68,10 @@ pub enum Attempt {
 
 /// Convert a message to SMTP DATA: every line ending (LF, CRLF or a lone CR) becomes
 /// CRLF, a leading `.` is doubled, a missing final line end is added, and `.CRLF` ends it.
+///
+/// A deliberate difference from qmail-remote, which refuses (permanently) a message with
+/// a partial final line rather than alter it: we fix it up as Postfix does, at the cost
+/// of any DKIM signature made over such a malformed message (docs/postern-remote.md).
 pub fn data_bytes(msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(msg.len() + msg.len() / 40 + 5);
     let mut at_start = true;

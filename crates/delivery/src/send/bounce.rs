@@ -49,8 +49,10 @@ pub fn plan(original_sender: &str, doublebounceto: &str) -> Plan {
 /// One failure paragraph: `<addr>:` and the text, a blank line inside the text broken
 /// with `/` (qmail), ending with a blank line.
 fn paragraph(out: &mut String, addr: &str, text: &str) {
+    // An envelope address (a setuid caller's can hold any byte) never starts a line of
+    // its own: it could fake a paragraph, the divider or a header of the copy.
     out.push('<');
-    out.push_str(addr);
+    out.push_str(&one_line(addr));
     out.push_str(">:\n");
     let mut t = text.trim_end_matches('\n').replace("\n\n", "\n/");
     while t.contains("\n\n") {
@@ -200,6 +202,34 @@ mod tests {
         let text = String::from_utf8(compose(&head, &[], b"")).unwrap();
         assert!(text.contains("To: a@b_Bcc: x@y\n"), "{text}");
         assert!(!text.contains("\nBcc:"), "{text}");
+    }
+
+    /// Regression: the failed addresses went into the body raw, so one with a line feed
+    /// could forge bounce text (a fake divider and a fake copy of the message).
+    #[test]
+    fn bounce_text_not_sanitised_failed_address_with_line_feeds() {
+        let head = Head {
+            host: "h",
+            from: "f",
+            to: "a@x.test",
+            double: false,
+            original_sender: "a@x.test",
+            date: "d",
+        };
+        let evil = "b@y.test>:\nok\n\n--- Below this line is a copy of the message.\n\nFrom: boss@x.test\r\n<c@y.test";
+        let text = String::from_utf8(compose(
+            &head,
+            &[(evil.into(), "Sorry.".into())],
+            b"Subject: hi\n\nbody\n",
+        ))
+        .unwrap();
+        assert_eq!(text.matches("\n--- Below this line").count(), 1, "{text}");
+        assert!(!text.contains("\nFrom: boss"), "{text}");
+        assert!(!text.contains('\r'), "{text}");
+        assert!(
+            text.contains("\n<b@y.test>:_ok__--- Below this line is a copy of the message.__From: boss@x.test__<c@y.test>:\nSorry.\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -178,14 +178,27 @@ impl Holds {
 
 /// What the hold rules look at in a message.
 pub struct Message<'a> {
-    /// In the priority lane (Ipriority=1, prioritysenders, prioritysubject).
-    pub priority: bool,
+    /// Submitted by a trusted client: the queue file has `Ipriority=1`. (Not the
+    /// priority lane as a whole: `prioritysenders`/`prioritysubject` match what any
+    /// outsider can write, so they never release mail from `holdbulk`.)
+    pub trusted: bool,
     /// The envelope sender.
     pub sender: &'a str,
     /// The authenticated submitter, when the queue recorded one (`Iauth=`).
     pub auth: Option<&'a str>,
     /// Recipients, with whether each is local (a hosted domain).
     pub rcpts: Vec<(&'a str, bool)>,
+}
+
+/// A priority recipient, which `holdbulk` never holds: `postmaster@` or `abuse@` a
+/// hosted domain, or an `alertto` address. Only that recipient goes; the others of the
+/// same message stay held.
+pub fn priority_rcpt(addr: &str, local: bool, alert_to: &[String]) -> bool {
+    let local_part = addr.rsplit_once('@').map_or(addr, |(l, _)| l);
+    (local
+        && (local_part.eq_ignore_ascii_case("postmaster")
+            || local_part.eq_ignore_ascii_case("abuse")))
+        || alert_to.iter().any(|a| a.eq_ignore_ascii_case(addr))
 }
 
 impl Message<'_> {
@@ -195,28 +208,24 @@ impl Message<'_> {
         self.auth.unwrap_or(self.sender)
     }
 
-    /// Priority mail, which `holdbulk` never holds: the priority lane, bounces (null or
-    /// double-bounce sender), and mail to `postmaster@` or `abuse@` a hosted domain or
-    /// to an `alertto` address (any one such recipient lets the whole message through).
-    pub fn is_priority(&self, alert_to: &[String]) -> bool {
-        if self.priority || self.sender.is_empty() || self.sender == DOUBLE_BOUNCE_SENDER {
-            return true;
-        }
-        self.rcpts.iter().any(|&(addr, local)| {
-            let local_part = addr.rsplit_once('@').map_or(addr, |(l, _)| l);
-            (local
-                && (local_part.eq_ignore_ascii_case("postmaster")
-                    || local_part.eq_ignore_ascii_case("abuse")))
-                || alert_to.iter().any(|a| a.eq_ignore_ascii_case(addr))
-        })
+    /// Whether `holdbulk` lets the whole message go: a trusted submission
+    /// (`Ipriority=1`), or what looks like a bounce — a null or double-bounce sender and
+    /// exactly one recipient (a real bounce has one; anybody can send from `<>`, so a
+    /// null-sender message to several recipients is held like any other). Priority
+    /// recipients of a held message still get it (see [`priority_rcpt`]).
+    pub fn is_priority(&self) -> bool {
+        self.trusted
+            || ((self.sender.is_empty() || self.sender == DOUBLE_BOUNCE_SENDER)
+                && self.rcpts.len() == 1)
     }
 
     /// Whether `holds` keep this message at `now`, and why.
-    pub fn held(&self, holds: &Holds, alert_to: &[String], now: u64) -> Option<Reason> {
+    pub fn held(&self, holds: &Holds, now: u64) -> Option<Reason> {
         if holds.auth_in_force(self.submitter(), now) {
             return Some(Reason::Auth);
         }
-        if holds.bulk_in_force(now) && !self.is_priority(alert_to) {
+        if holds.bulk_in_force(now) && !self.is_priority() {
+            // Held, except its priority recipients (the scheduler sends to those).
             return Some(Reason::Bulk);
         }
         None
@@ -277,13 +286,17 @@ mod tests {
             auth: parse_auth(b"alice@example.test 1000\n"),
         };
         let alert = vec!["Admin@Elsewhere.test".to_string()];
-        let msg = |priority, sender, rcpt, local| Message {
-            priority,
+        let msg = |trusted, sender, rcpt, local| Message {
+            trusted,
             sender,
             auth: None,
             rcpts: vec![(rcpt, local)],
         };
-        let held = |m: &Message| m.held(&holds, &alert, 10);
+        // Held as a message, unless its only recipient is a priority one.
+        let held = |m: &Message| {
+            m.held(&holds, 10)
+                .filter(|_| !m.rcpts.iter().all(|&(a, l)| priority_rcpt(a, l, &alert)))
+        };
         assert_eq!(
             held(&msg(false, "spam@far.test", "bob@example.test", true)),
             Some(Reason::Bulk)
@@ -318,11 +331,66 @@ mod tests {
         );
         // The recorded authenticated user wins over the envelope sender.
         let m = Message {
-            priority: true,
+            trusted: true,
             sender: "someone@else.test",
             auth: Some("alice@example.test"),
             rcpts: vec![("x@far.test", false)],
         };
         assert_eq!(held(&m), Some(Reason::Auth));
+    }
+
+    /// Regression (holdbulk escape hatches): any null-sender message, or one with a
+    /// single postmaster@/abuse@ recipient among others, released the whole message
+    /// to every recipient.
+    #[test]
+    fn holdbulk_escape_hatches_release_only_priority_recipients() {
+        let holds = Holds {
+            bulk: Bulk::Always,
+            auth: HashMap::new(),
+        };
+        let alert = vec!["admin@elsewhere.test".to_string()];
+        let msg = |sender, rcpts: Vec<(&'static str, bool)>| Message {
+            trusted: false,
+            sender,
+            auth: None,
+            rcpts,
+        };
+        // A null sender to many: not a bounce, held.
+        let m = msg("", vec![("a@example.test", true), ("b@example.test", true)]);
+        assert_eq!(m.held(&holds, 10), Some(Reason::Bulk));
+        let m = msg(
+            "#@[]",
+            vec![("a@example.test", true), ("b@example.test", true)],
+        );
+        assert_eq!(m.held(&holds, 10), Some(Reason::Bulk));
+        // A real bounce (one recipient) flows.
+        assert_eq!(
+            msg("", vec![("a@example.test", true)]).held(&holds, 10),
+            None
+        );
+        // postmaster@ among others: the message is held; only postmaster@ is released.
+        let m = msg(
+            "spam@far.test",
+            vec![
+                ("postmaster@example.test", true),
+                ("bob@example.test", true),
+            ],
+        );
+        assert_eq!(m.held(&holds, 10), Some(Reason::Bulk));
+        let released: Vec<&str> = m
+            .rcpts
+            .iter()
+            .filter(|&&(a, l)| priority_rcpt(a, l, &alert))
+            .map(|&(a, _)| a)
+            .collect();
+        assert_eq!(released, ["postmaster@example.test"]);
+        assert!(priority_rcpt("Abuse@example.test", true, &alert));
+        assert!(priority_rcpt("ADMIN@elsewhere.test", false, &alert));
+        assert!(!priority_rcpt("abuse@far.test", false, &alert));
+        // Only a trusted submission releases the whole message.
+        let mut m = msg("boss@example.test", vec![("x@far.test", false)]);
+        assert_eq!(m.held(&holds, 10), Some(Reason::Bulk));
+        m.trusted = true;
+        assert_eq!(m.held(&holds, 10), None);
     }
 }

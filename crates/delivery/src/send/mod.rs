@@ -92,6 +92,9 @@ struct Scheduler {
     hold_error: Option<String>,
     parked: HashMap<String, Parked>,
     corrupt: HashSet<String>,
+    /// Messages whose `bounced=1` could not be undone after their bounce failed to
+    /// queue (their bounce is still due).
+    rebounce: HashSet<String>,
     active: HashMap<String, Active>,
     pending: [VecDeque<Job>; 2],
     running: [usize; 2],
@@ -117,6 +120,13 @@ fn lane(c: Channel) -> usize {
 
 fn error_event(text: &str) {
     LogLine::event("error").kv("text", text).emit();
+}
+
+/// Whether the bounce of a finished message with failures is still to be queued: not
+/// when its state records it as queued (unless `undone`: the scheduler knows that the
+/// record could not be taken back after a failed injection).
+fn bounce_due(st: &State, undone: bool) -> bool {
+    !st.bounced || undone
 }
 
 /// Whether `st` has recipients still to deliver on channel `c`.
@@ -237,19 +247,33 @@ impl Scheduler {
             self.active.insert(id.to_string(), a);
             return; // this channel's attempt is still running
         }
-        if let Some(reason) = self.hold_reason(&a.state, t) {
+        // Under holdbulk a held message still goes to its priority recipients (only):
+        // `only` lists them, and the message is parked for the others.
+        let mut only = None;
+        let reason = self
+            .hold_reason(&a.state, t)
+            .filter(|&r| !(r == hold::Reason::Bulk && self.only_priority_rcpts(&a.state)));
+        if let Some(reason) = reason {
+            let released = match reason {
+                hold::Reason::Bulk => self.bulk_released(&a.state, c),
+                hold::Reason::Auth => Vec::new(),
+            };
             self.park(id, c, &mut a.state, reason, t);
-            if a.outstanding != [0, 0] {
-                self.active.insert(id.to_string(), a);
+            if released.is_empty() {
+                if a.outstanding != [0, 0] {
+                    self.active.insert(id.to_string(), a);
+                }
+                return;
             }
-            return;
-        }
-        if let Some(since) = a.state.holdsince.take() {
-            // A hold ended: its time does not count towards queuelifetime.
-            a.state.held = a.state.held.saturating_add(t.saturating_sub(since));
-        }
-        if self.parked.contains_key(id) {
-            self.unpark(id, t); // the hold is over for its other channel too
+            only = Some(released);
+        } else {
+            if let Some(since) = a.state.holdsince.take() {
+                // A hold ended: its time does not count towards queuelifetime.
+                a.state.held = a.state.held.saturating_add(t.saturating_sub(since));
+            }
+            if self.parked.contains_key(id) {
+                self.unpark(id, t); // the hold is over for its other channel too
+            }
         }
         // Past queuelifetime at the start of an attempt: this is the last one.
         let expired = t
@@ -262,6 +286,9 @@ impl Scheduler {
         for (i, r) in a.state.rcpts.iter().enumerate() {
             if r.channel != c || !r.status.pending() {
                 continue;
+            }
+            if only.as_ref().is_some_and(|o| !o.contains(&i)) {
+                continue; // held by holdbulk
             }
             let domain = match c {
                 Channel::Local => String::new(),
@@ -307,7 +334,8 @@ impl Scheduler {
     /// Whether a hold of the rate limiter keeps `st` at `t`, and why.
     fn hold_reason(&self, st: &State, t: u64) -> Option<hold::Reason> {
         let msg = hold::Message {
-            priority: st.priority,
+            // Only Ipriority=1: prioritysenders/prioritysubject can be forged.
+            trusted: st.trusted,
             sender: st.from.as_deref().unwrap_or(""),
             auth: st.auth.as_deref(),
             rcpts: st
@@ -320,9 +348,33 @@ impl Scheduler {
             // Sender unknown (the queue file could not be read): holdbulk still applies
             // by the other rules; holdauth cannot, and the bounce rule must not.
             let unknown = hold::Message { sender: "?", ..msg };
-            return unknown.held(&self.holds, &self.cfg.alert_to, t);
+            return unknown.held(&self.holds, t);
         }
-        msg.held(&self.holds, &self.cfg.alert_to, t)
+        msg.held(&self.holds, t)
+    }
+
+    /// Whether every recipient `st` still has is a priority one: `holdbulk` does not
+    /// hold the message at all.
+    fn only_priority_rcpts(&self, st: &State) -> bool {
+        st.rcpts
+            .iter()
+            .filter(|r| r.status.pending())
+            .all(|r| hold::priority_rcpt(&r.addr, r.channel == Channel::Local, &self.cfg.alert_to))
+    }
+
+    /// The recipients of `st` on channel `c` that `holdbulk` lets go although it holds
+    /// the message: pending priority recipients (postmaster@, abuse@, alertto).
+    fn bulk_released(&self, st: &State, c: Channel) -> Vec<usize> {
+        st.rcpts
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.channel == c
+                    && r.status.pending()
+                    && hold::priority_rcpt(&r.addr, r.channel == Channel::Local, &self.cfg.alert_to)
+            })
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// Keep message `id` off channel `c` while its hold is in force: it leaves the
@@ -497,19 +549,37 @@ impl Scheduler {
     }
 
     /// Every recipient is done or failed: bounce the failures once, then remove.
-    fn complete(&mut self, id: &str, st: State) {
+    ///
+    /// "Bounced" is recorded in `state/ID` (stored and fsynced) *before* the bounce is
+    /// queued, and a state that has it is only removed: a crash, or a failed removal,
+    /// between queueing the bounce and removing the message never bounces again. If the
+    /// bounce cannot be queued the record is undone and the message tried again later.
+    fn complete(&mut self, id: &str, mut st: State) {
         let failures: Vec<(String, String)> = st
             .rcpts
             .iter()
             .filter(|r| r.status == Status::Failed)
             .map(|r| (r.addr.clone(), r.last.clone()))
             .collect();
-        if !failures.is_empty() {
-            if let Err(e) = self.bounce(id, &failures) {
+        if !failures.is_empty() && bounce_due(&st, self.rebounce.contains(id)) {
+            st.bounced = true;
+            if let Err(e) = st.store(&self.q.dir("state"), id) {
                 error_event(&format!("bounce of {id} not queued: {}", e.msg));
                 self.sched[0].insert(id, now() + TROUBLE_RETRY_SECS, st.priority);
                 return;
             }
+            if let Err(e) = self.bounce(id, &failures) {
+                error_event(&format!("bounce of {id} not queued: {}", e.msg));
+                st.bounced = false;
+                if let Err(e) = st.store(&self.q.dir("state"), id) {
+                    // The file still says bounced: remember here that it is not.
+                    error_event(&e.msg);
+                    self.rebounce.insert(id.to_string());
+                }
+                self.sched[0].insert(id, now() + TROUBLE_RETRY_SECS, st.priority);
+                return;
+            }
+            self.rebounce.remove(id);
         }
         match self.q.remove(id) {
             Ok(()) => LogLine::event("done").kv("id", id).emit(),
@@ -762,9 +832,7 @@ pub fn main() -> Result<()> {
         return Err(Error::usage("postern-send"));
     }
     let home = postern_common::home::postern_home();
-    let q = Queue {
-        root: home.join("queue"),
-    };
+    let q = Queue::new(home.join("queue"));
     q.prepare()?;
     let lock_path = q.path("lock", "sendmutex");
     let lock_file = fs::OpenOptions::new()
@@ -804,13 +872,15 @@ pub fn main() -> Result<()> {
         hold_error: None,
         parked: HashMap::new(),
         corrupt: HashSet::new(),
+        rebounce: HashSet::new(),
         active: HashMap::new(),
         pending: [VecDeque::new(), VecDeque::new()],
         running: [0, 0],
         tx,
         stopping: false,
     };
-    for id in s.q.list("hold")? {
+    // Every marker: one left out would let a held message go.
+    for id in s.q.list_all("hold")? {
         s.held.insert(id);
     }
     s.refresh_holds(now());

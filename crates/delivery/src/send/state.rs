@@ -2,7 +2,7 @@
 //! recipient, `key=value` words with the log-line quoting, so any address round-trips:
 //!
 //! ```text
-//! v=1 birth=UNIX tries=N next=UNIX priority=0|1 held=S [holdsince=UNIX] from=<addr> [auth=USER]
+//! v=1 birth=UNIX tries=N next=UNIX priority=0|1 held=S [holdsince=UNIX] from=<addr> [auth=USER] [trusted=1] [bounced=1]
 //! rcpt=<addr> kind=local|remote status=todo|done|failed|deferred tries=N last="text"
 //! ```
 //!
@@ -10,10 +10,15 @@
 //! towards `queuelifetime`), `holdsince` when the hold in force began, `from` the envelope
 //! sender and `auth` the authenticated submitter when the queue recorded one. Files
 //! without these keys (older ones) read as `held=0`, no `from` (read from the queue file
-//! when needed), no `auth`.
+//! when needed), no `auth`. `trusted=1`: the queue file has `Ipriority=1` (the only
+//! priority that counts against `holdbulk`; absent reads as not trusted). `bounced=1`:
+//! the bounce of the failed recipients has been (or is being) queued — recorded before
+//! the bounce is injected, so a crash never bounces twice.
 //!
-//! Written only by postern-send, always as `state/.ID.tmp` + fsync + rename.
+//! Written only by postern-send, always as `state/.ID.tmp` + fsync + rename + fsync of
+//! `state/`.
 
+use postern_common::atomic::fsync_dir;
 use postern_common::logline::{self, LogLine};
 use postern_common::{Error, Result, ResultExt};
 use std::fs;
@@ -85,6 +90,11 @@ pub struct State {
     pub from: Option<String>,
     /// The authenticated submitter (`Iauth=`), when the queue recorded one.
     pub auth: Option<String>,
+    /// The queue file has `Ipriority=1` (a trusted submitter): `priority` may also come
+    /// from `prioritysenders`/`prioritysubject`, which anybody can forge.
+    pub trusted: bool,
+    /// The bounce has been queued (or is being): never queue it again.
+    pub bounced: bool,
     pub rcpts: Vec<Rcpt>,
 }
 
@@ -106,6 +116,12 @@ impl State {
         }
         if let Some(auth) = &self.auth {
             head = head.kv("auth", auth);
+        }
+        if self.trusted {
+            head = head.kv("trusted", 1);
+        }
+        if self.bounced {
+            head = head.kv("bounced", 1);
         }
         let mut out = head.as_str().trim_start_matches("event=x ").to_string();
         out.push('\n');
@@ -161,6 +177,8 @@ impl State {
                 ),
             },
             auth: logline::get(&head, "auth").map(str::to_string),
+            trusted: logline::get(&head, "trusted") == Some("1"),
+            bounced: logline::get(&head, "bounced") == Some("1"),
             rcpts: Vec::new(),
         };
         for line in lines.filter(|l| !l.is_empty()) {
@@ -201,9 +219,27 @@ impl State {
         State::parse(&text).map_err(|e| e.context(path.display()))
     }
 
-    /// Write `state/ID` by `state/.ID.tmp` + fsync + rename (the directory is not
-    /// fsynced here; the takeover does that once per batch).
+    /// Write `state/ID` by `state/.ID.tmp` + fsync + rename, then fsync `state/`: once
+    /// this returns, a power cut cannot bring the old state back (and with it deliveries
+    /// of recipients already done, or a second bounce).
     pub fn store(&self, dir: &Path, id: &str) -> Result<()> {
+        self.store_with(dir, id, fsync_dir)
+    }
+
+    /// [`Self::store`] with the directory fsync given (tests watch it).
+    fn store_with(
+        &self,
+        dir: &Path,
+        id: &str,
+        fsync: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<()> {
+        self.store_unsynced(dir, id)?;
+        fsync(dir).temp(format!("unable to fsync {}", dir.display()))
+    }
+
+    /// [`Self::store`] without the fsync of `state/`: for the takeover, which fsyncs the
+    /// directory once per batch before any message of the batch moves to `mess/`.
+    pub fn store_unsynced(&self, dir: &Path, id: &str) -> Result<()> {
         let tmp = dir.join(format!(".{id}.tmp"));
         let path = dir.join(id);
         let result = (|| -> std::io::Result<()> {
@@ -267,6 +303,8 @@ mod tests {
             holdsince: Some(400),
             from: Some("a \"b\"=c@x.test".into()),
             auth: Some("user name".into()),
+            trusted: true,
+            bounced: true,
             rcpts: vec![
                 Rcpt {
                     addr: "a b@x.test".into(),
@@ -289,6 +327,8 @@ mod tests {
             from: Some(String::new()),
             auth: None,
             holdsince: None,
+            trusted: false,
+            bounced: false,
             ..st.clone()
         };
         assert_eq!(State::parse(&null.render()).unwrap(), null);
@@ -301,8 +341,37 @@ mod tests {
             (old.held, old.holdsince, old.from, old.auth),
             (0, None, None, None)
         );
+        assert!(!old.trusted && !old.bounced);
         assert!(State::parse("v=2 birth=1 tries=0 next=1 priority=0\n").is_err());
         assert!(State::parse("v=1 birth=1 tries=0 next=1 priority=0\n").is_err());
+    }
+
+    /// Regression (`State::store` renamed without fsyncing `state/`): after a power cut
+    /// the old state could come back and recipients already done were delivered again.
+    /// The directory is fsynced after the rename, and a failed fsync is an error.
+    #[test]
+    fn state_store_renames_without_fsyncing_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = State::parse(
+            "v=1 birth=1 tries=0 next=1 priority=0\nrcpt=<a@x.test> kind=local status=todo tries=0 last=\"\"\n",
+        )
+        .unwrap();
+        st.store(dir.path(), "1.2.3").unwrap();
+        st.rcpts[0].status = Status::Done;
+        let mut synced = None;
+        st.store_with(dir.path(), "1.2.3", |d| {
+            // Called after the rename: the new state is in place.
+            synced = Some((d.to_path_buf(), State::load(&d.join("1.2.3")).unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        let (d, seen) = synced.expect("state/ was not fsynced");
+        assert_eq!(d, dir.path());
+        assert_eq!(seen.rcpts[0].status, Status::Done);
+        let failed = st.store_with(dir.path(), "1.2.3", |_| {
+            Err(std::io::Error::from_raw_os_error(libc::EIO))
+        });
+        assert!(failed.is_err(), "a failed fsync of state/ must not pass");
     }
 
     #[test]

@@ -21,16 +21,27 @@ pub const STALE_TMP_SECS: u64 = 129_600;
 pub const BATCH: usize = 256;
 /// Bytes of a message read to find its Subject.
 pub const SUBJECT_SCAN: u64 = 64 * 1024;
-/// Most entries handled per directory scan of new/ (the rest wait for the next scan).
+/// Most entries handled per directory scan of new/ and ctl/ (the rest wait for the next
+/// scan). Never a bound on what recovery looks at: a decision to delete rests on the
+/// whole directory and on the exact path (see [`recover`]).
 pub const MAX_SCAN: usize = 100_000;
 
 /// The queue directory of an instance.
 #[derive(Debug, Clone)]
 pub struct Queue {
     pub root: PathBuf,
+    /// Most entries a re-scanned listing ([`Queue::list`]) returns: [`MAX_SCAN`] (tests
+    /// make it small).
+    pub scan_max: usize,
 }
 
 impl Queue {
+    pub fn new(root: PathBuf) -> Queue {
+        Queue {
+            root,
+            scan_max: MAX_SCAN,
+        }
+    }
     pub fn dir(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
@@ -43,13 +54,23 @@ impl Queue {
         let home = self.root.parent().unwrap_or(Path::new("/"));
         postern_queue::layout::create(home).map(|_| ())
     }
-    /// Entry names of a directory (hidden names skipped).
+    /// At most `scan_max` entry names of a directory (hidden names skipped), for the
+    /// scans that are repeated (new/, ctl/): what is left out is seen by a later scan.
+    /// Never use it to decide that a file is missing.
     pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+        self.list_max(dir, self.scan_max)
+    }
+    /// Every entry name of a directory (hidden names skipped): for recovery and the hold
+    /// markers, where a name left out would be taken for a missing file.
+    pub fn list_all(&self, dir: &str) -> Result<Vec<String>> {
+        self.list_max(dir, usize::MAX)
+    }
+    fn list_max(&self, dir: &str, max: usize) -> Result<Vec<String>> {
         let p = self.dir(dir);
         let mut out = Vec::new();
         for e in fs::read_dir(&p)
             .temp(format!("unable to read {}", p.display()))?
-            .take(MAX_SCAN)
+            .take(max)
         {
             let e = e.temp(format!("unable to read {}", p.display()))?;
             if let Some(name) = e.file_name().to_str() {
@@ -181,6 +202,8 @@ fn initial_state(
         holdsince: None,
         from: Some(sender.clone()),
         auth,
+        trusted: env.priority,
+        bounced: false,
         rcpts,
     };
     Ok((state, sender, qf.message_len()))
@@ -273,7 +296,8 @@ fn take_one(
     }
     match initial_state(q, id, cfg, hosted) {
         Ok((st, sender, size)) => {
-            st.store(&q.dir("state"), id)?;
+            // state/ is fsynced once for the batch, before the rename (commit_batch).
+            st.store_unsynced(&q.dir("state"), id)?;
             Ok(Some((id.to_string(), st, Some((sender, size)))))
         }
         Err(e) if e.kind == postern_common::Kind::Perm => {
@@ -364,13 +388,18 @@ pub fn recover(q: &Queue) -> Result<Vec<(String, State)>> {
         }
     }
     let mut out = Vec::new();
-    let mess: std::collections::HashSet<String> = q.list("mess")?.into_iter().collect();
-    let new: std::collections::HashSet<String> = q.list("new")?.into_iter().collect();
-    for id in q.list("state")? {
-        if new.contains(&id) && !mess.contains(&id) {
+    // Whole listings, never a bounded scan: an ID missing from a truncated list would be
+    // taken for a missing file and its mail deleted. And before any deletion the exact
+    // path is looked at again (`absent`: only a real ENOENT counts).
+    let mess: std::collections::HashSet<String> = q.list_all("mess")?.into_iter().collect();
+    let new: std::collections::HashSet<String> = q.list_all("new")?.into_iter().collect();
+    for id in q.list_all("state")? {
+        let in_mess = mess.contains(&id) || !absent(&q.path("mess", &id));
+        let in_new = new.contains(&id) || !absent(&q.path("new", &id));
+        if in_new && !in_mess {
             continue; // S2: take_over_new finishes it
         }
-        if !mess.contains(&id) {
+        if !in_mess {
             // A state without its message (removed by hand): nothing to deliver.
             let _ = fs::remove_file(q.path("state", &id));
             continue;
@@ -387,7 +416,7 @@ pub fn recover(q: &Queue) -> Result<Vec<(String, State)>> {
     }
     let with_state: std::collections::HashSet<&String> = out.iter().map(|(id, _)| id).collect();
     for id in &mess {
-        if !with_state.contains(id) && !q.path("state", id).exists() {
+        if !with_state.contains(id) && absent(&q.path("state", id)) {
             // S4: finished, removal interrupted.
             let _ = fs::remove_file(q.path("mess", id));
             let _ = fs::remove_file(q.path("bounce", id));
@@ -431,4 +460,75 @@ pub fn read_sender(q: &Queue, id: &str) -> Result<String> {
 /// Whether a path exists (false on errors).
 pub fn exists(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok()
+}
+
+/// Whether a path certainly does not exist (ENOENT; any other error counts as "there"),
+/// the test every deletion by recovery passes first.
+pub fn absent(p: &Path) -> bool {
+    matches!(fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::send::state::{Channel, Rcpt, State, Status};
+
+    fn state() -> State {
+        State {
+            birth: 1,
+            tries: 0,
+            next: 1,
+            priority: false,
+            held: 0,
+            holdsince: None,
+            from: Some("a@x.test".into()),
+            auth: None,
+            bounced: false,
+            trusted: false,
+            rcpts: vec![Rcpt {
+                addr: "b@y.test".into(),
+                channel: Channel::Remote,
+                status: Status::Todo,
+                tries: 0,
+                last: String::new(),
+            }],
+        }
+    }
+
+    /// Regression: recovery built its view of mess/ from a listing cut at MAX_SCAN
+    /// entries, so the state of a message beyond the cut was deleted as "state without
+    /// message", and at the next start the message as "finished" (S4): mail lost.
+    #[test]
+    fn large_queue_recovery_loses_no_message_beyond_the_scan_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        postern_queue::layout::create(dir.path()).unwrap();
+        let q = Queue {
+            root: dir.path().join("queue"),
+            scan_max: 3,
+        };
+        let ids: Vec<String> = (0..20).map(|i| format!("1700000000.{i:09}.4242")).collect();
+        for id in &ids {
+            fs::write(q.path("mess", id), b"message").unwrap();
+            state().store(&q.dir("state"), id).unwrap();
+        }
+        // The real leftovers are still cleaned: a state without message, a message
+        // without state (S4).
+        state()
+            .store(&q.dir("state"), "1700000001.000000000.1")
+            .unwrap();
+        fs::write(q.path("mess", "1700000002.000000000.1"), b"done").unwrap();
+        for restart in 0..2 {
+            let mut got: Vec<String> = recover(&q).unwrap().into_iter().map(|(i, _)| i).collect();
+            got.sort();
+            assert_eq!(got, ids, "restart {restart}");
+            for id in &ids {
+                assert!(exists(&q.path("mess", id)), "mess/{id} lost");
+                assert!(exists(&q.path("state", id)), "state/{id} lost");
+            }
+        }
+        assert!(absent(&q.path("state", "1700000001.000000000.1")));
+        assert!(absent(&q.path("mess", "1700000002.000000000.1")));
+        // The re-scanned listing is still bounded.
+        assert_eq!(q.list("mess").unwrap().len(), 3);
+    }
 }

@@ -218,3 +218,47 @@ fn holdauth_holds_a_users_mail_until_the_entry_is_removed_or_runs_out() {
     expect_within(T, "an empty queue", || inst.queued("mess") == 0);
     assert!(send.lines("event=bounce ").is_empty());
 }
+
+/// Regression (holdbulk escape hatches): a forged `prioritysenders` address or
+/// `prioritysubject`, a null sender, or one postmaster@ recipient among others
+/// released a whole message during holdbulk. Now only `Ipriority=1` releases a message;
+/// a null-sender message only with a single recipient (a real bounce); and priority
+/// recipients get their copy while the others of the message stay held.
+#[test]
+fn holdbulk_escape_hatches_release_only_priority_recipients() {
+    let inst = Instance::new(&[("alice", 0), ("postmaster", 0)], "");
+    inst.control("prioritysenders", "boss@example.test");
+    inst.control("prioritysubject", "urgent");
+    inst.control("holdbulk", "held by hand during the storm");
+    let send = inst.start_send();
+    inst.inject(
+        "boss@example.test",
+        &["alice@example.test"],
+        b"Subject: forged sender\n\n1\n",
+    );
+    inst.inject(
+        "x@far.test",
+        &["alice@example.test"],
+        b"Subject: URGENT\n\n2\n",
+    );
+    inst.inject(
+        "",
+        &["alice@example.test", "postmaster@example.test"],
+        b"Subject: not a bounce\n\n3\n",
+    );
+    inst.inject(
+        "spam@far.test",
+        &["postmaster@example.test", "alice@example.test"],
+        b"Subject: cc postmaster\n\n4\n",
+    );
+    expect_within(T, "postmaster's copies", || inst.count("postmaster") == 2);
+    expect_within(T, "four holds", || holds(&send, "holdbulk").len() == 4);
+    assert_eq!(inst.count("alice"), 0, "held mail was delivered");
+    // The hold ends: the held recipients get theirs, postmaster@ no second copy.
+    fs::remove_file(inst.home().join("control/holdbulk")).unwrap();
+    send.daemon.signal(libc::SIGHUP);
+    expect_within(T, "the held copies delivered", || inst.count("alice") == 4);
+    expect_within(T, "an empty queue", || inst.queued("mess") == 0);
+    assert_eq!(inst.count("postmaster"), 2);
+    assert!(send.lines("event=bounce ").is_empty());
+}

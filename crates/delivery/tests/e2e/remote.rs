@@ -415,39 +415,14 @@ fn smtp_sink_soft_and_hard_rejections() {
 /// dnsmasq on a loopback port, answering for `.test` only: far.test MX 10 mx.far.test,
 /// mx.far.test A 127.0.0.1, a.test A 127.0.0.1 (no MX), everything else NXDOMAIN.
 fn dnsmasq() -> Option<(Daemon, u16)> {
-    let prog = require("dnsmasq", "dnsmasq")?;
-    let port = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
-    let mut cmd = Command::new(prog);
-    cmd.args([
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-    ])
-    .arg(format!("--port={port}"))
-    .args([
+    let records = [
         "--local=/test/",
         "--mx-host=far.test,mx.far.test,10",
         "--host-record=mx.far.test,127.0.0.1",
         "--host-record=a.test,127.0.0.1",
         "--mx-host=loop.test,mx.example.test,10",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let d = Daemon::spawn("dnsmasq", cmd);
-    postern_testkit::expect_within(Duration::from_secs(10), "dnsmasq answering", || {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        // A bare DNS query for "test" type A; any reply means it is up.
-        let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x01\x00\x01";
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        s.send_to(q, ("127.0.0.1", port)).is_ok() && s.recv(&mut [0u8; 512]).is_ok()
-    });
-    Some((d, port))
+    ];
+    postern_testkit::dnsmasq(&records.map(String::from))
 }
 
 #[test]

@@ -582,3 +582,49 @@ fn takeover_never_replaces_a_message_already_in_mess() {
     assert!(!q.join("mess").join(id).exists());
     assert_eq!(inst.count("alice"), 1);
 }
+
+/// Regression (duplicate bounce after a crash): the bounce was queued, then the message
+/// removed; a crash (or a failed removal) in between bounced again at the next pass.
+/// "Bounced" is now recorded in the state before the bounce is queued: a finished
+/// message whose state says so is only removed.
+#[test]
+fn duplicate_bounce_after_a_crash_between_bounce_and_removal() {
+    use postern_queue::file::{encode_file, Envelope};
+    let inst = Instance::new(&[("alice", 0)], "");
+    let q = inst.queue();
+    let env = Envelope::new(b"alice@example.test".to_vec(), vec![b"x@far.test".to_vec()]);
+    let failed = |bounced: &str| {
+        format!(
+            "v=1 birth=1700000000 tries=1 next=0 priority=0 held=0 from=<alice@example.test>{bounced}\n\
+             rcpt=<x@far.test> kind=remote status=failed tries=1 last=\"Sorry, no.\"\n"
+        )
+    };
+    // The crash window: the bounce was queued (and recorded), the message not removed.
+    fs::write(
+        q.join("mess/1700000000.1.1"),
+        encode_file(&env, b"Subject: one\n\n1\n"),
+    )
+    .unwrap();
+    fs::write(q.join("state/1700000000.1.1"), failed(" bounced=1")).unwrap();
+    // The same failure not bounced yet: bounced once.
+    fs::write(
+        q.join("mess/1700000000.2.1"),
+        encode_file(&env, b"Subject: two\n\n2\n"),
+    )
+    .unwrap();
+    fs::write(q.join("state/1700000000.2.1"), failed("")).unwrap();
+    let send = inst.start_send();
+    expect_within(T, "a bounce delivered", || inst.count("alice") >= 1);
+    wait_empty(&inst);
+    let bounces = send.lines("event=bounce ");
+    assert_eq!(bounces.len(), 1, "{bounces:?}");
+    assert_eq!(field(&bounces[0], "id").as_deref(), Some("1700000000.2.1"));
+    assert!(text(&inst.messages("alice")[0]).contains("Subject: two\n"));
+    let done: Vec<String> = send
+        .lines("event=done ")
+        .iter()
+        .filter_map(|l| field(l, "id"))
+        .collect();
+    assert!(done.contains(&"1700000000.1.1".to_string()), "{done:?}");
+    assert_eq!(inst.count("alice"), 1, "no second bounce");
+}

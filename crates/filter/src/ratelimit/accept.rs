@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Only `event`, `ip`, `from`, `rcpts` and `auth` matter here. `auth` absent, empty or
-//! `-` means the client did not authenticate. Every other line is ignored.
+//! `-` means the client did not authenticate. Every other line is ignored. Senders and
+//! logins are lower-cased: logins are account names, which the user database
+//! lower-cases, so `Alice@…` and `alice@…` are one account with one counter.
 
 use postern_common::logline::{get, parse};
 use postern_common::tai64n::Tai64n;
@@ -22,6 +24,7 @@ pub struct Accept {
     pub ip: Option<String>,
     /// The envelope sender, lower-cased, without `<>`; `None` for the null sender.
     pub sender: Option<String>,
+    /// The authenticated login, lower-cased.
     pub auth: Option<String>,
     pub rcpts: u32,
 }
@@ -50,7 +53,7 @@ pub fn parse_accept(line: &str) -> Option<Accept> {
         .and_then(|f| clean_key(&f.to_ascii_lowercase()));
     let auth = get(&fields, "auth")
         .filter(|a| *a != "-")
-        .and_then(clean_key);
+        .and_then(|a| clean_key(&a.to_ascii_lowercase()));
     let ip = get(&fields, "ip").and_then(clean_key);
     let rcpts = get(&fields, "rcpts")
         .and_then(|r| r.parse::<u32>().ok())
@@ -124,5 +127,21 @@ mod tests {
         assert_eq!(a.ip.as_deref(), Some("192.0.2.1"));
         let long = format!("event=accept from=<{}@b.test>", "x".repeat(2000));
         assert_eq!(parse_accept(&long).unwrap().sender.unwrap().len(), MAX_KEY);
+    }
+
+    #[test]
+    fn auth_logins_bypass_ratelimit_blocks_by_changing_case() {
+        for typed in [
+            "alice@example.test",
+            "Alice@Example.TEST",
+            "ALICE@EXAMPLE.TEST",
+        ] {
+            let line = LogLine::event("accept")
+                .kv("ip", "192.0.2.1")
+                .kv("from", "<a@b.test>")
+                .kv("auth", typed);
+            let a = parse_accept(line.as_str()).unwrap();
+            assert_eq!(a.auth.as_deref(), Some("alice@example.test"), "{typed}");
+        }
     }
 }

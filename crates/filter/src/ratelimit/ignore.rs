@@ -7,7 +7,7 @@
 //! | `192.0.2.7`, `2001:db8::1` | that client IP |
 //! | `192.0.2.0/24`, `2001:db8::/32` | a CIDR block |
 //! | `10.`, `192.168.1.` | a tcprules-style prefix (ends in `.` or `:`) |
-//! | `auth:alice@example.test` | that authenticated user |
+//! | `auth:alice@example.test` | that authenticated user (case-insensitive) |
 //!
 //! Each key of an accepted message is checked on its own: ignoring a relay's IP still
 //! counts the senders that come through it.
@@ -51,7 +51,7 @@ impl Ignore {
             if user.is_empty() {
                 return Err("auth: needs a user name");
             }
-            self.users.insert(user.to_string());
+            self.users.insert(user.to_ascii_lowercase());
         } else if let Some(domain) = entry.strip_prefix('@') {
             if domain.is_empty() {
                 return Err("@ needs a domain");
@@ -98,6 +98,7 @@ impl Ignore {
         self.prefixes.iter().any(|p| ip.starts_with(p.as_str()))
     }
 
+    /// `user` is lower-case already (as [`super::accept`] gives it).
     pub fn auth(&self, user: &str) -> bool {
         self.users.contains(user)
     }

@@ -355,6 +355,38 @@ fn a_hijacked_account_is_blocked_and_its_outbound_mail_held() {
 }
 
 #[test]
+fn auth_logins_bypass_ratelimit_blocks_by_changing_case() {
+    // The user database lower-cases logins: `Alice@Example.TEST` is alice's account, and
+    // its messages count against the same limit, under the one lower-case key smtpd
+    // compares with.
+    let mut s = Setup::new("holdtime 7200\nauth block 3\n");
+    let _d = s.start();
+    s.accept(
+        2,
+        "198.51.100.20",
+        "alice@example.test",
+        "alice@example.test",
+    );
+    s.accept(
+        2,
+        "198.51.100.21",
+        "alice@example.test",
+        "Alice@Example.TEST",
+    );
+    let line = s.wait_log("action=hold");
+    assert!(
+        line.contains("kind=auth key=alice@example.test count=4 "),
+        "{line}"
+    );
+    let blocked = s.read_control("ratelimit.blocked");
+    assert!(
+        until_of(&blocked, "auth alice@example.test ").is_some(),
+        "{blocked}"
+    );
+    assert!(!blocked.contains("Alice"), "{blocked}");
+}
+
+#[test]
 fn rotation_is_followed_without_losing_or_double_counting() {
     let mut s = Setup::new("sender warn 2 block 5\n");
     let _d = s.start();

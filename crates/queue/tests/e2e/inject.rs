@@ -329,3 +329,29 @@ fn dash_bs_input_ending_inside_data_queues_nothing() {
     assert!(inst.names("new").is_empty());
     assert!(inst.names("tmp").is_empty());
 }
+
+/// Regression (postern-inject put a `Bcc :` line in the body): a field name followed by
+/// WSP before the colon (RFC 5322 §4.5.3) was taken for the start of the body, so with
+/// -t the message went only to a@x.test and showed the Bcc line to everyone.
+#[test]
+fn bcc_with_space_before_the_colon_is_removed_and_read_with_t() {
+    let inst = Instance::create();
+    let input = b"To: a@x.test\nBcc : secret@y.test\nSubject: hi\n\nbody";
+    let out = inject(&inject_bin(), &inst, &["-t"], input, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (qf, msg) = inst.only_new();
+    assert_eq!(
+        qf.envelope.recipients,
+        [b"a@x.test".to_vec(), b"secret@y.test".to_vec()]
+    );
+    let text = String::from_utf8_lossy(&msg);
+    assert!(!text.contains("secret"), "the Bcc is shown: {text}");
+    let head = header_lines(&msg);
+    assert!(head.contains(&"Subject: hi".to_string()), "{head:?}");
+    assert!(text.ends_with("\n\nbody"), "{text}");
+}

@@ -478,3 +478,61 @@ fn setgid_ignores_postern_home() {
     assert_eq!(out.status.code(), Some(qq::HOME_TROUBLE));
     assert!(inst.names("new").is_empty());
 }
+
+/// Regression (a setuid postern-queue had no size bound: any local user could fill the
+/// queue disk): installed setuid in an instance (`HOME/bin/postern-queue`, root's), run
+/// by `nobody`, a message over `control/databytes` (+ the trace slack) exits 31 and
+/// leaves nothing; one under it is queued; root is not bound.
+#[test]
+fn setuid_postern_queue_has_no_size_bound() {
+    use postern_queue::enqueue::TRACE_SLACK;
+    if !postern_common::privilege::is_root() {
+        eprintln!("skipped: needs root to install a setuid copy");
+        return;
+    }
+    let home = postern_testkit::tempdir();
+    fs::set_permissions(home.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all(home.path().join("bin")).unwrap();
+    fs::set_permissions(home.path().join("bin"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all(home.path().join("control")).unwrap();
+    postern_queue::layout::create(home.path()).unwrap();
+    fs::write(home.path().join("control/databytes"), "1000\n").unwrap();
+    let copy = home.path().join("bin/postern-queue");
+    fs::copy(QUEUE, &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o4755)).unwrap();
+    let scratch = postern_testkit::tempdir();
+    let run = |as_nobody: bool, size: u64| {
+        let mut msg = b"Subject: big\n\n".to_vec();
+        msg.resize(size as usize, b'x');
+        let m = file_with(scratch.path(), "message", &msg);
+        let e = file_with(scratch.path(), "envelope", &env("a@b", &["c@d"]));
+        let mut cmd = if as_nobody {
+            // Setuid for nobody: POSTERN_HOME is ignored (and removed to be sure).
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&copy)
+                .env_remove("POSTERN_HOME");
+            c
+        } else {
+            // Root: not setid at all (real = effective uid), so POSTERN_HOME counts.
+            let mut c = Command::new(&copy);
+            c.env("POSTERN_HOME", home.path());
+            c
+        };
+        cmd.stdin(File::open(m).unwrap())
+            .stdout(Stdio::from(File::open(e).unwrap()))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    let names = |sub: &str| crate::names(&home.path().join("queue").join(sub));
+    assert_eq!(run(true, 1000 + TRACE_SLACK + 1), Some(qq::REFUSED));
+    assert!(names("new").is_empty() && names("tmp").is_empty());
+    assert_eq!(run(true, 1000 + TRACE_SLACK), Some(qq::OK));
+    assert_eq!(names("new").len(), 1);
+    // Root (real uid 0) is trusted: no bound.
+    assert_eq!(run(false, 1000 + TRACE_SLACK + 1), Some(qq::OK));
+    assert_eq!(names("new").len(), 2);
+}

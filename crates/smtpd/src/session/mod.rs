@@ -343,7 +343,9 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             Err(PathError::Syntax(why)) => {
                 return self.error(&format!("501 5.5.4 syntax error in MAIL: {why}"))
             }
-            Err(PathError::TooLong(why)) => return self.error(&format!("501 5.1.7 {why}")),
+            Err(PathError::TooLong(why) | PathError::BadLocal(why)) => {
+                return self.error(&format!("501 5.1.7 {why}"))
+            }
         };
         for (key, value) in &parsed.params {
             match (key.as_str(), value.as_deref()) {
@@ -456,7 +458,9 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             Err(PathError::Syntax(why)) => {
                 return self.error(&format!("501 5.5.4 syntax error in RCPT: {why}"))
             }
-            Err(PathError::TooLong(why)) => return self.error(&format!("501 5.1.3 {why}")),
+            Err(PathError::TooLong(why) | PathError::BadLocal(why)) => {
+                return self.error(&format!("501 5.1.3 {why}"))
+            }
         };
         let Some(mut address) = parsed.address else {
             return self.error("501 5.1.3 a recipient may not be empty");
@@ -491,8 +495,18 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             }
         }
         if address.domain.is_none() {
-            // `<postmaster>` (RFC 5321 §4.5.1): ours.
-            address.domain = Some(self.cfg.me.to_ascii_lowercase());
+            // `<postmaster>` (RFC 5321 §4.5.1): ours, so a domain we accept mail for — not
+            // `me`, which need not be one (its MX is us: the message would loop).
+            match first_domain(&self.cfg.rcpthosts) {
+                Some(d) => address.domain = Some(d.to_string()),
+                None => {
+                    self.reject("nodomain", Some(&address.envelope()))
+                        .emit_to(self.outside);
+                    return self
+                        .reply("550 5.1.1 no domain to deliver a recipient without one to")
+                        .map(|_| Flow::Continue);
+                }
+            }
         }
         let rcpt = address.envelope();
         if config::listed(&rcpt, &self.cfg.badrcptto) {
@@ -787,6 +801,10 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
         let login = String::from_utf8_lossy(&user).into_owned();
         match self.outside.check_password(&user, &pass) {
             Ok(true) => {
+                // The user database lower-cases the whole address (postern-mailstore), so
+                // `Alice@…` and `alice@…` are one account: from here on it has one name,
+                // for the rate-limit blocks, the logs, AUTHUSER and the sender-login match.
+                let login = account_name(&login);
                 let line = LogLine::event("auth")
                     .kv("ip", &self.peer.ip)
                     .kv("user", &login)
@@ -816,6 +834,20 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             Err(e) => self.temp_failure("454 4.7.0 temporary authentication failure", &e),
         }
     }
+}
+
+/// The domain `<postmaster>` belongs to: the first `rcpthosts` entry that is a domain
+/// (not a `.domain` wildcard), as `alertto` defaults to (DESIGN §4).
+pub fn first_domain(rcpthosts: &[String]) -> Option<&str> {
+    rcpthosts
+        .iter()
+        .map(String::as_str)
+        .find(|h| !h.is_empty() && !h.starts_with('.'))
+}
+
+/// The account a login authenticated as: its normalised (lower-case) name.
+pub fn account_name(login: &str) -> String {
+    login.to_ascii_lowercase()
 }
 
 /// Reply text from configuration: printable ASCII only.

@@ -14,7 +14,8 @@
 //! - `< PREFIX` the next reply line starts with PREFIX.
 //! - `= closed` the session ended before the input did (no more replies).
 //! - `= queued N` exactly N messages were queued; `= message N TEXT` message N
-//!   contains TEXT; `= rcpts N LIST` its recipients, comma-separated.
+//!   contains TEXT; `= rcpts N LIST` its recipients, comma-separated; `= authuser N
+//!   LOGIN` the `AUTHUSER` its queue run got (empty: none).
 //! - `= log TEXT` some log line contains TEXT; `= nolog TEXT` none does.
 //!
 //! - `~` the client waits for the replies here: the input up to this point arrives in
@@ -34,6 +35,8 @@ struct Message {
     sender: String,
     rcpts: Vec<String>,
     priority: bool,
+    /// What the queue would get as `AUTHUSER`.
+    auth_user: Option<String>,
 }
 
 #[derive(Default)]
@@ -110,11 +113,13 @@ impl Outside for World {
         self.auth
     }
     fn check_password(&mut self, user: &[u8], pass: &[u8]) -> Result<bool> {
-        Ok(user == b"alice@example.test" && pass == b"secret")
+        // As postern-checkpassword: the user database lower-cases the login.
+        Ok(user.eq_ignore_ascii_case(b"alice@example.test") && pass == b"secret")
     }
-    fn queue(&mut self, priority: bool, _auth_user: Option<&str>) -> Result<Box<dyn Job>> {
+    fn queue(&mut self, priority: bool, auth_user: Option<&str>) -> Result<Box<dyn Job>> {
         let msg = Message {
             priority,
+            auth_user: auth_user.map(String::from),
             ..Message::default()
         };
         Ok(Box::new(FakeJob {
@@ -378,6 +383,17 @@ fn run_dialog(name: &str, script: &str) {
                     "{at}: sender"
                 );
             }
+            "authuser" => {
+                let (n, u) = rest.split_once(' ').unwrap_or((rest, ""));
+                assert_eq!(
+                    queued[n.parse::<usize>().unwrap()]
+                        .auth_user
+                        .as_deref()
+                        .unwrap_or(""),
+                    u,
+                    "{at}: AUTHUSER"
+                );
+            }
             "priority" => {
                 let (n, p) = rest.split_once(' ').unwrap();
                 assert_eq!(
@@ -419,10 +435,13 @@ fn dialogs() {
         "dialog files missing in {}",
         dir.display()
     );
-    for path in names
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-    {
+    // `POSTERN_DIALOG=NAME` runs only the dialogs whose file name contains NAME.
+    let only = std::env::var("POSTERN_DIALOG").unwrap_or_default();
+    for path in names.iter().filter(|p| {
+        p.extension().is_some_and(|e| e == "txt")
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(&only))
+    }) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         run_dialog(&name, &std::fs::read_to_string(path).unwrap());
     }

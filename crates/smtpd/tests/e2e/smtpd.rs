@@ -387,11 +387,11 @@ c.quit()
 "#;
     let (code, out, err) = s.python(script);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        vec!["553 5.7.1"; 8],
-        "{out}"
-    );
+    // The double @ is no mailbox at all: refused as a bad local part, before any relay
+    // decision.
+    let mut expected = vec!["553 5.7.1"; 8];
+    expected[4] = "501 5.1.3";
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected, "{out}");
     // Exact bytes smtplib would rewrite: source routes, and unbracketed paths.
     let mut c = s.connect();
     assert!(c.cmd("EHLO client.test").starts_with("250 "));
@@ -421,11 +421,9 @@ c.quit()
     let s = Setup::default().env("RELAYCLIENT", "").start();
     let (code, out, err) = s.python(script);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        vec!["250 2.1.5"; 8],
-        "{out}"
-    );
+    let mut expected = vec!["250 2.1.5"; 8];
+    expected[4] = "501 5.1.3";
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected, "{out}");
 }
 
 #[test]
