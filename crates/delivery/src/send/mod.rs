@@ -490,7 +490,13 @@ impl Scheduler {
                 .emit();
         }
         a.outstanding[l] -= 1;
-        if !a.delete {
+        // A message whose last recipients all succeeded is removed at once
+        // (maybe_finish → complete): rewriting its state first would cost a file and two
+        // fsyncs only to narrow the window in which a crash repeats a delivery. Skipping
+        // it keeps "at least once": a crash before the removal means one duplicate.
+        let done_clean =
+            a.outstanding == [0, 0] && a.state.rcpts.iter().all(|r| r.status == Status::Done);
+        if !a.delete && !done_clean {
             if let Err(e) = a.state.store(&self.q.dir("state"), &job.id) {
                 error_event(&e.msg);
             }
