@@ -5,5 +5,6 @@ mod install;
 mod instance;
 mod mail_flow;
 mod pop3_service;
+mod quickstart;
 mod supervised_logging;
 mod support;
