@@ -64,8 +64,8 @@ pub struct Entry {
     pub place: &'static str,
 }
 
-/// Every message in `new/` and `mess/`, sorted by ID (arrival). A message in both
-/// (state S2, mid-takeover) is listed once, as queued.
+/// Every message in `new/` and `mess/`, sorted by ID (arrival). A message seen in both
+/// (its takeover rename happened between the two listings) is listed once, as queued.
 pub fn entries(queue: &Queue) -> Result<Vec<Entry>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -157,7 +157,10 @@ pub fn describe(
     let mut out = words(line, "m");
     out.push('\n');
     // Once postern-send has written state/ID, its recipient lines are the authority
-    // (it may have rewritten addresses); before that, the envelope's, all `new`.
+    // (it may have rewritten addresses); before that, the envelope's: all `new` in
+    // new/, all `todo` in mess/ (taken over, nothing recorded yet: postern-send writes
+    // a state only when a result must survive a crash, docs/queue.md).
+    let unrecorded = if entry.place == "new" { "new" } else { "todo" };
     let lines: Vec<LogLine> = match st.as_ref().filter(|s| !s.rcpts.is_empty()) {
         Some(s) => s
             .rcpts
@@ -180,7 +183,7 @@ pub fn describe(
             .map(|r| {
                 LogLine::event("r")
                     .kv("rcpt", format!("<{}>", String::from_utf8_lossy(r)))
-                    .kv("status", "new")
+                    .kv("status", unrecorded)
             })
             .collect(),
     };

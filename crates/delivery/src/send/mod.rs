@@ -41,6 +41,9 @@ pub const CLEANUP_SECS: u64 = 76_431;
 /// A message whose bounce could not be queued, or whose state could not be read,
 /// is retried after this long (qmail waits 123 s after a system error).
 pub const TROUBLE_RETRY_SECS: u64 = 123;
+/// Most initial states kept in memory between the takeover and the first attempt of
+/// messages that have no state file (the others are rebuilt from their headers).
+pub const MAX_FRESH: usize = 10_000;
 /// Admin requests handled per pass.
 pub const MAX_CTL: usize = 1000;
 /// Message bytes read for a bounce (the copy itself is cut at bounce::MAX_COPY).
@@ -96,6 +99,10 @@ struct Scheduler {
     /// queue (their bounce is still due).
     rebounce: HashSet<String>,
     active: HashMap<String, Active>,
+    /// States of messages taken over (or recovered) with nothing recorded yet — no
+    /// `state/ID` — until their first attempt starts. A message missing here and in
+    /// state/ is rebuilt from its queue file's header ([`Scheduler::load_state`]).
+    fresh: HashMap<String, State>,
     pending: [VecDeque<Job>; 2],
     running: [usize; 2],
     tx: mpsc::Sender<Event>,
@@ -174,6 +181,7 @@ impl Scheduler {
             takeover::take_over_new(&self.q, &self.home, &self.cfg, &mut self.corrupt);
         for (id, st) in list {
             self.schedule(&id, &st);
+            self.keep_fresh(id, st);
         }
         if let Some(e) = trouble {
             error_event(&e.msg);
@@ -217,12 +225,10 @@ impl Scheduler {
         let mut a = match self.active.remove(id) {
             Some(a) => a,
             None => {
-                let mut st = match State::load(&self.q.path("state", id)) {
-                    Ok(st) => st,
+                let mut st = match self.load_state(id) {
+                    Ok(Some(st)) => st,
+                    Ok(None) => return, // removed meanwhile
                     Err(e) => {
-                        if !takeover::exists(&self.q.path("mess", id)) {
-                            return; // removed meanwhile
-                        }
                         error_event(&e.msg);
                         self.sched[l].insert(id, t + TROUBLE_RETRY_SECS, false);
                         return;
@@ -329,6 +335,42 @@ impl Scheduler {
             }
         }
         self.maybe_finish(id);
+    }
+
+    /// Keep the initial state of a message without a state file for its first attempt,
+    /// up to [`MAX_FRESH`] of them (beyond, it is rebuilt from the header when due).
+    fn keep_fresh(&mut self, id: String, st: State) {
+        if self.fresh.len() < MAX_FRESH {
+            self.fresh.insert(id, st);
+        }
+    }
+
+    /// The state of a message not active: the one kept since its takeover, else
+    /// `state/ID`, else — `mess/ID` without a state means "taken over, nothing recorded
+    /// yet" (docs/queue.md) — its initial state built from the queue file's header.
+    /// `None` when the message is gone.
+    fn load_state(&mut self, id: &str) -> Result<Option<State>> {
+        if let Some(st) = self.fresh.remove(id) {
+            return Ok(Some(st));
+        }
+        let path = self.q.path("state", id);
+        match State::load(&path) {
+            Ok(st) => return Ok(Some(st)),
+            Err(e) if !takeover::absent(&path) => {
+                return if takeover::exists(&self.q.path("mess", id)) {
+                    Err(e)
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(_) => {}
+        }
+        if takeover::absent(&self.q.path("mess", id)) {
+            return Ok(None);
+        }
+        let mut hosted = takeover::Hosted::new(&self.home);
+        takeover::initial_state(&self.q, "mess", id, &self.cfg, &mut hosted)
+            .map(|(st, _, _)| Some(st))
     }
 
     /// Whether a hold of the rate limiter keeps `st` at `t`, and why.
@@ -642,6 +684,7 @@ impl Scheduler {
         self.unschedule(id);
         self.held.remove(id);
         self.parked.remove(id);
+        self.fresh.remove(id);
         match self.q.remove(id) {
             Ok(()) => LogLine::event("admin")
                 .kv("id", id)
@@ -695,7 +738,11 @@ impl Scheduler {
                     None => self.delete(id),
                 },
                 "hold" => {
-                    if let Err(e) = fs::write(self.q.path("hold", id), b"") {
+                    // The marker is the record of the hold (a message may have no
+                    // state file yet): durable before the request is gone.
+                    let written = fs::write(self.q.path("hold", id), b"")
+                        .and_then(|()| postern_common::atomic::fsync_dir(&self.q.dir("hold")));
+                    if let Err(e) = written {
                         error_event(&format!("unable to write hold/{id}: {e}"));
                         continue;
                     }
@@ -706,9 +753,18 @@ impl Scheduler {
                 "release" => {
                     let _ = fs::remove_file(self.q.path("hold", id));
                     if self.held.remove(id) && !self.active.contains_key(id) {
-                        if let Ok(mut st) = State::load(&self.q.path("state", id)) {
-                            st.next = t;
-                            self.schedule(id, &st);
+                        match self.load_state(id) {
+                            Ok(Some(mut st)) => {
+                                st.next = t;
+                                self.schedule(id, &st);
+                                // Kept for its attempt (it may have no state file).
+                                self.keep_fresh(id.to_string(), st);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                error_event(&e.msg);
+                                self.sched[0].insert(id, t + TROUBLE_RETRY_SECS, false);
+                            }
                         }
                     }
                 }
@@ -880,18 +936,28 @@ pub fn main() -> Result<()> {
         corrupt: HashSet::new(),
         rebounce: HashSet::new(),
         active: HashMap::new(),
+        fresh: HashMap::new(),
         pending: [VecDeque::new(), VecDeque::new()],
         running: [0, 0],
         tx,
         stopping: false,
     };
-    // Every marker: one left out would let a held message go.
+    let recovered = takeover::recover(&s.q, &s.home, &s.cfg)?;
+    // Every marker (after recovery, which removes those of finished messages): one left
+    // out would let a held message go.
     for id in s.q.list_all("hold")? {
         s.held.insert(id);
     }
     s.refresh_holds(now());
-    for (id, st) in takeover::recover(&s.q)? {
+    // Only the schedule is kept: a message without a state file gets its initial state
+    // again from its header when its attempt starts (load_state), so a large queue
+    // costs no memory per message beyond the schedule.
+    for (id, st) in recovered.states {
         s.schedule(&id, &st);
+    }
+    for id in recovered.retry {
+        // Its header could not be read yet: start_message rebuilds it, or retries later.
+        s.sched[0].insert(&id, now() + TROUBLE_RETRY_SECS, false);
     }
     s.scan();
     LogLine::event("start")

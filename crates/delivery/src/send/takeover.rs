@@ -1,7 +1,8 @@
 //! The queue directories and the scheduler's side of the state machine (docs/queue.md):
-//! taking over `new/ID` (write `state/ID`, fsync, fsync `state/`, rename to `mess/ID`,
-//! fsync `mess/`), recovering every state at start-up (S0–S4), and removing a finished
-//! message (state, bounce, hold, then mess).
+//! taking over `new/ID` (rename to `mess/ID`, one fsync of `mess/` per batch; no state
+//! file: `mess/ID` without `state/ID` means "taken over, nothing recorded yet"),
+//! recovering every state at start-up (S0–S4), and removing a finished message
+//! (`mess/ID` first — the commit point of "done" — then hold, bounce, state).
 
 use super::config::Config;
 use super::state::{Channel, Rcpt, State, Status};
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 /// Leftovers in tmp/ older than this are removed (qmail: 36 hours).
 pub const STALE_TMP_SECS: u64 = 129_600;
-/// Takeovers per batch (one fsync of state/ and of mess/ per batch).
+/// Takeovers per batch (one fsync of mess/ per batch).
 pub const BATCH: usize = 256;
 /// Bytes of a message read to find its Subject.
 pub const SUBJECT_SCAN: u64 = 64 * 1024;
@@ -82,23 +83,29 @@ impl Queue {
         out.sort();
         Ok(out)
     }
-    /// Remove a finished (or deleted) message: state, bounce, hold, then mess (S3 → S4 →
-    /// gone).
+    /// Remove a finished (or deleted) message: `mess/ID` first — from then on the
+    /// message is finished even if a crash follows (S4: a state without its message is
+    /// removed by recovery) — then hold, bounce, and the state last.
+    ///
+    /// When a record is left (a state or a hold marker: never on the fast path), `mess/`
+    /// is fsynced before it goes: a power cut must not keep `mess/ID` while losing its
+    /// state, which would make it a fresh message again — delivered again, and its
+    /// failures bounced a second time although the state said `bounced=1`.
     pub fn remove(&self, id: &str) -> Result<()> {
-        for d in ["state", "bounce", "hold"] {
-            match fs::remove_file(self.path(d, id)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).temp(format!("unable to remove {d}/{id}"))
-                }
-                _ => {}
-            }
-        }
-        match fs::remove_file(self.path("mess", id)) {
+        let unlink = |d: &str| match fs::remove_file(self.path(d, id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).temp(format!("unable to remove mess/{id}"))
+                Err(e).temp(format!("unable to remove {d}/{id}"))
             }
             _ => Ok(()),
+        };
+        unlink("mess")?;
+        if !absent(&self.path("state", id)) || !absent(&self.path("hold", id)) {
+            fsync_dir(&self.dir("mess")).temp("unable to fsync mess/")?;
         }
+        for d in ["hold", "bounce", "state"] {
+            unlink(d)?;
+        }
+        Ok(())
     }
 }
 
@@ -153,14 +160,17 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Build the initial state of `new/ID`.
-fn initial_state(
+/// Build the initial state of `DIR/ID` (`new/` at takeover; `mess/` for a message taken
+/// over without a state file yet): every recipient todo, the rest from the queue file's
+/// header, which never changes. Returns the state, the sender and the message size.
+pub fn initial_state(
     q: &Queue,
+    dir: &str,
     id: &str,
     cfg: &Config,
     hosted: &mut Hosted,
 ) -> Result<(State, String, u64)> {
-    let mut qf = queuefile::open(&q.path("new", id))?;
+    let mut qf = queuefile::open(&q.path(dir, id))?;
     let mtime = qf
         .file
         .metadata()
@@ -209,7 +219,7 @@ fn initial_state(
     Ok((state, sender, qf.message_len()))
 }
 
-/// Take over every message in new/ (S1, and S2 left by a crash). Returns the states to
+/// Take over every message in new/ (S1, and a legacy S2). Returns the states to
 /// schedule, and the trouble that stopped the scan early, if any: what was taken over
 /// before it is returned all the same (it is in mess/ now and must be scheduled). A
 /// corrupt file is logged once and left alone (`corrupt` remembers it).
@@ -233,7 +243,7 @@ pub fn take_over_new(
                 Ok(Some(t)) => taken.push(t),
                 Ok(None) => {}
                 Err(e) => {
-                    // Finish the batch so far (its states are written), then stop.
+                    // Finish the batch so far, then stop.
                     trouble = Some(e);
                     break;
                 }
@@ -251,7 +261,7 @@ pub fn take_over_new(
     (out, None)
 }
 
-/// A message taken over: its ID, state, and (when new, not an S2 recovery) the sender
+/// A message taken over: its ID, state, and (when new, not a legacy S2) the sender
 /// and size for the `new` log line.
 type Taken = (String, State, Option<(String, u64)>);
 
@@ -263,8 +273,9 @@ fn log_corrupt(id: &str, text: &str, corrupt: &mut std::collections::HashSet<Str
     corrupt.insert(id.to_string());
 }
 
-/// Prepare the takeover of `new/ID`: write its state (or read the one an interrupted
-/// takeover left). `None` when the file is not ours to take (logged as corrupt).
+/// Prepare the takeover of `new/ID`: its initial state, in memory only (or the state
+/// file an interrupted takeover of an older postern-send left, which wrote one first).
+/// `None` when the file is not ours to take (logged as corrupt).
 fn take_one(
     q: &Queue,
     id: &str,
@@ -277,9 +288,9 @@ fn take_one(
         return Ok(None);
     }
     let state_path = q.path("state", id);
-    if state_path.exists() {
-        // S2: the state was written before a crash; finish the rename (which refuses to
-        // replace a mess/ID, see commit_batch).
+    if state_path.exists() && absent(&q.path("mess", id)) {
+        // Legacy S2 (an older postern-send wrote the state before the rename): finish
+        // the rename with it (which refuses to replace a mess/ID, see commit_batch).
         return match State::load(&state_path) {
             Ok(st) => Ok(Some((id.to_string(), st, None))),
             Err(e) => {
@@ -289,17 +300,14 @@ fn take_one(
         };
     }
     if exists(&q.path("mess", id)) {
-        // IDs are unique: a message of that name is already taken over (its state
-        // removed by hand?). Never write a state for the wrong file.
+        // IDs are unique: a message of that name is already taken over. The rename would
+        // refuse anyway (RENAME_NOREPLACE); say so without reading the file.
         log_corrupt(id, "a message with this ID is already in mess/", corrupt);
         return Ok(None);
     }
-    match initial_state(q, id, cfg, hosted) {
-        Ok((st, sender, size)) => {
-            // state/ is fsynced once for the batch, before the rename (commit_batch).
-            st.store_unsynced(&q.dir("state"), id)?;
-            Ok(Some((id.to_string(), st, Some((sender, size)))))
-        }
+    match initial_state(q, "new", id, cfg, hosted) {
+        // No state file: `mess/ID` alone means "every recipient todo" (docs/queue.md).
+        Ok((st, sender, size)) => Ok(Some((id.to_string(), st, Some((sender, size))))),
         Err(e) if e.kind == postern_common::Kind::Perm => {
             log_corrupt(id, &e.msg, corrupt);
             Ok(None)
@@ -308,15 +316,18 @@ fn take_one(
     }
 }
 
-/// fsync state/, move each `new/ID` to `mess/ID` — never replacing an existing
-/// `mess/ID` (RENAME_NOREPLACE, as postern-queue commits) — fsync mess/, log `new`.
+/// Move each `new/ID` to `mess/ID` — never replacing an existing `mess/ID`
+/// (RENAME_NOREPLACE, as postern-queue commits) — fsync mess/ once, log `new`.
 fn commit_batch(
     q: &Queue,
     taken: Vec<Taken>,
     corrupt: &mut std::collections::HashSet<String>,
     out: &mut Vec<(String, State)>,
 ) -> Result<()> {
-    fsync_dir(&q.dir("state")).temp("unable to fsync state/")?;
+    if taken.iter().any(|t| t.2.is_none()) {
+        // A legacy S2 state must be durable before its message moves.
+        fsync_dir(&q.dir("state")).temp("unable to fsync state/")?;
+    }
     let mut moved = Vec::with_capacity(taken.len());
     let mut trouble = None;
     for t in taken {
@@ -324,8 +335,8 @@ fn commit_batch(
         match rename_noreplace(&q.path("new", id), &q.path("mess", id)) {
             Ok(()) => moved.push(t),
             Err(nix::errno::Errno::EEXIST) => {
-                // The state belongs to the mess/ID already there (an S3 message); the
-                // file in new/ stays where it is for the admin to look at.
+                // A message of that ID is already taken over (and any state/ID is its);
+                // the file in new/ stays where it is for the admin to look at.
                 log_corrupt(id, "a message with this ID is already in mess/", corrupt);
             }
             Err(e) => {
@@ -373,9 +384,21 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> nix::Result<()> {
     )
 }
 
-/// Start-up recovery of S0, S3, S4 and stray files. Returns the S3 messages to schedule
-/// (S1/S2 are [`take_over_new`]'s).
-pub fn recover(q: &Queue) -> Result<Vec<(String, State)>> {
+/// What start-up recovery found to schedule.
+#[derive(Default)]
+pub struct Recovered {
+    /// Messages in mess/ with their state: from `state/ID` (S3), or built from the queue
+    /// file's header when nothing is recorded yet (S2).
+    pub states: Vec<(String, State)>,
+    /// Messages in mess/ without a state whose header could not be read for a reason
+    /// that may pass (the user database unreadable…): tried again later.
+    pub retry: Vec<String>,
+}
+
+/// Start-up recovery of S0, S2 (taken over, nothing recorded), S3, S4 (finished, being
+/// removed) and stray files. Returns the messages to schedule (S1 and a legacy
+/// `new/ID` + `state/ID` are [`take_over_new`]'s).
+pub fn recover(q: &Queue, home: &Path, cfg: &Config) -> Result<Recovered> {
     // Half-written state files from a crash.
     let state_dir = q.dir("state");
     for e in fs::read_dir(&state_dir)
@@ -387,25 +410,29 @@ pub fn recover(q: &Queue) -> Result<Vec<(String, State)>> {
             let _ = fs::remove_file(e.path());
         }
     }
-    let mut out = Vec::new();
+    let mut out = Recovered::default();
     // Whole listings, never a bounded scan: an ID missing from a truncated list would be
     // taken for a missing file and its mail deleted. And before any deletion the exact
     // path is looked at again (`absent`: only a real ENOENT counts).
     let mess: std::collections::HashSet<String> = q.list_all("mess")?.into_iter().collect();
     let new: std::collections::HashSet<String> = q.list_all("new")?.into_iter().collect();
+    let mut with_state = std::collections::HashSet::new();
     for id in q.list_all("state")? {
         let in_mess = mess.contains(&id) || !absent(&q.path("mess", &id));
         let in_new = new.contains(&id) || !absent(&q.path("new", &id));
         if in_new && !in_mess {
-            continue; // S2: take_over_new finishes it
+            continue; // legacy S2: take_over_new finishes it
         }
         if !in_mess {
-            // A state without its message (removed by hand): nothing to deliver.
+            // S4: finished (mess/ID is unlinked first), removal interrupted.
+            let _ = fs::remove_file(q.path("hold", &id));
+            let _ = fs::remove_file(q.path("bounce", &id));
             let _ = fs::remove_file(q.path("state", &id));
             continue;
         }
+        with_state.insert(id.clone());
         match State::load(&q.path("state", &id)) {
-            Ok(st) => out.push((id, st)),
+            Ok(st) => out.states.push((id, st)),
             Err(e) => {
                 LogLine::event("corrupt")
                     .kv("id", &id)
@@ -414,13 +441,37 @@ pub fn recover(q: &Queue) -> Result<Vec<(String, State)>> {
             }
         }
     }
-    let with_state: std::collections::HashSet<&String> = out.iter().map(|(id, _)| id).collect();
-    for id in &mess {
-        if !with_state.contains(id) && absent(&q.path("state", id)) {
-            // S4: finished, removal interrupted.
-            let _ = fs::remove_file(q.path("mess", id));
-            let _ = fs::remove_file(q.path("bounce", id));
-            let _ = fs::remove_file(q.path("hold", id));
+    // S2: taken over, nothing recorded yet — every recipient todo, as a fresh takeover.
+    let mut hosted = Hosted::new(home);
+    let mut fresh: Vec<&String> = mess.iter().filter(|id| !with_state.contains(*id)).collect();
+    fresh.sort();
+    for id in fresh {
+        if !valid_id(id) || !absent(&q.path("state", id)) {
+            continue;
+        }
+        match initial_state(q, "mess", id, cfg, &mut hosted) {
+            Ok((st, _, _)) => out.states.push((id.clone(), st)),
+            Err(e) if e.kind == postern_common::Kind::Perm => {
+                LogLine::event("corrupt")
+                    .kv("id", id)
+                    .kv("text", &e.msg)
+                    .emit();
+            }
+            Err(e) => {
+                LogLine::event("error").kv("text", &e.msg).emit();
+                out.retry.push(id.clone());
+            }
+        }
+    }
+    // Hold markers of messages that are gone (a removal interrupted after mess/ID).
+    for id in q.list_all("hold")? {
+        if !mess.contains(&id)
+            && !new.contains(&id)
+            && absent(&q.path("mess", &id))
+            && absent(&q.path("new", &id))
+            && absent(&q.path("state", &id))
+        {
+            let _ = fs::remove_file(q.path("hold", &id));
         }
     }
     clean_tmp(q);
@@ -511,23 +562,48 @@ mod tests {
             fs::write(q.path("mess", id), b"message").unwrap();
             state().store(&q.dir("state"), id).unwrap();
         }
-        // The real leftovers are still cleaned: a state without message, a message
-        // without state (S4).
+        // The real leftovers are still cleaned: a state without message (S4, with its
+        // hold marker). A message without state (S2) is kept and scheduled.
         state()
             .store(&q.dir("state"), "1700000001.000000000.1")
             .unwrap();
-        fs::write(q.path("mess", "1700000002.000000000.1"), b"done").unwrap();
+        fs::write(q.path("hold", "1700000001.000000000.1"), b"").unwrap();
+        let fresh = "1700000002.000000000.1";
+        let env = postern_queue::file::Envelope::new(
+            b"s@x.test".to_vec(),
+            vec![b"b@y.test".to_vec(), b"c@z.test".to_vec()],
+        );
+        fs::write(
+            q.path("mess", fresh),
+            postern_queue::file::encode_file(&env, b"Subject: s\n\nbody\n"),
+        )
+        .unwrap();
+        let cfg = Config::load(&postern_common::control::Control::for_home(dir.path())).unwrap();
         for restart in 0..2 {
-            let mut got: Vec<String> = recover(&q).unwrap().into_iter().map(|(i, _)| i).collect();
+            let r = recover(&q, dir.path(), &cfg).unwrap();
+            assert!(r.retry.is_empty());
+            let mut got: Vec<String> = r.states.iter().map(|(i, _)| i.clone()).collect();
             got.sort();
-            assert_eq!(got, ids, "restart {restart}");
+            let mut want = ids.clone();
+            want.push(fresh.to_string());
+            want.sort();
+            assert_eq!(got, want, "restart {restart}");
+            let (_, st) = r.states.iter().find(|(i, _)| i == fresh).unwrap();
+            assert_eq!(st.rcpts.len(), 2);
+            assert!(st
+                .rcpts
+                .iter()
+                .all(|r| r.status == Status::Todo && r.tries == 0));
+            assert_eq!(st.from.as_deref(), Some("s@x.test"));
+            assert!(absent(&q.path("state", fresh)), "recovery writes no state");
             for id in &ids {
                 assert!(exists(&q.path("mess", id)), "mess/{id} lost");
                 assert!(exists(&q.path("state", id)), "state/{id} lost");
             }
         }
         assert!(absent(&q.path("state", "1700000001.000000000.1")));
-        assert!(absent(&q.path("mess", "1700000002.000000000.1")));
+        assert!(absent(&q.path("hold", "1700000001.000000000.1")));
+        assert!(exists(&q.path("mess", fresh)));
         // The re-scanned listing is still bounded.
         assert_eq!(q.list("mess").unwrap().len(), 3);
     }

@@ -353,7 +353,7 @@ fn crash_states_are_recovered_at_start() {
     let env = Envelope::new(b"s@far.test".to_vec(), vec![b"alice@example.test".to_vec()]);
     // S1: committed only.
     fs::write(q.join("new/1700000000.1.1"), encode_file(&env, &msg(1))).unwrap();
-    // S2: state written, rename pending.
+    // Legacy S2 (an older postern-send wrote the state first): state, rename pending.
     fs::write(q.join("new/1700000000.2.1"), encode_file(&env, &msg(2))).unwrap();
     fs::write(
         q.join("state/1700000000.2.1"),
@@ -374,8 +374,17 @@ fn crash_states_are_recovered_at_start() {
         "v=1 birth=1700000000 tries=1 next=0 priority=0\nrcpt=<alice@example.test> kind=local status=done tries=1 last=ok\nrcpt=<alice-x@example.test> kind=local status=deferred tries=1 last=x\n",
     )
     .unwrap();
-    // S4: finished, mess left; a half-written state temp file; a stale tmp file.
+    // S2: taken over, nothing recorded yet (no state file): delivered as a fresh
+    // takeover.
     fs::write(q.join("mess/1700000000.4.1"), encode_file(&env, &msg(4))).unwrap();
+    // S4: finished (mess/ID unlinked first), state and hold marker left: removed.
+    fs::write(
+        q.join("state/1700000000.6.1"),
+        "v=1 birth=1700000000 tries=1 next=0 priority=0\nrcpt=<alice@example.test> kind=local status=deferred tries=1 last=x\n",
+    )
+    .unwrap();
+    fs::write(q.join("hold/1700000000.6.1"), "").unwrap();
+    // A half-written state temp file; a stale tmp file.
     fs::write(q.join("state/.1700000000.5.1.tmp"), "v=1 bi").unwrap();
     fs::write(q.join("tmp/1600000000.1.1"), "partial").unwrap();
     let old = std::process::Command::new("touch")
@@ -385,17 +394,21 @@ fn crash_states_are_recovered_at_start() {
         .unwrap();
     assert!(old.success());
     let send = inst.start_send();
-    expect_within(T, "three deliveries", || inst.count("alice") == 3);
+    expect_within(T, "four deliveries", || inst.count("alice") == 4);
     wait_empty(&inst);
     let all: String = inst.messages("alice").iter().map(|m| text(m)).collect();
-    for n in [1, 2] {
-        assert!(all.contains(&format!("body {n}\n")));
+    for n in [1, 2, 4] {
+        assert_eq!(all.matches(&format!("body {n}\n")).count(), 1, "{all}");
     }
     assert!(
         all.contains("Delivered-To: alice-x@example.test\nMessage-ID: <3@t>"),
         "only the deferred recipient again"
     );
-    assert!(!all.contains("body 4"), "S4 is removed, not delivered");
+    assert!(!q.join("state/1700000000.6.1").exists(), "S4 state removed");
+    assert!(
+        !q.join("hold/1700000000.6.1").exists(),
+        "S4 hold marker removed"
+    );
     assert!(!q.join("tmp/1600000000.1.1").exists());
     assert!(!q.join("state/.1700000000.5.1.tmp").exists());
     assert_eq!(
@@ -627,4 +640,91 @@ fn duplicate_bounce_after_a_crash_between_bounce_and_removal() {
         .collect();
     assert!(done.contains(&"1700000000.1.1".to_string()), "{done:?}");
     assert_eq!(inst.count("alice"), 1, "no second bounce");
+}
+
+/// New contract (no state file on the fast path): a message whose recipients all succeed
+/// at the first attempt never gets a `state/ID` — neither at the takeover nor after the
+/// delivery. Every entry made in state/ is watched with inotify.
+#[test]
+fn clean_single_recipient_message_never_writes_a_state_file() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let inst = Instance::new(&[("alice", 0)], "");
+    let watch = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    watch
+        .add_watch(
+            &inst.queue().join("state"),
+            AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+        )
+        .unwrap();
+    let events = || match watch.read_events() {
+        Ok(ev) => ev
+            .into_iter()
+            .map(|e| format!("{:?}", e.name))
+            .collect::<Vec<_>>(),
+        Err(nix::errno::Errno::EAGAIN) => Vec::new(),
+        Err(e) => panic!("inotify: {e}"),
+    };
+    let send = inst.start_send();
+    for n in 1..=5 {
+        inst.inject(
+            "bob@far.test",
+            &["alice@example.test"],
+            format!("Subject: clean {n}\n\nx\n").as_bytes(),
+        );
+        expect_within(T, "delivery", || inst.count("alice") == n);
+        wait_empty(&inst);
+    }
+    expect_within(T, "five done", || send.lines("event=done ").len() == 5);
+    assert_eq!(events(), Vec::<String>::new(), "a state file was written");
+    // The watch works: an entry made now is seen.
+    fs::write(inst.queue().join("state/probe"), "").unwrap();
+    assert_eq!(events().len(), 1);
+    fs::remove_file(inst.queue().join("state/probe")).unwrap();
+}
+
+/// New contract: a partial result of a multi-recipient message is recorded. One
+/// recipient done, one deferred: the state survives a restart (SIGKILL), and after it
+/// only the deferred recipient is tried again.
+#[test]
+fn partial_result_survives_a_restart_and_done_is_not_redelivered() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    inst.control("smtproutes", &format!(":127.0.0.1:{}", dead_port()));
+    let mut send = inst.start_send();
+    inst.inject(
+        "bob@far.test",
+        &["alice@example.test", "x@far.test"],
+        b"Subject: partial\n\nx\n",
+    );
+    expect_within(T, "local delivery", || inst.count("alice") == 1);
+    send.wait_log("event=retry ", T);
+    let id = only_id(&inst, "state");
+    assert!(inst.queue().join("mess").join(&id).exists());
+    let st = fs::read_to_string(inst.queue().join("state").join(&id)).unwrap();
+    assert!(
+        st.contains("rcpt=<alice@example.test> kind=local status=done"),
+        "{st}"
+    );
+    assert!(
+        st.contains("rcpt=<x@far.test> kind=remote status=deferred"),
+        "{st}"
+    );
+    send.daemon.signal(libc::SIGKILL);
+    send.daemon.wait_exit(T).expect("postern-send killed");
+    let send = inst.start_send();
+    send.wait_log("event=start ", T);
+    send.daemon.signal(libc::SIGALRM);
+    expect_within(T, "remote retried", || {
+        send.lines("kind=remote result=defer").len() == 1
+    });
+    assert!(send.lines("kind=local").is_empty(), "{}", send.all());
+    assert_eq!(
+        inst.count("alice"),
+        1,
+        "the done recipient is not redelivered"
+    );
+    let st = fs::read_to_string(inst.queue().join("state").join(&id)).unwrap();
+    assert!(
+        st.contains("rcpt=<alice@example.test> kind=local status=done"),
+        "{st}"
+    );
 }

@@ -91,10 +91,29 @@ fn qread_lists_messages_with_state_hold_and_requests() {
         &Envelope::new("", vec![b"z@z.test".to_vec()]),
         b"12345",
     );
+    // Taken over, nothing recorded yet (no state/ID): queued, every recipient todo.
+    let taken = Id {
+        secs: 4_000_000_000,
+        nanos: 3,
+        pid: 7,
+    };
+    put(
+        &q.mess(),
+        &taken,
+        &Envelope::new("t@t.test", vec![b"u@u.test".to_vec(), b"v@v.test".to_vec()]),
+        b"123",
+    );
     let (code, out, err) = tool(QREAD, &inst, &[]);
     assert_eq!(code, Some(0), "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(lines.len(), 8, "{out}");
+    assert!(lines[5].starts_with(&format!("id={taken} age=")), "{out}");
+    assert!(
+        lines[5].ends_with("size=3 from=<t@t.test> state=queued"),
+        "{out}"
+    );
+    assert_eq!(lines[6], "  rcpt=<u@u.test> status=todo");
+    assert_eq!(lines[7], "  rcpt=<v@v.test> status=todo");
     assert!(lines[0].starts_with(&format!("id={old} age=")), "{out}");
     assert!(
         lines[0]
