@@ -16,19 +16,19 @@ use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{ResolveError, TokioResolver};
 use postern_common::control::Control;
-use postern_common::{Error, Result, ResultExt};
+use postern_common::{Result, ResultExt};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-/// The system's resolver configuration, used when control/resolvers is missing.
-pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+pub use postern_common::resolvers::{
+    parse_resolv_conf, parse_server, servers, MAX_SERVERS, RESOLV_CONF,
+};
+
 /// Longest wait for one try at one server; a lookup's own deadline may be shorter.
 pub const TRY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tries per server.
 pub const ATTEMPTS: usize = 2;
-/// Most servers used from either file.
-pub const MAX_SERVERS: usize = 16;
 /// Answers cached per process (a process makes a handful of lookups).
 pub const CACHE_SIZE: usize = 64;
 /// Longest TXT text kept (all strings of all records, concatenated).
@@ -40,55 +40,6 @@ pub enum Answer<T> {
     Found(T),
     NotFound,
     Failed(String),
-}
-
-/// Parse one `control/resolvers` line.
-pub fn parse_server(text: &str) -> Option<SocketAddr> {
-    if let Ok(sa) = text.parse::<SocketAddr>() {
-        return Some(sa);
-    }
-    text.parse::<IpAddr>()
-        .ok()
-        .map(|ip| SocketAddr::new(ip, 53))
-}
-
-/// The servers named in the instance's control/resolvers, else in /etc/resolv.conf.
-pub fn servers(control: &Control) -> Result<Vec<SocketAddr>> {
-    if let Some(lines) = control.lines("resolvers")? {
-        let mut out = Vec::new();
-        for line in lines.iter().take(MAX_SERVERS) {
-            let sa = parse_server(&line.text).ok_or_else(|| {
-                Error::temp(format!(
-                    "control/resolvers:{}: not ip[:port]: {}",
-                    line.number,
-                    postern_common::logline::printable(&line.text)
-                ))
-            })?;
-            out.push(sa);
-        }
-        return Ok(out);
-    }
-    let text = match std::fs::read_to_string(RESOLV_CONF) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).temp(format!("unable to read {RESOLV_CONF}")),
-    };
-    Ok(parse_resolv_conf(&text))
-}
-
-/// The `nameserver` lines of a resolv.conf (scoped IPv6 addresses are skipped).
-pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
-    text.lines()
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            (words.next() == Some("nameserver"))
-                .then(|| words.next())
-                .flatten()
-        })
-        .filter_map(|w| w.parse::<IpAddr>().ok())
-        .map(|ip| SocketAddr::new(ip, 53))
-        .take(MAX_SERVERS)
-        .collect()
 }
 
 /// The name a blocklist is asked about: `4.3.2.1.` for 1.2.3.4, reversed nibbles for
@@ -262,43 +213,6 @@ mod tests {
         assert!(v6.starts_with("1.0.0.0.0.0.0.0."), "{v6}");
         assert!(v6.ends_with("8.b.d.0.1.0.0.2.z."), "{v6}");
         assert_eq!(v6.matches('.').count(), 33);
-    }
-
-    #[test]
-    fn server_lines() {
-        assert_eq!(
-            parse_server("127.0.0.1"),
-            Some("127.0.0.1:53".parse().unwrap())
-        );
-        assert_eq!(
-            parse_server("127.0.0.1:5353"),
-            Some("127.0.0.1:5353".parse().unwrap())
-        );
-        assert_eq!(
-            parse_server("[::1]:5353"),
-            Some("[::1]:5353".parse().unwrap())
-        );
-        assert_eq!(parse_server("::1"), Some("[::1]:53".parse().unwrap()));
-        assert_eq!(parse_server("dns.example"), None);
-    }
-
-    #[test]
-    fn resolv_conf() {
-        let s = parse_resolv_conf(
-            "# x\nsearch a.test\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nnameserver ::1\n",
-        );
-        assert_eq!(
-            s,
-            vec!["10.0.0.1:53".parse().unwrap(), "[::1]:53".parse().unwrap()]
-        );
-    }
-
-    #[test]
-    fn bad_resolvers_line_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("resolvers"), "127.0.0.1:53\nnot-an-ip\n").unwrap();
-        let err = servers(&Control::at(dir.path())).unwrap_err();
-        assert_eq!(err.msg, "control/resolvers:2: not ip[:port]: not-an-ip");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`getopt`]: djb-style option parsing for the classic-compatible programs.
 //! - [`atomic`]: write-temp-fsync-rename, the one way postern replaces a file.
 //! - [`home`]: where the instance is (`POSTERN_HOME`).
+//! - [`resolvers`]: which DNS servers to ask (`control/resolvers`, else resolv.conf).
 //! - [`sasl`]: base64 and SASL PLAIN, for SMTP and POP3 AUTH.
 //! - [`starttls`]: the protocol server's side of postern-tlsd's control channel.
 //! - [`sys`]: the one audited `unsafe` module (fd 3, inherited fds, signal mask).
@@ -23,6 +24,7 @@ pub mod getopt;
 pub mod home;
 pub mod logline;
 pub mod privilege;
+pub mod resolvers;
 pub mod sasl;
 pub mod starttls;
 pub mod sys;

@@ -7,16 +7,15 @@ use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{ResolveError, TokioResolver};
-use postern_common::control::Control;
-use postern_common::{Error, Result, ResultExt};
+use postern_common::{Result, ResultExt};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+pub use postern_common::resolvers::{parse_server, servers};
+
 /// One try at one server.
 pub const TRY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ATTEMPTS: usize = 2;
-pub const MAX_SERVERS: usize = 16;
 /// Deadline for one whole lookup.
 pub const LOOKUP_DEADLINE: Duration = Duration::from_secs(60);
 /// Most MX hosts and addresses used.
@@ -29,49 +28,6 @@ pub enum Answer<T> {
     Found(T),
     NotFound,
     Failed(String),
-}
-
-pub fn parse_server(text: &str) -> Option<SocketAddr> {
-    if let Ok(sa) = text.parse::<SocketAddr>() {
-        return Some(sa);
-    }
-    text.parse::<IpAddr>()
-        .ok()
-        .map(|ip| SocketAddr::new(ip, 53))
-}
-
-/// The servers to ask.
-pub fn servers(control: &Control) -> Result<Vec<SocketAddr>> {
-    if let Some(lines) = control.lines("resolvers")? {
-        return lines
-            .iter()
-            .take(MAX_SERVERS)
-            .map(|l| {
-                parse_server(&l.text).ok_or_else(|| {
-                    Error::temp(format!(
-                        "control/resolvers:{}: not ip[:port]: {}",
-                        l.number,
-                        postern_common::logline::printable(&l.text)
-                    ))
-                })
-            })
-            .collect();
-    }
-    let text = match std::fs::read_to_string(RESOLV_CONF) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).temp(format!("unable to read {RESOLV_CONF}")),
-    };
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some("nameserver")).then(|| w.next()).flatten()
-        })
-        .filter_map(|w| w.parse::<IpAddr>().ok())
-        .map(|ip| SocketAddr::new(ip, 53))
-        .take(MAX_SERVERS)
-        .collect())
 }
 
 fn classify<T>(r: std::result::Result<T, ResolveError>) -> Answer<T> {
