@@ -6,13 +6,11 @@
 //! to postmaster, nothing delivered to the recipient — and for one sent by an
 //! authenticated user on the submission port (outgoing mail is scanned too).
 
-use crate::support::{free_port, ThrowawayUser};
+use crate::support::{add_domain, free_port, user_instance, ThrowawayUser};
 use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
@@ -28,26 +26,17 @@ fn smtp_in_local_delivery_pop3_out_and_a_virus_stopped() {
         return;
     };
     let dir = tempdir();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let home = dir.path().join("inst");
-    fs::create_dir(&home).unwrap();
-    std::os::unix::fs::chown(&home, Some(user.uid), Some(user.gid)).unwrap();
     let (smtp, submission, pop3) = (free_port(), free_port(), free_port());
-
-    let mut init = user.command(workspace_bin("posternctl"));
-    init.args(["init", "--home"])
-        .arg(&home)
-        .args(["--domain", "example.test", "--bin"])
-        .arg(postern_testkit::target_dir());
-    init.args(["--listen", "127.0.0.1", "--smtp-port", &smtp.to_string()]);
-    init.args([
-        "--submission-port",
-        &submission.to_string(),
-        "--pop3-port",
-        &pop3.to_string(),
-    ]);
-    let (code, _, err) = run(&mut init, T);
-    assert_eq!(code, Some(0), "{err}");
+    let ports = [
+        ("--smtp-port", smtp),
+        ("--submission-port", submission),
+        ("--pop3-port", pop3),
+    ];
+    let ports: Vec<String> = ports
+        .iter()
+        .flat_map(|(o, p)| [o.to_string(), p.to_string()])
+        .collect();
+    let home = user_instance(&user, dir.path(), &ports);
     for service in ["smtpd", "submission", "pop3d", "send", "ratelimit"] {
         assert!(
             home.join("service").join(service).join("run").is_file(),
@@ -55,25 +44,7 @@ fn smtp_in_local_delivery_pop3_out_and_a_virus_stopped() {
         );
     }
 
-    let mut add = user.command(workspace_bin("postern-user"));
-    add.env("POSTERN_HOME", &home)
-        .args(["domain", "add", "example.test"]);
-    add.stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_domain(&user, &home, "example.test", PASSWORD);
 
     let mut svscan = user.command(workspace_bin("postern-svscan"));
     svscan.arg(home.join("service"));

@@ -2,12 +2,10 @@
 //! normal (throwaway) user under postern-svscan, a mailbox made with postern-user, and a
 //! message fetched with Python's poplib over STLS.
 
-use crate::support::{free_port, ThrowawayUser};
+use crate::support::{add_domain, free_port, user_instance, ThrowawayUser};
 use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
@@ -18,20 +16,8 @@ fn a_single_user_instance_serves_pop3_with_stls() {
         return;
     };
     let dir = tempdir();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let home = dir.path().join("inst");
-    fs::create_dir(&home).unwrap();
-    std::os::unix::fs::chown(&home, Some(user.uid), Some(user.gid)).unwrap();
     let port = free_port();
-
-    let mut init = user.command(workspace_bin("posternctl"));
-    init.args(["init", "--home"])
-        .arg(&home)
-        .args(["--domain", "example.test", "--bin"])
-        .arg(postern_testkit::target_dir());
-    init.args(["--listen", "127.0.0.1", "--pop3-port", &port.to_string()]);
-    let (code, _, err) = run(&mut init, T);
-    assert_eq!(code, Some(0), "{err}");
+    let home = user_instance(&user, dir.path(), &["--pop3-port".into(), port.to_string()]);
     assert!(home.join("service/pop3d/run").is_file());
     assert!(
         home.join("control/tcp.pop3.cdb").is_file(),
@@ -60,25 +46,7 @@ fn a_single_user_instance_serves_pop3_with_stls() {
     assert_eq!(run(&mut openssl, T).0, Some(0));
 
     // The mailbox, with the password on stdin.
-    let mut add = user.command(workspace_bin("postern-user"));
-    add.env("POSTERN_HOME", &home)
-        .args(["domain", "add", "example.test"]);
-    add.stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"k7#Vq9!zLm2p\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_domain(&user, &home, "example.test", "k7#Vq9!zLm2p");
     let new = home.join("users/example.test/postmaster/Maildir/new");
     let message = "From: someone@example.test\nSubject: hello\n\nIt works.\n.leading dot\n";
     fs::write(new.join("1700000000.M1P1.test"), message).unwrap();

@@ -1,6 +1,11 @@
 //! Helpers shared by the scenarios.
 
-use std::process::Command;
+use postern_testkit::{run, workspace_bin};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// A throwaway account for the duration of a test.
 pub struct ThrowawayUser {
@@ -61,4 +66,48 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A single-user instance for `example.test` made by `posternctl init` as `user`, in
+/// `dir/inst` (owned by the user; `dir` made traversable), listening on 127.0.0.1 with the
+/// extra `init` options `ports` (e.g. `["--pop3-port", "2110"]`). Returns its path.
+pub fn user_instance(user: &ThrowawayUser, dir: &Path, ports: &[String]) -> PathBuf {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.join("inst");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(user.uid), Some(user.gid)).unwrap();
+    let mut init = user.command(workspace_bin("posternctl"));
+    init.args(["init", "--home"])
+        .arg(&home)
+        .args(["--domain", "example.test", "--bin"])
+        .arg(postern_testkit::target_dir())
+        .args(["--listen", "127.0.0.1"])
+        .args(ports);
+    let (code, _, err) = run(&mut init, Duration::from_secs(60));
+    assert_eq!(code, Some(0), "posternctl init: {err}");
+    home
+}
+
+/// `postern-user domain add DOMAIN` as `user`: the postmaster mailbox, its password on
+/// standard input (never argv).
+pub fn add_domain(user: &ThrowawayUser, home: &Path, domain: &str, password: &str) {
+    let mut add = user.command(workspace_bin("postern-user"));
+    add.env("POSTERN_HOME", home)
+        .args(["domain", "add", domain])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "postern-user domain add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
