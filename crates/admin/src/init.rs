@@ -181,7 +181,7 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
         smtp_port: opts.ports.smtp,
         submission_port: opts.ports.submission,
         pop3_port: opts.ports.pop3,
-        runas: String::new(),
+        net_account: String::new(),
         log_runas: String::new(),
         send_runas: String::new(),
         ratelimit_runas: String::new(),
@@ -209,8 +209,9 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
                     account_of(&names, role)
                 )
             };
-            // tlsd reads the key as root, then becomes the network account.
-            values.runas = format!("-u {}", account_of(&names, "net"));
+            // tlsd reads the key as root, then becomes the network account (or,
+            // without a certificate, the listener does).
+            values.net_account = account_of(&names, "net").to_string();
             values.log_runas = setuidgid("log");
             values.send_runas = setuidgid("send");
             // postern-ratelimit writes its lists in an instance of its own

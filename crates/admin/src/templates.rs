@@ -4,8 +4,8 @@
 //!
 //! Templates may contain placeholders, filled in by [`render`] from [`Values`]:
 //! `@POSTERN_HOME@`, `@DOMAIN@`, `@LISTEN@`, `@SMTPPORT@`, `@SUBMISSIONPORT@`,
-//! `@POP3PORT@`, `@RUNAS@`, `@LOGRUNAS@`, `@SENDRUNAS@` and `@RATELIMITRUNAS@`. The
-//! `*RUNAS@` ones are empty in a single-user instance; in a root instance (made by
+//! `@POP3PORT@`, `@NETACCOUNT@`, `@LOGRUNAS@`, `@SENDRUNAS@` and `@RATELIMITRUNAS@`.
+//! The account ones are empty in a single-user instance; in a root instance (made by
 //! `scripts/install`, see docs/install.md) they name the service accounts.
 
 /// A file `init` creates if it is missing.
@@ -79,11 +79,11 @@ pub struct Values {
     pub smtp_port: u16,
     pub submission_port: u16,
     pub pop3_port: u16,
-    /// `@RUNAS@`: `-u ACCOUNT` for postern-tlsd, which reads the TLS key as root and
-    /// then becomes the network account (the tcpserver listener itself keeps root, so
-    /// that each connection's tlsd can read the key); empty in a single-user instance,
-    /// where everything runs as the user who made it.
-    pub runas: String,
+    /// `@NETACCOUNT@`: the network account the listeners' connections run as. With a
+    /// certificate, postern-tlsd reads the key as root and then becomes it (`-u`);
+    /// without one, the listener itself does. Empty in a single-user instance, where
+    /// everything runs as the user who made it.
+    pub net_account: String,
     /// `@LOGRUNAS@`: `…/postern-setuidgid ACCOUNT` for loggers; empty in a single-user
     /// instance.
     pub log_runas: String,
@@ -103,7 +103,7 @@ pub fn render(contents: &str, v: &Values) -> String {
         .replace("@SMTPPORT@", &v.smtp_port.to_string())
         .replace("@SUBMISSIONPORT@", &v.submission_port.to_string())
         .replace("@POP3PORT@", &v.pop3_port.to_string())
-        .replace("@RUNAS@ ", &spaced(&v.runas))
+        .replace("@NETACCOUNT@", &v.net_account)
         .replace("@LOGRUNAS@ ", &spaced(&v.log_runas))
         .replace("@SENDRUNAS@ ", &spaced(&v.send_runas))
         .replace("@RATELIMITRUNAS@ ", &spaced(&v.ratelimit_runas))
@@ -130,7 +130,7 @@ mod tests {
             smtp_port: 2525,
             submission_port: 2587,
             pop3_port: 2110,
-            runas: String::new(),
+            net_account: String::new(),
             log_runas: String::new(),
             send_runas: String::new(),
             ratelimit_runas: String::new(),
@@ -154,7 +154,7 @@ mod tests {
                 "@DOMAIN@",
                 "@LISTEN@",
                 "@POP3PORT@",
-                "@RUNAS@",
+                "@NETACCOUNT@",
                 "@LOGRUNAS@",
             ] {
                 assert!(!text.contains(p), "{} still has {p}", t.path);
@@ -165,26 +165,131 @@ mod tests {
     #[test]
     fn single_user_and_root_rendering() {
         let pop3 = render(service("pop3d/run"), &values());
-        assert!(pop3.contains("127.0.0.1 2110"), "{pop3}");
-        assert!(pop3.contains("\"$bin/postern-tlsd\" \\\n"), "{pop3}");
+        assert!(pop3.contains("127.0.0.1 2110 \"$@\""), "{pop3}");
+        assert!(pop3.contains("\nnet=\n"), "{pop3}");
         let log = render(service("pop3d/log/run"), &values());
         assert!(
             log.contains("exec /var/postern/bin/postern-multilog t"),
             "{log}"
         );
         let mut root = values();
-        root.runas = "-u postern-net".into();
+        root.net_account = "postern-net".into();
         root.log_runas = "/var/postern/bin/postern-setuidgid postern-log".into();
         let pop3 = render(service("pop3d/run"), &root);
-        assert!(
-            pop3.contains("\"$bin/postern-tlsd\" -u postern-net \\\n"),
-            "{pop3}"
-        );
-        assert!(
-            pop3.contains("tcp.pop3.cdb\" 127.0.0.1 2110"),
-            "the listener keeps root so that tlsd can read the key: {pop3}"
-        );
+        assert!(pop3.contains("\nnet=postern-net\n"), "{pop3}");
         let log = render(service("pop3d/log/run"), &root);
         assert!(log.contains("exec /var/postern/bin/postern-setuidgid postern-log /var/postern/bin/postern-multilog"), "{log}");
+    }
+
+    /// The run scripts are shell: run them with a stub in place of the programs and see
+    /// the command line each would exec, with and without a certificate, as a single
+    /// user and as root.
+    #[test]
+    fn run_scripts_leave_tlsd_out_without_a_certificate() {
+        let dir = std::env::temp_dir().join(format!("postern-templates-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::create_dir_all(dir.join("control/tls")).unwrap();
+        std::fs::write(dir.join("control/me"), "mail.example.test\n").unwrap();
+        std::fs::write(
+            dir.join("control/rblzones"),
+            "# zones\nzen.example\n\nbl.example\n",
+        )
+        .unwrap();
+        // The stub softlimit prints its arguments, one per line, instead of running them.
+        let stub = dir.join("bin/postern-softlimit");
+        std::fs::write(&stub, "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n").unwrap();
+        std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let run = |name: &str, net: &str| -> Vec<String> {
+            let mut v = values();
+            v.home = dir.to_string_lossy().into_owned();
+            v.net_account = net.into();
+            let script = dir.join(format!("{name}.run"));
+            std::fs::write(&script, render(service(&format!("{name}/run")), &v)).unwrap();
+            let out = std::process::Command::new("sh")
+                .arg(&script)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| l.replace(&*dir.to_string_lossy(), "H"))
+                .collect()
+        };
+        let smtpd = run("smtpd", "");
+        assert_eq!(
+            &smtpd[..3],
+            ["-m", "64000000", "H/bin/postern-tcpserver"],
+            "{smtpd:?}"
+        );
+        assert!(
+            !smtpd.iter().any(|a| a.contains("tlsd") || a == "-u"),
+            "{smtpd:?}"
+        );
+        let tail: Vec<&str> = smtpd
+            .iter()
+            .skip_while(|a| *a != "2525")
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "2525",
+                "H/bin/postern-rblsmtpd",
+                "-r",
+                "zen.example",
+                "-r",
+                "bl.example",
+                "H/bin/postern-smtpd",
+                "H/bin/postern-checkpassword",
+                "true"
+            ],
+        );
+        std::fs::write(dir.join("control/tls/cert.pem"), "x").unwrap();
+        let smtpd = run("smtpd", "");
+        let tail: Vec<&str> = smtpd
+            .iter()
+            .skip_while(|a| *a != "2525")
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            tail[..3],
+            ["2525", "H/bin/postern-tlsd", "H/bin/postern-rblsmtpd"],
+            "{smtpd:?}"
+        );
+        let pop3 = run("pop3d", "root");
+        let tail: Vec<&str> = pop3
+            .iter()
+            .skip_while(|a| *a != "2110")
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            tail[..4],
+            ["2110", "H/bin/postern-tlsd", "-u", "root"],
+            "{pop3:?}"
+        );
+        assert!(
+            !pop3[..pop3.len() - tail.len()].contains(&"-u".to_string()),
+            "the listener keeps root: {pop3:?}"
+        );
+        std::fs::remove_file(dir.join("control/tls/cert.pem")).unwrap();
+        let sub = run("submission", "root");
+        assert!(!sub.iter().any(|a| a.contains("tlsd")), "{sub:?}");
+        let head: Vec<&str> = sub
+            .iter()
+            .take_while(|a| *a != "2587")
+            .map(|s| s.as_str())
+            .collect();
+        assert!(
+            head.windows(4).any(|w| w == ["-u", "0", "-g", "0"]),
+            "the listener drops: {sub:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

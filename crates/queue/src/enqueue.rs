@@ -16,7 +16,6 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The whole job must finish within this, as qmail-queue's alarm(86400): exit 52.
@@ -49,30 +48,22 @@ pub fn trusted_caller() -> bool {
 type Fail = i32;
 
 /// The program: run the job, exit with its code.
+///
+/// After [`TIME_LIMIT`] the process exits 52 wherever it is. A file it was writing
+/// stays in `tmp/`, where postern-send's sweep removes it after 36 hours (as
+/// qmail-clean does for qmail-queue's).
 pub fn main() -> ! {
-    let tmp: Arc<Mutex<Option<PathBuf>>> = Arc::default();
-    start_alarm(Arc::clone(&tmp));
-    let code = match enqueue(&tmp) {
+    if postern_common::sys::exit_on_alarm(TIME_LIMIT.as_secs() as u32, qq::TIMEOUT).is_err() {
+        std::process::exit(qq::HOME_TROUBLE);
+    }
+    let code = match enqueue() {
         Ok(()) => qq::OK,
         Err(code) => code,
     };
     std::process::exit(code)
 }
 
-/// After [`TIME_LIMIT`], remove the file being written (if any) and exit 52.
-fn start_alarm(tmp: Arc<Mutex<Option<PathBuf>>>) {
-    std::thread::spawn(move || {
-        std::thread::sleep(TIME_LIMIT);
-        if let Ok(guard) = tmp.lock() {
-            if let Some(path) = guard.as_ref() {
-                let _ = fs::remove_file(path);
-            }
-        }
-        std::process::exit(qq::TIMEOUT);
-    });
-}
-
-fn enqueue(tmp_slot: &Arc<Mutex<Option<PathBuf>>>) -> Result<(), Fail> {
+fn enqueue() -> Result<(), Fail> {
     let trusted = trusted_caller();
     // Setuid: the instance the program is installed in, never the caller's choice.
     let home = postern_common::home::trusted_home();
@@ -82,7 +73,7 @@ fn enqueue(tmp_slot: &Arc<Mutex<Option<PathBuf>>>) -> Result<(), Fail> {
     std::env::set_current_dir("queue").map_err(|_| qq::QUEUE_TROUBLE)?;
     let queue = Queue::at(".");
 
-    let mut tmp = TmpFile::create(&queue, tmp_slot)?;
+    let mut tmp = TmpFile::create(&queue)?;
     let received = received_line(std::process::id(), uid, SystemTime::now());
     tmp.file
         .seek(SeekFrom::Start(RESERVE))
@@ -120,7 +111,7 @@ fn enqueue(tmp_slot: &Arc<Mutex<Option<PathBuf>>>) -> Result<(), Fail> {
     };
     let header = file::header(&envelope, RESERVE as usize);
     if header.len() as u64 > RESERVE {
-        tmp = tmp.rewrite_with_header(&queue, tmp_slot, &header)?;
+        tmp = tmp.rewrite_with_header(&queue, &header)?;
     } else {
         file::write_header_at_start(&mut tmp.file, &header).map_err(|_| qq::WRITE_ERROR)?;
     }
@@ -217,22 +208,17 @@ struct TmpFile {
     id: Id,
     path: PathBuf,
     file: File,
-    slot: Arc<Mutex<Option<PathBuf>>>,
     done: bool,
 }
 
 impl TmpFile {
     /// Create a fresh `tmp/ID` with O_EXCL, trying new IDs while the name is taken.
-    fn create(queue: &Queue, slot: &Arc<Mutex<Option<PathBuf>>>) -> Result<TmpFile, Fail> {
-        TmpFile::create_with(queue, slot, Id::generate)
+    fn create(queue: &Queue) -> Result<TmpFile, Fail> {
+        TmpFile::create_with(queue, Id::generate)
     }
 
     /// [`TmpFile::create`] with the IDs from `next_id` (tests force a collision).
-    fn create_with(
-        queue: &Queue,
-        slot: &Arc<Mutex<Option<PathBuf>>>,
-        mut next_id: impl FnMut() -> Id,
-    ) -> Result<TmpFile, Fail> {
+    fn create_with(queue: &Queue, mut next_id: impl FnMut() -> Id) -> Result<TmpFile, Fail> {
         for _ in 0..MAX_ID_TRIES {
             let id = next_id();
             let path = queue.tmp_file(&id.to_string());
@@ -244,14 +230,10 @@ impl TmpFile {
                 .open(&path);
             match opened {
                 Ok(file) => {
-                    if let Ok(mut s) = slot.lock() {
-                        *s = Some(path.clone());
-                    }
                     return Ok(TmpFile {
                         id,
                         path,
                         file,
-                        slot: Arc::clone(slot),
                         done: false,
                     });
                 }
@@ -264,13 +246,8 @@ impl TmpFile {
     }
 
     /// The header did not fit the reservation: write header + message into a new file.
-    fn rewrite_with_header(
-        mut self,
-        queue: &Queue,
-        slot: &Arc<Mutex<Option<PathBuf>>>,
-        header: &[u8],
-    ) -> Result<TmpFile, Fail> {
-        let mut next = TmpFile::create(queue, slot)?;
+    fn rewrite_with_header(mut self, queue: &Queue, header: &[u8]) -> Result<TmpFile, Fail> {
+        let mut next = TmpFile::create(queue)?;
         next.file.write_all(header).map_err(|_| qq::WRITE_ERROR)?;
         self.file
             .seek(SeekFrom::Start(RESERVE))
@@ -320,9 +297,6 @@ impl TmpFile {
         .map_err(|_| qq::NEW_TROUBLE)?;
         // The file is in new/ now: it is not ours to remove any more.
         self.done = true;
-        if let Ok(mut s) = self.slot.lock() {
-            *s = None;
-        }
         let dir = queue.new_dir();
         if (0..FSYNC_TRIES).any(|_| fsync(&dir).is_ok()) {
             Ok(())
@@ -336,11 +310,6 @@ impl Drop for TmpFile {
     fn drop(&mut self) {
         if !self.done {
             let _ = fs::remove_file(&self.path);
-            if let Ok(mut s) = self.slot.lock() {
-                if s.as_deref() == Some(self.path.as_path()) {
-                    *s = None;
-                }
-            }
         }
     }
 }
@@ -371,22 +340,20 @@ mod tests {
             },
         );
         fs::write(queue.tmp_file(&a.to_string()), b"someone else's").unwrap();
-        let slot = Arc::default();
         let mut ids = [a, b].into_iter();
-        let tmp = TmpFile::create_with(&queue, &slot, || ids.next().unwrap()).unwrap();
+        let tmp = TmpFile::create_with(&queue, || ids.next().unwrap()).unwrap();
         assert_eq!(tmp.id, b);
         assert_eq!(
             fs::read(queue.tmp_file(&a.to_string())).unwrap(),
             b"someone else's"
         );
-        assert_eq!(slot.lock().unwrap().as_deref(), Some(tmp.path.as_path()));
         drop(tmp);
         assert!(
             !queue.tmp_file(&b.to_string()).exists(),
             "an uncommitted file is removed"
         );
         // Always taken: gives up with 63 after MAX_ID_TRIES.
-        let err = TmpFile::create_with(&queue, &slot, || a).err();
+        let err = TmpFile::create_with(&queue, || a).err();
         assert_eq!(err, Some(qq::TMP_TROUBLE));
     }
 
@@ -401,7 +368,6 @@ mod tests {
         let queue = Queue::at(dir.path());
         fs::create_dir(queue.tmp()).unwrap();
         fs::create_dir(queue.new_dir()).unwrap();
-        let slot = Arc::default();
         let names = |d: &Path| -> Vec<String> {
             fs::read_dir(d)
                 .unwrap()
@@ -409,7 +375,7 @@ mod tests {
                 .collect()
         };
         // fsync fails for good: exit 64, and the message stays in new/.
-        let mut tmp = TmpFile::create(&queue, &slot).unwrap();
+        let mut tmp = TmpFile::create(&queue).unwrap();
         tmp.file.write_all(b"message").unwrap();
         let id = tmp.id.to_string();
         let mut calls = 0;
@@ -422,9 +388,8 @@ mod tests {
         assert_eq!(names(&queue.new_dir()), std::slice::from_ref(&id));
         assert!(names(&queue.tmp()).is_empty(), "the rename was undone");
         assert_eq!(fs::read(queue.new_file(&id)).unwrap(), b"message");
-        assert!(slot.lock().unwrap().is_none(), "the alarm would remove it");
         // A second try that works: queued.
-        let tmp = TmpFile::create(&queue, &slot).unwrap();
+        let tmp = TmpFile::create(&queue).unwrap();
         let mut calls = 0;
         let r = tmp.commit_with(&queue, |d| {
             calls += 1;

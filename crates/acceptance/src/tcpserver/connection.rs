@@ -20,7 +20,6 @@ use std::net::{IpAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Sender;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Stack of a connection thread. Measured on a debug build doing the PTR and `-p`
@@ -182,9 +181,6 @@ pub struct Shared {
     pub reports: Sender<Report>,
     /// Written after each report, to wake the loop's poll.
     pub wake: UnixStream,
-    /// Held while a program is spawned and reported, and while the loop reaps: so the
-    /// loop never reaps a pid before it knows whose slot it holds.
-    pub spawn_lock: Mutex<()>,
 }
 
 impl Shared {
@@ -192,11 +188,6 @@ impl Shared {
         let _ = self.reports.send(report);
         // Non-blocking: a full pipe already wakes the loop.
         let _ = (&self.wake).write(&[0]);
-    }
-
-    pub fn lock_spawns(&self) -> std::sync::MutexGuard<'_, ()> {
-        // The lock guards no data, so a poisoned one is still good.
-        self.spawn_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -319,7 +310,8 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
     };
     cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(stdin)));
     cmd.stdout(Stdio::from(std::os::fd::OwnedFd::from(stdout)));
-    let guard = shared.lock_spawns();
+    // No lock: the accept loop may reap the program before it hears of it here, and
+    // then frees the slot when the report comes (see `limits`).
     let spawned = cmd.spawn();
     // The child has its own copies; the parent must not keep the connection open.
     drop(cmd);
@@ -327,7 +319,6 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
     let child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            drop(guard);
             if errors {
                 LogLine::event("error")
                     .kv("ip", ip)
@@ -343,8 +334,7 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
     let pid = child.id();
     // Dropping a Child neither waits nor kills: the accept loop reaps it.
     drop(child);
-    reporter.started(pid);
-    // Still under the lock, so this line comes before the loop's `end` line.
+    // Before the report, so this line comes before the loop's `end` line.
     if verbose {
         LogLine::event("start")
             .kv("ip", ip)
@@ -356,7 +346,7 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
             .kv("status", format!("{active}/{}", config.limit))
             .emit();
     }
-    drop(guard);
+    reporter.started(pid);
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub mod limits;
 pub mod options;
 
 use connection::{Report, Shared};
-use limits::Limits;
+use limits::{Ended, Limits};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -34,7 +34,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const PROG: &str = "postern-tcpserver";
@@ -128,7 +128,7 @@ pub fn plain_ip(ip: IpAddr) -> IpAddr {
 }
 
 /// The accept loop: poll, take signals, reports and connections, never block
-/// elsewhere (except briefly on the spawn lock while reaping).
+/// elsewhere.
 fn serve(listener: TcpListener, config: Config, signals: SignalFd) -> Result<()> {
     listener
         .set_nonblocking(true)
@@ -140,11 +140,11 @@ fn serve(listener: TcpListener, config: Config, signals: SignalFd) -> Result<()>
         .temp("unable to set up the socket pair")?;
     let (tx, rx) = mpsc::channel();
     let mut limits = Limits::new(config.limit, config.per_ip);
+    let verbose = config.verbosity == Verbosity::Verbose;
     let shared = Arc::new(Shared {
         config,
         reports: tx,
         wake: wake_tx,
-        spawn_lock: Mutex::new(()),
     });
     loop {
         let accepting = if limits.full() {
@@ -166,12 +166,12 @@ fn serve(listener: TcpListener, config: Config, signals: SignalFd) -> Result<()>
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         if ready[0] {
-            take_signals(&signals, &shared, &rx, &mut limits);
+            take_signals(&signals, &rx, &mut limits, verbose);
         }
         if ready[1] {
             let mut buf = [0u8; 256];
             while matches!((&wake_rx).read(&mut buf), Ok(n) if n > 0) {}
-            take_reports(&rx, &mut limits);
+            take_reports(&rx, &mut limits, verbose);
         }
         if ready[2] && !limits.full() {
             accept_one(&listener, &shared, &mut limits);
@@ -181,7 +181,7 @@ fn serve(listener: TcpListener, config: Config, signals: SignalFd) -> Result<()>
 
 /// SIGTERM: exit 0 now, leaving the children running (classic behaviour). SIGCHLD:
 /// reap every child that has ended.
-fn take_signals(signals: &SignalFd, shared: &Shared, rx: &Receiver<Report>, limits: &mut Limits) {
+fn take_signals(signals: &SignalFd, rx: &Receiver<Report>, limits: &mut Limits, verbose: bool) {
     let mut child = false;
     while let Ok(Some(info)) = signals.read_signal() {
         match Signal::try_from(info.ssi_signo as i32) {
@@ -191,26 +191,29 @@ fn take_signals(signals: &SignalFd, shared: &Shared, rx: &Receiver<Report>, limi
         }
     }
     if child {
-        reap(shared, rx, limits);
+        reap(rx, limits, verbose);
     }
 }
 
-/// Apply the connection threads' reports to the slots.
-fn take_reports(rx: &Receiver<Report>, limits: &mut Limits) {
+/// Apply the connection threads' reports to the slots. A program the loop has reaped
+/// already gets its `end` line now (its thread wrote `start` before reporting).
+fn take_reports(rx: &Receiver<Report>, limits: &mut Limits, verbose: bool) {
     for report in rx.try_iter() {
         match report {
-            Report::Started { pid, ip } => limits.started(pid, ip),
+            Report::Started { pid, ip } => {
+                if let Some(ended) = limits.started(pid, ip) {
+                    log_end(pid, ended, limits, verbose);
+                }
+            }
             Report::Closed { ip } => limits.release(ip),
         }
     }
 }
 
-/// Wait for every ended child and free its slot. Under the spawn lock, after taking
-/// the reports: every pid we can reap has been reported.
-fn reap(shared: &Shared, rx: &Receiver<Report>, limits: &mut Limits) {
-    let _spawns = shared.lock_spawns();
-    take_reports(rx, limits);
-    let verbose = shared.config.verbosity == Verbosity::Verbose;
+/// Wait for every ended child and free its slot; a pid whose start has not been
+/// reported yet keeps its slot until the report comes (see [`limits`]).
+fn reap(rx: &Receiver<Report>, limits: &mut Limits, verbose: bool) {
+    take_reports(rx, limits, verbose);
     loop {
         let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => break,
@@ -218,19 +221,31 @@ fn reap(shared: &Shared, rx: &Receiver<Report>, limits: &mut Limits) {
         };
         let Some(pid) = status.pid() else { continue };
         let pid = pid.as_raw() as u32;
-        if !limits.reaped(pid) || !verbose {
-            continue;
+        let ended = match status {
+            WaitStatus::Exited(_, code) => Ended::Exit(code),
+            WaitStatus::Signaled(_, sig, _) => Ended::Signal(sig as i32),
+            _ => Ended::Unknown,
+        };
+        if limits.reaped(pid, ended) {
+            log_end(pid, ended, limits, verbose);
         }
-        let mut line = LogLine::event("end")
-            .kv("pid", pid)
-            .kv("status", format!("{}/{}", limits.active(), limits.limit()));
-        match status {
-            WaitStatus::Exited(_, code) => line.push("exit", code),
-            WaitStatus::Signaled(_, sig, _) => line.push("signal", sig as i32),
-            _ => line.push("exit", "unknown"),
-        }
-        line.emit();
     }
+}
+
+/// The `end` line of a program whose slot has just been freed.
+fn log_end(pid: u32, ended: Ended, limits: &Limits, verbose: bool) {
+    if !verbose {
+        return;
+    }
+    let mut line = LogLine::event("end")
+        .kv("pid", pid)
+        .kv("status", format!("{}/{}", limits.active(), limits.limit()));
+    match ended {
+        Ended::Exit(code) => line.push("exit", code),
+        Ended::Signal(sig) => line.push("signal", sig),
+        Ended::Unknown => line.push("exit", "unknown"),
+    }
+    line.emit();
 }
 
 /// Accept one connection and start its thread.
