@@ -8,6 +8,7 @@
 //!   its parent uses for its signalfd.
 //! - [`exit_on_alarm`]: qmail-queue's `alarm(86400)`, exiting with a chosen code,
 //!   without a thread.
+//! - [`one_malloc_arena`]: threads share glibc's main heap.
 //!
 //! Each `unsafe` block carries its reason. Every other module of every crate forbids
 //! `unsafe`.
@@ -120,4 +121,17 @@ pub fn exit_on_alarm(seconds: u32, code: i32) -> std::io::Result<()> {
         .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
     nix::unistd::alarm::set(seconds);
     Ok(())
+}
+
+/// Make every thread allocate from glibc's main heap. A thread normally gets an arena
+/// of its own, which reserves 64 MB of address space; under a `softlimit -m` that
+/// reservation fails and glibc then serves each allocation of that thread with its own
+/// mmap and munmap. For a process whose threads are few and short-lived (tcpserver's
+/// connection set-up), one heap is both smaller and faster.
+pub fn one_malloc_arena() {
+    // SAFETY: mallopt only sets a tunable of the allocator; called before any thread
+    // exists, it races with nothing.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }

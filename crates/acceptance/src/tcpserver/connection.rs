@@ -1,8 +1,9 @@
-//! One connection, in a short-lived thread of the parent (small stack, see
-//! [`STACK_SIZE`]): banner, names, rules, then the program as a child process with
-//! fd 0 = fd 1 = the socket. The thread ends as soon as the program is started: it
-//! reports the pid (or that no program was started) to the accept loop, which owns the
-//! slots and reaps the children.
+//! One connection: banner, names, rules, then the program as a child process with
+//! fd 0 = fd 1 = the socket. When that can wait on the network ([`may_block`]) it runs
+//! in a short-lived thread of the parent (small stack, see [`STACK_SIZE`]), which ends
+//! as soon as the program is started and reports the pid (or that no program was
+//! started) to the accept loop; otherwise the accept loop does it itself. The loop owns
+//! the slots and reaps the children.
 //!
 //! The rules are checked here, before any process is created: a denied client is
 //! simply closed (classic tcpserver forks first and the child exits 100; the client
@@ -214,25 +215,40 @@ impl Drop for Reporter<'_> {
     }
 }
 
-/// Serve one accepted connection from `ip` (whose slot the loop has taken; `active`
-/// connections with it, for the log).
-pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize) {
+/// Serve one accepted connection from `ip` in a thread of its own (names, IDENT or a
+/// banner may take seconds), and report to the accept loop.
+pub fn handle_in_thread(stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize) {
     let mut reporter = Reporter {
         shared,
         ip,
         sent: false,
     };
-    let config = &shared.config;
+    if let Some(pid) = setup(stream, &shared.config, ip, active) {
+        reporter.started(pid);
+    }
+}
+
+/// Whether setting a connection up can wait on the network (name lookups, IDENT, a
+/// banner to a client that does not read): then it gets a thread, so the accept loop
+/// never waits. Otherwise ([`setup`] reads only a local cdb) the loop does it itself.
+pub fn may_block(config: &Config) -> bool {
+    config.remote_host_lookup || config.ident || !config.banner.is_empty()
+}
+
+/// Set up one accepted connection from `ip` (whose slot the loop has taken; `active`
+/// connections with it, for the log): banner, names, rules, then the program. The pid
+/// of the program, or `None` when none was started (denied, dropped, failed).
+pub fn setup(mut stream: TcpStream, config: &Config, ip: IpAddr, active: usize) -> Option<u32> {
     let verbose = config.verbosity == Verbosity::Verbose;
     let errors = config.verbosity != Verbosity::Quiet;
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-        return;
+        return None;
     };
     let local_ip = plain_ip(local.ip());
     if !config.banner.is_empty() {
         let _ = stream.set_write_timeout(Some(BANNER_WRITE_TIMEOUT));
         if stream.write_all(&config.banner).is_err() {
-            return;
+            return None;
         }
         let _ = stream.set_write_timeout(None);
     }
@@ -267,7 +283,7 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
                     .kv("reason", reason)
                     .emit();
             }
-            return;
+            return None;
         }
     };
     if decision.deny {
@@ -278,7 +294,7 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
                 .kv("rule", decision.rule_name())
                 .emit();
         }
-        return;
+        return None;
     }
     if config.nodelay {
         let _ = stream.set_nodelay(true);
@@ -306,12 +322,12 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
     }
     let (stdin, stdout) = match (stream.try_clone(), stream.try_clone()) {
         (Ok(a), Ok(b)) => (a, b),
-        _ => return,
+        _ => return None,
     };
     cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(stdin)));
     cmd.stdout(Stdio::from(std::os::fd::OwnedFd::from(stdout)));
-    // No lock: the accept loop may reap the program before it hears of it here, and
-    // then frees the slot when the report comes (see `limits`).
+    // From a thread, no lock: the accept loop may reap the program before it hears of
+    // it, and then frees the slot when the report comes (see `limits`).
     let spawned = cmd.spawn();
     // The child has its own copies; the parent must not keep the connection open.
     drop(cmd);
@@ -328,7 +344,7 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
                     )
                     .emit();
             }
-            return;
+            return None;
         }
     };
     let pid = child.id();
@@ -346,7 +362,7 @@ pub fn handle(mut stream: TcpStream, shared: &Shared, ip: IpAddr, active: usize)
             .kv("status", format!("{active}/{}", config.limit))
             .emit();
     }
-    reporter.started(pid);
+    Some(pid)
 }
 
 #[cfg(test)]

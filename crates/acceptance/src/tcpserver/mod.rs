@@ -3,10 +3,11 @@
 //!
 //! The parent binds, drops privileges (`-u`/`-g`/`-U`) before any client byte is read,
 //! and runs one loop that polls the listening socket, a signalfd (SIGCHLD, SIGTERM)
-//! and a wake-up socket. Each accepted connection gets a short-lived thread with a
-//! small stack ([`connection::STACK_SIZE`]) that writes the banner, looks up names,
-//! checks the rules (reopening the cdb every time), spawns the program and reports its
-//! pid; the thread then ends. The loop alone owns the slots ([`limits`]) and reaps the
+//! and a wake-up socket. An accepted connection is set up — banner, names, rules
+//! (reopening the cdb every time), program — by the loop itself when nothing of that
+//! can wait on the network (`-H -R`, no banner: the usual case), else by a
+//! short-lived thread with a small stack ([`connection::STACK_SIZE`]) that reports the
+//! program's pid and ends. The loop alone owns the slots ([`limits`]) and reaps the
 //! children on SIGCHLD, so the parent's memory grows with connections being set up,
 //! not with programs running: it stays small under `postern-softlimit`. A connection
 //! whose thread cannot be started is closed and logged; the listener carries on.
@@ -42,6 +43,8 @@ pub const PROG: &str = "postern-tcpserver";
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 pub fn main() -> Result<()> {
+    // Before any thread: connection threads allocate from the main heap (see there).
+    postern_common::sys::one_malloc_arena();
     let config = options::parse(&getopt::args())?;
     let listener = bind(&config)?;
     drop_privileges(&config)?;
@@ -248,7 +251,7 @@ fn log_end(pid: u32, ended: Ended, limits: &Limits, verbose: bool) {
     line.emit();
 }
 
-/// Accept one connection and start its thread.
+/// Accept one connection and set it up, in a thread if that may wait.
 fn accept_one(listener: &TcpListener, shared: &Arc<Shared>, limits: &mut Limits) {
     let config = &shared.config;
     let (stream, peer) = match listener.accept() {
@@ -286,11 +289,23 @@ fn accept_one(listener: &TcpListener, shared: &Arc<Shared>, limits: &mut Limits)
         }
         return;
     };
+    if !connection::may_block(config) {
+        // Nothing here waits on the network: no thread to start, no report to wait for.
+        match connection::setup(stream, config, ip, active) {
+            Some(pid) => {
+                if let Some(ended) = limits.started(pid, ip) {
+                    log_end(pid, ended, limits, config.verbosity == Verbosity::Verbose);
+                }
+            }
+            None => limits.release(ip),
+        }
+        return;
+    }
     let thread_shared = Arc::clone(shared);
     let spawned = std::thread::Builder::new()
         .name("connection".into())
         .stack_size(connection::STACK_SIZE)
-        .spawn(move || connection::handle(stream, &thread_shared, ip, active));
+        .spawn(move || connection::handle_in_thread(stream, &thread_shared, ip, active));
     if let Err(e) = spawned {
         // The closure (and with it the stream) is dropped: the client sees a close.
         limits.release(ip);
