@@ -60,7 +60,8 @@ def main():
         return "n/a" if v is None else f"{v:,.{digits}f}"
 
     def ratio(a, b):
-        return None if a is None or b in (None, 0) else a / b
+        # A negative time (below) has no meaningful ratio.
+        return None if a is None or b is None or a < 0 or b <= 0 else a / b
 
     out = []
     w = out.append
@@ -98,6 +99,12 @@ def main():
          "lower", 2)
     line("250 → Maildir/new p90 (ms)", "sched", "p90_ms", None, "lower", 2)
     w("")
+    if any((median(s_, "sched", k) or 0) < 0 for s_ in ("postern", "postfix")
+           for k in ("p50_ms", "p90_ms")):
+        w("A negative 250 → Maildir time means the message was in `Maildir/new` before "
+          "the client had read the `250`: the queue wakes the delivery side as soon as "
+          "the message is safe, and the delivery won the race with the reply.")
+        w("")
 
     # Connection rates.
     w("| tcpserver running `/bin/echo ok` | postern-tcpserver | ucspi-tcp tcpserver | ratio | target | met |")
