@@ -143,8 +143,8 @@ def main():
 
     # Chain memory and softlimit.
     ch = (runs("postern", "chain") or [{}])[0]
-    w("One postern smtpd connection held open mid-DATA (tcpserver child → softlimit → "
-      "tlsd → smtpd, and the queue program):")
+    w("One postern smtpd connection held open mid-DATA (the tcpserver child exec'd into "
+      "smtpd, as the run script starts it without a certificate, and the queue program):")
     w("")
     w("| process | VmHWM (KiB) | VmRSS (KiB) | VmPeak (KiB) |")
     w("|---|---:|---:|---:|")
@@ -153,11 +153,12 @@ def main():
     w(f"| **sum** | {ch.get('sum_vmhwm_kb', 'n/a')} | {ch.get('sum_vmrss_kb', 'n/a')} | |")
     w("")
     for r in runs("postern", "softlimit"):
-        w(f"- under `postern-softlimit -m 8000000`, smtpd → {'postern-' + r.get('chain')}: "
+        w(f"- `postern-softlimit -m 8000000 postern-tcpserver … postern-smtpd` (the limit on "
+          f"the listener and so on every process of the chain), smtpd → {'postern-' + r.get('chain')}: "
           f"4 KB message **{r.get('small')}**, 1 MB message **{r.get('large')}**")
     w("")
     pop = (runs("postern", "pop3") or [{}])[0]
-    w(f"POP3 (postern-tcpserver → tlsd → popup → checkpassword → pop3d, poplib): "
+    w(f"POP3 (postern-tcpserver → popup → checkpassword → pop3d, poplib): "
       f"{pop.get('messages', 'n/a')} messages retrieved in {fmt(num(pop.get('retr_s')), 2)} s "
       f"= {fmt(num(pop.get('msg_per_s')))} msg/s; login+STAT {fmt(num(pop.get('login_stat_s')), 3)} s, "
       f"QUIT {fmt(num(pop.get('quit_s')), 3)} s.")
