@@ -719,3 +719,46 @@ fn r_asks_the_clients_identd_and_info_rules_apply() {
     assert_eq!(get(&env, "TCPREMOTEINFO"), None, "{out}");
     assert_eq!(get(&env, "TCPREMOTEIP"), Some("127.0.0.79"));
 }
+
+/// A program that cannot be run: the client is closed, the log says why, the slot is
+/// freed, and the server goes on — whether the program is forked from the accept loop
+/// (`-H -R`, no banner) or spawned from a connection thread (a banner). A program named
+/// without a path is found in PATH either way.
+#[test]
+fn a_program_that_cannot_run_closes_the_connection_and_the_server_goes_on() {
+    for banner in [None, Some("hello\r\n")] {
+        let mut args = vec!["-1", "-v", "-H", "-R", "-c", "1", "127.0.0.1", "0"];
+        if let Some(b) = banner {
+            args.splice(0..0, ["-B", b]);
+        }
+        let s = server(&args, &[Path::new("/nonexistent/program")]);
+        for _ in 0..3 {
+            // -c 1: a slot that was never freed would make the second connection wait.
+            let mut conn = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let mut out = String::new();
+            conn.read_to_string(&mut out).unwrap();
+            assert_eq!(out, banner.unwrap_or(""), "{banner:?}");
+        }
+        expect_within(TIMEOUT, "three error lines", || {
+            s.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| {
+                    l.starts_with(
+                        "event=error ip=127.0.0.1 reason=\"unable to run /nonexistent/program",
+                    )
+                })
+                .count()
+                == 3
+        });
+        drop(s);
+        let s = server(&args, &[Path::new("echo"), Path::new("found")]);
+        let mut conn = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut out = String::new();
+        conn.read_to_string(&mut out).unwrap();
+        assert_eq!(out, format!("{}found\n", banner.unwrap_or("")));
+    }
+}
