@@ -139,6 +139,11 @@ fn tcpserver_args(words: &[String]) -> Option<(SocketAddr, Option<String>)> {
     let mut i = 0;
     while i < words.len() {
         let w = &words[i];
+        if w.starts_with('$') && !w.contains(char::is_whitespace) {
+            // A variable holding more options (the run scripts' `$drop`, `-u`/`-g`).
+            i += 1;
+            continue;
+        }
         let Some(letters) = w.strip_prefix('-').filter(|l| !l.is_empty()) else {
             break;
         };
@@ -632,6 +637,32 @@ mod tests {
         assert_eq!(addr, "192.0.2.1:25".parse().unwrap());
         assert_eq!(rules.as_deref(), Some("rules"));
         assert!(parse_run_script("exec postern-send\n").is_none());
+        // The shipped run scripts, as init renders them.
+        let values = crate::templates::Values {
+            home: "/var/postern".into(),
+            domain: "example.test".into(),
+            listen: "0".into(),
+            smtp_port: 25,
+            submission_port: 587,
+            pop3_port: 110,
+            net_account: "postern-net".into(),
+            log_runas: String::new(),
+            send_runas: String::new(),
+            ratelimit_runas: String::new(),
+        };
+        for (service, port, cdb) in [
+            ("smtpd", 25, "tcp.smtp"),
+            ("submission", 587, "tcp.submission"),
+        ] {
+            let t = crate::templates::SERVICES
+                .iter()
+                .find(|t| t.path == format!("service/{service}/run"))
+                .unwrap();
+            let (addr, rules) = parse_run_script(&crate::templates::render(t.contents, &values))
+                .unwrap_or_else(|| panic!("{service}: no tcpserver line found"));
+            assert_eq!(addr, SocketAddr::from(([127, 0, 0, 1], port)), "{service}");
+            assert_eq!(rules.as_deref(), Some(cdb), "{service}");
+        }
         assert!(parse_run_script("tcpserver -Z 0 25 x\n").is_none());
     }
 
