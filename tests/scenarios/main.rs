@@ -3,6 +3,7 @@
 
 mod install;
 mod instance;
+mod local_workers;
 mod mail_flow;
 mod pop3_service;
 mod quickstart;

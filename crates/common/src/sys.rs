@@ -9,6 +9,7 @@
 //! - [`exit_on_alarm`]: qmail-queue's `alarm(86400)`, exiting with a chosen code,
 //!   without a thread.
 //! - [`one_malloc_arena`]: threads share glibc's main heap.
+//! - [`own_received_fds`]: own the descriptors a peer passed with SCM_RIGHTS.
 //!
 //! Each `unsafe` block carries its reason. Every other module of every crate forbids
 //! `unsafe`.
@@ -134,4 +135,14 @@ pub fn one_malloc_arena() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
+}
+
+/// Own descriptors that `recvmsg` just installed from an SCM_RIGHTS message, so that
+/// each is closed when dropped (a peer that sends more than asked for leaks nothing).
+pub fn own_received_fds(fds: &[RawFd]) -> Vec<OwnedFd> {
+    fds.iter()
+        // SAFETY: the kernel created these descriptors for this message a moment ago;
+        // nothing else in the process knows their numbers, so each gets one owner.
+        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect()
 }

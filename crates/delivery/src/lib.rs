@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod local;
+pub mod local_worker;
 pub mod maildir;
 pub mod progs;
 pub mod queuefile;

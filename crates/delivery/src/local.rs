@@ -15,7 +15,7 @@ use postern_common::{getopt, privilege, Error, Result, ResultExt};
 use std::io::{self, Read};
 use std::path::Path;
 
-const USAGE: &str = "postern-local [--] sender recipient";
+const USAGE: &str = "postern-local [--] sender recipient | postern-local -w";
 /// Most header bytes read to look for `Delivered-To:` lines; the rest streams through.
 pub const MAX_HEADER_SCAN: usize = 256 * 1024;
 /// Most `Delivered-To:` lines a message may carry before it counts as looping.
@@ -173,7 +173,16 @@ fn expected_owner(home: &Path) -> Result<(u32, u32)> {
 
 /// postern-local's main.
 pub fn main() -> Result<()> {
-    let (_, args) = getopt::parse(&getopt::args(), "", USAGE)?;
+    let (opts, args) = getopt::parse(&getopt::args(), "w", USAGE)?;
+    if !opts.is_empty() {
+        // -w: a worker for postern-send (crate::local_worker), no arguments.
+        if !args.is_empty() {
+            return Err(Error::usage(USAGE));
+        }
+        let home = postern_common::home::trusted_home();
+        postern_common::privilege::settle_setid(&home)?;
+        return crate::local_worker::serve(&home);
+    }
     let [sender, recipient] = args.as_slice() else {
         return Err(Error::usage(USAGE));
     };

@@ -3,18 +3,22 @@
 //! and sends the per-recipient results back to the scheduler over a channel.
 //!
 //! The child gets `mess/ID` on fd 0, positioned at the message (offset 12 + E).
-//! postern-local's stdout and stderr share one pipe; its last line is the reason.
+//! Local deliveries go to a running postern-local worker ([`crate::local_worker`]),
+//! which gets the same open file; as root, one postern-local per delivery, whose stdout
+//! and stderr share one pipe and whose last line is the reason.
 //! postern-remote's stdout is its report; its stderr goes to our log.
 
 use super::state::Channel;
 use super::takeover::Queue;
 use super::Event;
+use crate::local_worker::Pool;
 use crate::queuefile;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 /// Most output bytes kept from a delivery program.
 pub const MAX_OUTPUT: u64 = 64 * 1024;
@@ -41,6 +45,22 @@ pub struct Programs {
     pub remote: PathBuf,
     /// uid/gid for postern-remote when we are root.
     pub remote_ids: Option<(u32, u32)>,
+    /// Running postern-local workers (`None`: one postern-local per delivery, as when
+    /// we are root: a worker must not be).
+    pub local_workers: Option<Arc<Pool>>,
+}
+
+impl Programs {
+    pub fn new(local: PathBuf, remote: PathBuf, remote_ids: Option<(u32, u32)>) -> Programs {
+        let local_workers =
+            (!postern_common::privilege::is_root()).then(|| Arc::new(Pool::new(local.clone())));
+        Programs {
+            local,
+            remote,
+            remote_ids,
+            local_workers,
+        }
+    }
 }
 
 fn read_bounded(r: &mut dyn Read) -> Vec<u8> {
@@ -72,6 +92,14 @@ fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<(u8, String)>, Stri
     let n = job.idxs.len();
     let f = qf.file;
     match job.channel {
+        Channel::Local if progs.local_workers.is_some() => {
+            let pool = progs.local_workers.as_ref().expect("checked");
+            Ok(vec![pool.deliver(
+                &f,
+                &qf.envelope.sender,
+                job.addrs[0].as_bytes(),
+            )])
+        }
         Channel::Local => {
             // Close-on-exec: a delivery started by another thread meanwhile must not
             // inherit the write end, or our read would wait for that program to end.

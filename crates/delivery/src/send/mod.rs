@@ -916,11 +916,11 @@ pub fn main() -> Result<()> {
     let (tx, rx) = mpsc::channel();
     spawn_signal_reader(tx.clone())?;
     spawn_trigger_reader(q.path("lock", "trigger"), tx.clone())?;
-    let progs = Programs {
-        local: crate::progs::sibling("postern-local"),
-        remote: crate::progs::sibling("postern-remote"),
-        remote_ids: remote_ids(&cfg),
-    };
+    let progs = Programs::new(
+        crate::progs::sibling("postern-local"),
+        crate::progs::sibling("postern-remote"),
+        remote_ids(&cfg),
+    );
     let mut s = Scheduler {
         home,
         q,

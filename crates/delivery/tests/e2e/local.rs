@@ -137,7 +137,7 @@ fn unknown_recipient_and_bad_usage_are_permanent() {
     assert_eq!(code, Some(100));
     assert_eq!(
         err.trim(),
-        "postern-local: usage: postern-local [--] sender recipient"
+        "postern-local: usage: postern-local [--] sender recipient | postern-local -w"
     );
     let (code, text) = local(&inst, "a@b.test", "../../etc@example.test", MSG);
     assert_eq!(code, 100, "{text}");
