@@ -229,8 +229,10 @@ impl Pool {
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             let mut found = None;
-            while let Some(w) = idle.pop() {
-                if w.idle_since.elapsed() <= MAX_IDLE {
+            while let Some(mut w) = idle.pop() {
+                // One that has ended (killed, say) is collected here, not left a zombie.
+                let ended = !matches!(w.child.try_wait(), Ok(None));
+                if !ended && w.idle_since.elapsed() <= MAX_IDLE {
                     found = Some(w);
                     break;
                 }
