@@ -438,8 +438,61 @@ print(n); print(text)
         "not executable"
     );
 
+    // Without a certificate the run script leaves postern-tlsd out, and the SMTP
+    // listener itself becomes the network account after binding: then nothing of that
+    // service runs as root, and mail still flows (without STARTTLS).
+    fs::rename(tls.join("cert.pem"), dir.path().join("cert.pem.off")).unwrap();
+    let (code, _, err) = run(
+        Command::new(bin.join("postern-svc"))
+            .arg("-t")
+            .arg(home.join("service/smtpd")),
+        T,
+    );
+    assert_eq!(code, Some(0), "svc -t: {err}");
+    let net_uid = uid("net");
+    expect_within(
+        T,
+        "the smtpd listener to run as the network account",
+        || {
+            processes(&bin).values().any(|(name, ruid, euid, _)| {
+                name == "postern-tcpserver" && (*ruid, *euid) == (net_uid, net_uid)
+            })
+        },
+    );
+    let out = python(&format!(
+        r#"
+import smtplib, time
+for attempt in range(50):
+    try:
+        s = smtplib.SMTP("127.0.0.1", {smtp}, timeout=30, source_address=("127.0.0.200", 0))
+        break
+    except OSError:
+        time.sleep(0.1)
+s.ehlo()
+print("starttls" if s.has_extn("starttls") else "no starttls")
+s.sendmail("plain@outside.test", ["postmaster@example.test"], "Subject: no tls\r\n\r\nx\r\n")
+s.quit()
+"#
+    ));
+    assert_eq!(out.trim(), "no starttls");
+    // (The new sender also trips the rate limit again: alerts arrive too.)
+    expect_within(T, "the message without TLS delivered", || {
+        fs::read_dir(&new)
+            .unwrap()
+            .flatten()
+            .any(|f| fs::read_to_string(f.path()).is_ok_and(|t| t.contains("Subject: no tls")))
+    });
+
     // Uninstall: accounts and programs go, mail stays.
     svscan.stop();
+    let in_mailbox = |new: &Path| -> usize {
+        ["new", "cur"]
+            .iter()
+            .map(|d| fs::read_dir(new.with_file_name(d)).map_or(0, |d| d.count()))
+            .sum()
+    };
+    let before = in_mailbox(&new);
+    assert!(before >= 6, "{before} messages");
     let (code, out, err) = run(
         Command::new(script("uninstall")).arg("--home").arg(&home),
         T,
@@ -455,10 +508,6 @@ print(n); print(text)
     }
     assert!(!bin.exists() && !home.join("service").exists());
     assert!(home.join("queue").is_dir());
-    let kept: usize = ["new", "cur"]
-        .iter()
-        .map(|d| fs::read_dir(new.with_file_name(d)).map_or(0, |d| d.count()))
-        .sum();
-    assert_eq!(kept, 5, "the mailbox is kept");
+    assert_eq!(in_mailbox(&new), before, "the mailbox is kept");
     drop(guard);
 }
