@@ -5,11 +5,11 @@
 //! socket module (SOCK_SEQPACKET, SCM_RIGHTS), not by our own client.
 
 use crate::support::{add_domain, user_instance, ThrowawayUser};
-use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon};
+use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon, TempDir};
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -73,14 +73,20 @@ fn inject(user: &ThrowawayUser, home: &Path, n: usize) {
     }
 }
 
-#[test]
-fn deliveries_reuse_workers_and_workers_end_with_postern_send() {
-    let Some(user) = ThrowawayUser::create("postern-t-work") else {
-        return;
-    };
+/// A throwaway user with a single-user instance and the domain `example.test`.
+fn user_with_instance(name: &str) -> Option<(ThrowawayUser, TempDir, PathBuf)> {
+    let user = ThrowawayUser::create(name)?;
     let dir = tempdir();
     let home = user_instance(&user, dir.path(), &[]);
     add_domain(&user, &home, "example.test", "k7#Vq9!zLm2p");
+    Some((user, dir, home))
+}
+
+#[test]
+fn deliveries_reuse_workers_and_workers_end_with_postern_send() {
+    let Some((user, _dir, home)) = user_with_instance("postern-t-work") else {
+        return;
+    };
     let maildir = home.join("users/example.test/postmaster/Maildir");
     let mut send = user.command(workspace_bin("postern-send"));
     send.env("POSTERN_HOME", &home);
@@ -151,12 +157,9 @@ print("exit", p.wait(timeout=30))
 
 #[test]
 fn the_worker_protocol_from_python_and_no_worker_as_root() {
-    let Some(user) = ThrowawayUser::create("postern-t-wproto") else {
+    let Some((user, dir, home)) = user_with_instance("postern-t-wproto") else {
         return;
     };
-    let dir = tempdir();
-    let home = user_instance(&user, dir.path(), &[]);
-    add_domain(&user, &home, "example.test", "k7#Vq9!zLm2p");
     let msg = dir.path().join("message");
     fs::write(&msg, "Subject: over a socket\n\nhello\n").unwrap();
     let mut py = user.command("/usr/bin/python3");

@@ -186,6 +186,13 @@ mod tests {
     /// user and as root.
     #[test]
     fn run_scripts_leave_tlsd_out_without_a_certificate() {
+        /// The words from `port` on: the program chain after the listener's address.
+        fn from<'a>(args: &'a [String], port: &str) -> Vec<&'a str> {
+            args.iter()
+                .skip_while(|a| *a != port)
+                .map(|s| s.as_str())
+                .collect()
+        }
         let dir = std::env::temp_dir().join(format!("postern-templates-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("bin")).unwrap();
@@ -232,11 +239,7 @@ mod tests {
             !smtpd.iter().any(|a| a.contains("tlsd") || a == "-u"),
             "{smtpd:?}"
         );
-        let tail: Vec<&str> = smtpd
-            .iter()
-            .skip_while(|a| *a != "2525")
-            .map(|s| s.as_str())
-            .collect();
+        let tail = from(&smtpd, "2525");
         assert_eq!(
             tail,
             [
@@ -253,22 +256,14 @@ mod tests {
         );
         std::fs::write(dir.join("control/tls/cert.pem"), "x").unwrap();
         let smtpd = run("smtpd", "");
-        let tail: Vec<&str> = smtpd
-            .iter()
-            .skip_while(|a| *a != "2525")
-            .map(|s| s.as_str())
-            .collect();
+        let tail = from(&smtpd, "2525");
         assert_eq!(
             tail[..3],
             ["2525", "H/bin/postern-tlsd", "H/bin/postern-rblsmtpd"],
             "{smtpd:?}"
         );
         let pop3 = run("pop3d", "root");
-        let tail: Vec<&str> = pop3
-            .iter()
-            .skip_while(|a| *a != "2110")
-            .map(|s| s.as_str())
-            .collect();
+        let tail = from(&pop3, "2110");
         assert_eq!(
             tail[..4],
             ["2110", "H/bin/postern-tlsd", "-u", "root"],
