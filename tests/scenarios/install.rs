@@ -11,7 +11,7 @@
 //! - `scripts/uninstall` removes the accounts, the programs and the service
 //!   directories, and keeps users/ and queue/.
 
-use crate::support::free_port;
+use crate::support::{free_port, run_with_input};
 use postern_testkit::{expect_within, require, run, target_dir, tempdir, Daemon};
 use std::collections::BTreeMap;
 use std::fs;
@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
@@ -167,24 +167,12 @@ fn install_runs_every_daemon_under_its_own_account_and_the_chain_works() {
 
     // A domain with its postmaster (postern-user as root gives it to the mail account),
     // and a certificate whose key only root can read.
-    let mut add = Command::new(bin.join("postern-user"));
-    add.env("POSTERN_HOME", &home)
-        .args(["domain", "add", "example.test"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let added = child.wait_with_output().unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
+    run_with_input(
+        "postern-user domain add",
+        Command::new(bin.join("postern-user"))
+            .env("POSTERN_HOME", &home)
+            .args(["domain", "add", "example.test"]),
+        format!("{PASSWORD}\n").as_bytes(),
     );
     let cdb = home.join("control/users.cdb");
     assert_eq!((owner(&cdb), mode(&cdb)), (uid("mail"), 0o600));

@@ -4,11 +4,12 @@
 //! postern-send stops, its workers go too. And the worker protocol spoken by Python's
 //! socket module (SOCK_SEQPACKET, SCM_RIGHTS), not by our own client.
 
-use crate::support::{add_domain, user_instance, ThrowawayUser};
-use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon, TempDir};
+use crate::support::{add_domain, run_with_input, user_instance, ThrowawayUser};
+use postern_testkit::{
+    expect_within, proc_status_field, run, tempdir, workspace_bin, Daemon, TempDir,
+};
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -23,12 +24,8 @@ fn workers(uid: u32) -> Vec<u32> {
             continue;
         };
         let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let status = fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-        let ruid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|u| u.parse::<u32>().ok());
+        let ruid = proc_status_field(pid, "Uid")
+            .and_then(|ids| ids.split_whitespace().next()?.parse::<u32>().ok());
         if comm.trim() == "postern-local" && ruid == Some(uid) {
             out.push(pid);
         }
@@ -51,24 +48,12 @@ fn writer_pids(maildir: &Path) -> Vec<String> {
 
 fn inject(user: &ThrowawayUser, home: &Path, n: usize) {
     for k in 0..n {
-        let mut cmd = user.command(workspace_bin("postern-inject"));
-        cmd.env("POSTERN_HOME", home)
-            .args(["-f", "friend@example.test", "postmaster@example.test"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("Subject: worker test {k}\n\nbody {k}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "postern-inject: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_with_input(
+            "postern-inject",
+            user.command(workspace_bin("postern-inject"))
+                .env("POSTERN_HOME", home)
+                .args(["-f", "friend@example.test", "postmaster@example.test"]),
+            format!("Subject: worker test {k}\n\nbody {k}\n").as_bytes(),
         );
     }
 }

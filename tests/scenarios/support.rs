@@ -93,21 +93,26 @@ pub fn user_instance(user: &ThrowawayUser, dir: &Path, ports: &[String]) -> Path
 pub fn add_domain(user: &ThrowawayUser, home: &Path, domain: &str, password: &str) {
     let mut add = user.command(workspace_bin("postern-user"));
     add.env("POSTERN_HOME", home)
-        .args(["domain", "add", domain])
-        .stdin(Stdio::piped())
+        .args(["domain", "add", domain]);
+    run_with_input(
+        "postern-user domain add",
+        &mut add,
+        format!("{password}\n").as_bytes(),
+    );
+}
+
+/// Run `cmd` with `input` on its standard input; it must exit 0 (`what` names it, with
+/// its stderr, when it does not).
+pub fn run_with_input(what: &str, cmd: &mut Command, input: &[u8]) {
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "postern-user domain add: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
