@@ -92,15 +92,11 @@ fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<(u8, String)>, Stri
     let n = job.idxs.len();
     let f = qf.file;
     match job.channel {
-        Channel::Local if progs.local_workers.is_some() => {
-            let pool = progs.local_workers.as_ref().expect("checked");
-            Ok(vec![pool.deliver(
-                &f,
-                &qf.envelope.sender,
-                job.addrs[0].as_bytes(),
-            )])
-        }
         Channel::Local => {
+            if let Some(pool) = &progs.local_workers {
+                let sender = &qf.envelope.sender;
+                return Ok(vec![pool.deliver(&f, sender, job.addrs[0].as_bytes())]);
+            }
             // Close-on-exec: a delivery started by another thread meanwhile must not
             // inherit the write end, or our read would wait for that program to end.
             let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
