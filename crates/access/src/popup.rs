@@ -388,6 +388,7 @@ impl Popup {
                 .env_remove(starttls::ENV_CIPHER),
         };
         sys::give_fd3(&mut cmd, r.as_raw_fd());
+        sys::with_default_signals(&mut cmd);
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {

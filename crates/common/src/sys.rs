@@ -4,8 +4,8 @@
 //! - [`give_fd3`]: a child finds a pipe as descriptor 3 (the checkpassword interface).
 //! - [`adopt_inherited_fd`] / [`take_fd3`]: own a descriptor inherited by number
 //!   (`POSTERN_TLS_FD`, checkpassword's fd 3).
-//! - [`with_clean_signal_mask`]: a child starts with no signal blocked, whatever mask
-//!   its parent uses for its signalfd.
+//! - [`with_default_signals`] / [`default_signals_before_exec`]: a program starts with
+//!   no signal blocked or ignored, whatever its parent did for its signalfd or was given.
 //! - [`exit_on_alarm`]: qmail-queue's `alarm(86400)`, exiting with a chosen code,
 //!   without a thread.
 //! - [`one_malloc_arena`]: threads share glibc's main heap.
@@ -80,21 +80,61 @@ pub fn take_fd3() -> Option<std::fs::File> {
     }))
 }
 
-/// Make `cmd` start its program with no signal blocked. A blocked mask survives `exec`;
-/// supervise and svscan block the signals they read through a signalfd, so without this
-/// `./run` could start with TERM blocked and `svc -d` would not stop it.
-pub fn with_clean_signal_mask(cmd: &mut Command) -> &mut Command {
+/// Make `cmd` start its program as a fresh program expects: no signal blocked and every
+/// signal at its default action. Both survive `exec`, and std's `Command` resets neither:
+/// daemons that read signals through a signalfd keep them blocked, Rust's runtime ignores
+/// SIGPIPE, and a shell without job control starts background commands with SIGINT and
+/// SIGQUIT ignored. Without this, `svc -d` could not stop a `./run` that inherited TERM
+/// blocked, and a shell service could not trap INT.
+pub fn with_default_signals(cmd: &mut Command) -> &mut Command {
     // SAFETY: the closure runs in the child between fork and exec, where only
-    // async-signal-safe work is allowed. It makes one pthread_sigmask call on an empty
-    // set built on the stack (sigemptyset) and, on failure, builds an io::Error from the
-    // raw errno; it neither allocates nor takes locks.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::signal::SigSet::empty()
-                .thread_set_mask()
-                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
-        })
+    // async-signal-safe work is allowed: it calls sigaction and pthread_sigmask on
+    // structures built on its own stack, and neither allocates nor takes locks.
+    unsafe { cmd.pre_exec(|| reset_signals().map_err(std::io::Error::from_raw_os_error)) }
+}
+
+/// Reset this process's signal mask and dispositions to the defaults, just before it
+/// execs into another program (the chain from postern-scan to postern-queue, rblsmtpd to
+/// smtpd). Handlers this process installed are reset by `exec` anyway; ignored and
+/// blocked signals are not.
+pub fn default_signals_before_exec() -> std::io::Result<()> {
+    reset_signals().map_err(std::io::Error::from_raw_os_error)
+}
+
+/// Every catchable signal to SIG_DFL, then an empty mask (in that order, so that nothing
+/// pending is delivered to a handler that is about to disappear). Async-signal-safe.
+fn reset_signals() -> Result<(), i32> {
+    for sig in 1..=31 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction with sa_handler = SIG_DFL is a valid argument;
+        // sigaction is async-signal-safe and touches only the kernel's table.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(sig, &action, std::ptr::null_mut()) == -1 {
+                return Err(errno());
+            }
+        }
     }
+    // SAFETY: an empty set on the stack; pthread_sigmask is async-signal-safe.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        let rc = libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(rc);
+        }
+    }
+    Ok(())
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EINVAL)
 }
 
 /// The exit code of the SIGALRM handler [`exit_on_alarm`] installs.

@@ -152,7 +152,7 @@ impl Worker {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
-        let child = Command::new(program)
+        let child = postern_common::sys::with_default_signals(&mut Command::new(program))
             .arg("-w")
             .stdin(Stdio::from(theirs))
             .stdout(Stdio::null())

@@ -125,7 +125,7 @@ fn run_command(
     limit: Duration,
 ) -> std::result::Result<(Option<i32>, String), String> {
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new(&argv[0])
+    let mut child = postern_common::sys::with_default_signals(&mut Command::new(&argv[0]))
         .args(&argv[1..])
         .arg(file)
         .stdin(Stdio::null())

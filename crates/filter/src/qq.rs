@@ -51,7 +51,8 @@ pub fn temp_with(bytes: &[&[u8]]) -> std::io::Result<File> {
 pub fn queue_command(message: File, envelope: &Envelope) -> std::io::Result<Command> {
     let env_file = temp_with(&[&envelope.to_bytes()])?;
     let mut cmd = Command::new(queue_program());
-    cmd.stdin(Stdio::from(message))
+    postern_common::sys::with_default_signals(&mut cmd)
+        .stdin(Stdio::from(message))
         .stdout(Stdio::from(env_file));
     Ok(cmd)
 }

@@ -177,7 +177,7 @@ fn exec_as(instance: &Path, user: &userdb::User, prog: &[OsString], setid: bool)
     if let Err(e) = result {
         return e;
     }
-    let err = std::process::Command::new(&prog[0])
+    let err = postern_common::sys::with_default_signals(&mut std::process::Command::new(&prog[0]))
         .args(&prog[1..])
         .env("USER", &user.address)
         .env("AUTHUSER", &user.address)

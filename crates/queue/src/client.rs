@@ -68,7 +68,7 @@ where
     // end, or the queue program would never see EOF on its envelope.
     let (env_read, env_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Failure::Queue(Error::temp(format!("unable to make a pipe: {}", e.desc()))))?;
-    let mut child = Command::new(program)
+    let mut child = postern_common::sys::with_default_signals(&mut Command::new(program))
         .stdin(Stdio::piped())
         .stdout(Stdio::from(env_read))
         .spawn()

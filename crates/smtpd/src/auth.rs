@@ -110,6 +110,7 @@ impl Checker {
             .stdout(Stdio::null())
             .process_group(0);
         postern_common::sys::give_fd3(&mut cmd, r.as_raw_fd());
+        postern_common::sys::with_default_signals(&mut cmd);
         let what = format!(
             "unable to run {}",
             postern_common::logline::printable(prog.as_encoded_bytes())

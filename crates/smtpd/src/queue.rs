@@ -117,7 +117,8 @@ pub fn start(
     nonblocking(&msg_w)?;
     nonblocking(&env_w)?;
     let mut cmd = Command::new(program);
-    cmd.stdin(Stdio::from(msg_r))
+    postern_common::sys::with_default_signals(&mut cmd)
+        .stdin(Stdio::from(msg_r))
         .stdout(Stdio::from(env_r))
         .process_group(0);
     if priority {

@@ -412,7 +412,7 @@ fn start(supervise: &Path, entry: &mut Entry) {
 }
 
 fn spawn(cmd: &mut Command, label: &str) -> Option<Pid> {
-    match postern_common::sys::with_clean_signal_mask(cmd).spawn() {
+    match postern_common::sys::with_default_signals(cmd).spawn() {
         Ok(child) => Some(Pid::from_raw(child.id() as i32)),
         Err(e) => {
             warn(

@@ -87,7 +87,7 @@ pub fn main() -> Result<()> {
     };
     drop_root(&opts)?;
     let Some(config) = config else {
-        let err = Command::new(&program[0])
+        let err = postern_common::sys::with_default_signals(&mut Command::new(&program[0]))
             .args(&program[1..])
             .env_remove(ENV_FD)
             .exec();
@@ -121,7 +121,8 @@ fn serve(config: std::sync::Arc<rustls::ServerConfig>, program: &[OsString]) -> 
             .temp("unable to use stdout")?,
     );
     let mut cmd = Command::new(&program[0]);
-    cmd.args(&program[1..])
+    postern_common::sys::with_default_signals(&mut cmd)
+        .args(&program[1..])
         .stdin(Stdio::from(in_r))
         .stdout(Stdio::from(out_w))
         .env(ENV_FD, theirs.as_raw_fd().to_string());

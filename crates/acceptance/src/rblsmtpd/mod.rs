@@ -302,9 +302,11 @@ pub fn main() -> Result<()> {
     };
     match verdict {
         Verdict::Pass => {
-            let err = std::process::Command::new(&c.program[0])
-                .args(&c.program[1..])
-                .exec();
+            let err = postern_common::sys::with_default_signals(&mut std::process::Command::new(
+                &c.program[0],
+            ))
+            .args(&c.program[1..])
+            .exec();
             Err(Error::temp(format!(
                 "unable to run {}: {}",
                 c.program[0].to_string_lossy(),

@@ -313,7 +313,8 @@ pub fn setup(mut stream: TcpStream, config: &Config, ip: IpAddr, active: usize) 
             .map(|(k, v)| (k.clone(), Some(v.clone()))),
     );
     let mut cmd = Command::new(&config.program[0]);
-    cmd.args(&config.program[1..]);
+    // Our signalfd keeps TERM and CHLD blocked; the program must not inherit that.
+    postern_common::sys::with_default_signals(&mut cmd).args(&config.program[1..]);
     for (k, v) in &env {
         match v {
             Some(v) => cmd.env(k, v),

@@ -78,9 +78,15 @@ fn bind(c: &Config) -> Result<TcpListener> {
     let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
         .temp("unable to create socket")?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).temp("unable to set SO_REUSEADDR")?;
+    // The address and port in the message: "address in use" alone does not say which.
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| match e {
-        nix::errno::Errno::EADDRINUSE => Error::temp("unable to bind: address in use"),
-        e => Error::temp(format!("unable to bind: {}", e.desc().to_lowercase())),
+        nix::errno::Errno::EADDRINUSE => {
+            Error::temp(format!("unable to bind {addr}: address in use"))
+        }
+        e => Error::temp(format!(
+            "unable to bind {addr}: {}",
+            e.desc().to_lowercase()
+        )),
     })?;
     let backlog = Backlog::new(c.backlog).unwrap_or(Backlog::MAXCONN);
     socket::listen(&fd, backlog).temp("unable to listen")?;

@@ -400,8 +400,44 @@ fn usage_errors_and_a_port_in_use() {
     assert_eq!(code, Some(111));
     assert_eq!(
         err,
-        "postern-tcpserver: fatal: unable to bind: address in use\n"
+        format!("postern-tcpserver: fatal: unable to bind 127.0.0.1:{port}: address in use\n")
     );
+}
+
+/// tcpserver reads TERM and CHLD through a signalfd (so keeps them blocked), and may
+/// itself have been started with INT and QUIT ignored; the program it starts for a
+/// connection gets none of that. `cp` (not a shell, which might reset its own mask)
+/// copies its own /proc status out.
+#[test]
+fn the_program_starts_with_no_signal_blocked_or_ignored() {
+    let dir = tempdir();
+    let out = dir.path().join("status");
+    for args in [&["-H", "-R"][..], &[][..]] {
+        let _ = fs::remove_file(&out);
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg("trap '' INT QUIT; exec \"$@\"")
+            .arg("sh")
+            .arg(bin("postern-tcpserver"))
+            .args(args)
+            .args(["-1", "-v", "127.0.0.1", "0", "/bin/cp", "/proc/self/status"])
+            .arg(&out);
+        let s = Server::start(cmd);
+        let conn = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        s.wait_log(&["event=end"]);
+        drop(conn);
+        let status = fs::read_to_string(&out).unwrap();
+        for field in ["SigBlk:", "SigIgn:"] {
+            let value = status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .unwrap()
+                .trim();
+            // Bits 31 and 32 are glibc's own real-time signals.
+            let ours = u64::from_str_radix(value, 16).unwrap() & 0x7fff_ffff;
+            assert_eq!(ours, 0, "{args:?}: {field} {value}");
+        }
+    }
 }
 
 #[test]

@@ -105,7 +105,8 @@ fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<(u8, String)>, Stri
                 .try_clone()
                 .map_err(|e| format!("unable to make a pipe: {e}"))?;
             let mut cmd = Command::new(&progs.local);
-            cmd.arg("--")
+            postern_common::sys::with_default_signals(&mut cmd)
+                .arg("--")
                 .arg(&sender)
                 .arg(&job.addrs[0])
                 .stdin(Stdio::from(f))
@@ -136,7 +137,8 @@ fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<(u8, String)>, Stri
         }
         Channel::Remote => {
             let mut cmd = Command::new(&progs.remote);
-            cmd.arg(&job.domain)
+            postern_common::sys::with_default_signals(&mut cmd)
+                .arg(&job.domain)
                 .arg(&sender)
                 .args(&job.addrs)
                 .stdin(Stdio::from(f))

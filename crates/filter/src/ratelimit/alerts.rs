@@ -4,17 +4,13 @@
 //!
 //! postern-ratelimit reads signals through a signalfd, so it keeps HUP and TERM blocked;
 //! a blocked mask survives `exec`, and std's `Command` does not reset it. The queue
-//! program is therefore started with `posix_spawn`, an empty signal mask and SIGPIPE back
-//! to its default (nix's safe wrapper: no `unsafe` here).
+//! program is therefore started through `with_default_signals`.
 
 use crate::envelope::Envelope;
 use crate::qq;
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::io::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// How long postern-queue may take before we give up on it (and kill it).
@@ -44,37 +40,20 @@ pub fn send(to: &str, text: &str) -> std::result::Result<(), String> {
     let message = qq::temp_with(&[text.as_bytes()]).map_err(|e| e.to_string())?;
     let env = qq::temp_with(&[&envelope.to_bytes()]).map_err(|e| e.to_string())?;
     let program = qq::queue_program();
-    let describe = |e: nix::Error| format!("unable to run {}: {}", program.display(), e.desc());
-    let path = CString::new(program.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-    let environ: Vec<CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
-    let mut attr = nix::spawn::PosixSpawnAttr::init().map_err(describe)?;
-    attr.set_sigmask(&SigSet::empty()).map_err(describe)?;
-    // Rust's runtime ignores SIGPIPE, and an ignored signal survives exec too.
-    let mut default = SigSet::empty();
-    default.add(Signal::SIGPIPE);
-    attr.set_sigdefault(&default).map_err(describe)?;
-    attr.set_flags(
-        nix::spawn::PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
-            | nix::spawn::PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
-    )
-    .map_err(describe)?;
-    let mut actions = nix::spawn::PosixSpawnFileActions::init().map_err(describe)?;
-    actions.add_dup2(message.as_raw_fd(), 0).map_err(describe)?;
-    actions.add_dup2(env.as_raw_fd(), 1).map_err(describe)?;
-    let args = [path.clone()];
-    let pid = if program.is_absolute() {
-        nix::spawn::posix_spawn(path.as_c_str(), &actions, &attr, &args, &environ)
-    } else {
-        nix::spawn::posix_spawnp(&path, &actions, &attr, &args, &environ)
-    }
-    .map_err(describe)?;
+    // Our signalfd keeps HUP and TERM blocked: the queue program starts clean.
+    let child =
+        postern_common::sys::with_default_signals(&mut std::process::Command::new(&program))
+            .stdin(std::process::Stdio::from(message))
+            .stdout(std::process::Stdio::from(env))
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "unable to run {}: {}",
+                    program.display(),
+                    postern_common::exit::describe_io(&e)
+                )
+            })?;
+    let pid = Pid::from_raw(child.id() as i32);
     match wait_for(pid, QUEUE_TIMEOUT) {
         Some(WaitStatus::Exited(_, 0)) => Ok(()),
         Some(WaitStatus::Exited(_, code)) => Err(format!("postern-queue exited {code}")),

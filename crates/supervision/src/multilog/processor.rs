@@ -9,8 +9,9 @@
 //! retried after a pause, forever: the rotated log is never dropped.
 //!
 //! fds 4 and 5 are set up by the shell (`exec ... 4<state 5>newstate`), which keeps this
-//! crate free of `unsafe` (no `pre_exec`); std resets the signal mask in the child, so
-//! the processor does not inherit multilog's blocked TERM and ALRM.
+//! crate free of `unsafe` (no `pre_exec` of its own). std does not reset the signal mask
+//! in the child, so the processor is started through `with_default_signals`: it must
+//! not inherit multilog's blocked TERM and ALRM.
 
 use super::archive::{finish, Code};
 use super::retry::{pause, retry};
@@ -38,7 +39,7 @@ pub fn process(dir: &Path, processor: &OsStr, num: u64) {
                 .truncate(true)
                 .mode(0o644)
                 .open(dir.join("processed"))?;
-            Command::new(SHELL)
+            postern_common::sys::with_default_signals(&mut Command::new(SHELL))
                 .arg("-c")
                 .arg(WRAPPER)
                 .arg("multilog-processor")

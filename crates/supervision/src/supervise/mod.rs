@@ -26,7 +26,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use postern_common::exit::{Error, Result, ResultExt};
 use postern_common::logline::LogLine;
-use postern_common::sys::with_clean_signal_mask;
+use postern_common::sys::with_default_signals;
 use postern_common::tai64n::Tai64n;
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -284,7 +284,7 @@ impl Supervisor {
         self.stamp = Tai64n::now();
         self.announce();
         match fs::metadata("finish") {
-            Ok(_) => match with_clean_signal_mask(
+            Ok(_) => match with_default_signals(
                 Command::new("./finish")
                     .arg(code.to_string())
                     .arg(signal.to_string()),
@@ -345,7 +345,7 @@ impl Supervisor {
         self.start_pending = false;
         let now = Instant::now();
         self.next_start = now + RESTART_GAP;
-        match with_clean_signal_mask(&mut Command::new("./run")).spawn() {
+        match with_default_signals(&mut Command::new("./run")).spawn() {
             Ok(child) => {
                 self.process = Process::Running(Pid::from_raw(child.id() as i32));
                 self.paused = false;

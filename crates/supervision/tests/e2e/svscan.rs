@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 const SVSCAN: &str = env!("CARGO_BIN_EXE_postern-svscan");
-const SOON: Duration = Duration::from_secs(5);
+/// For what should happen: generous, so a busy machine does not fail a test.
+const SOON: Duration = Duration::from_secs(30);
 /// Shutdown is bounded by svscan's SHUTDOWN_TIMEOUT (10 s); allow for a loaded machine.
 const SHUTDOWN: Duration = Duration::from_secs(20);
 
@@ -242,4 +243,56 @@ fn a_service_ignoring_term_is_killed_after_the_shutdown_timeout() {
 #[test]
 fn a_second_term_kills_at_once() {
     stubborn_service_is_killed(true);
+}
+
+/// Started from a shell without job control (`cmd &` in a script), svscan gets SIGINT
+/// and SIGQUIT ignored, and ignored signals survive `exec`. svscan and supervise start
+/// every service with the default disposition and an empty mask, so a service's own
+/// traps fire and `svc -i`/`-q` reach it.
+#[test]
+fn services_start_with_default_signals_whatever_svscan_inherited() {
+    let scan = ScanDir::new();
+    let got = scan.out("got");
+    scan.add(
+        "traps",
+        &format!(
+            "trap 'echo int >> {0}' INT\ntrap 'echo quit >> {0}' QUIT\n\
+             while :; do sleep 0.1; done",
+            got.display()
+        ),
+        None,
+    );
+    // `trap '' INT QUIT` in sh is what a non-interactive shell does to `cmd &`.
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("trap '' INT QUIT; exec \"$0\" \"$1\"")
+        .arg(SVSCAN)
+        .arg(&scan.root);
+    let mut svscan = Daemon::spawn_quiet("svscan", cmd);
+    let pid = scan.wait_up("traps", SOON);
+    let ignored = postern_testkit::proc_status_field(svscan.pid(), "SigIgn").unwrap();
+    assert_eq!(
+        u64::from_str_radix(&ignored, 16).unwrap() & 0b110,
+        0b110,
+        "svscan itself runs with INT and QUIT ignored"
+    );
+    for field in ["SigIgn", "SigBlk"] {
+        let value = postern_testkit::proc_status_field(pid, field).unwrap();
+        // Bits 31 and 32 are glibc's own real-time signals, never ours to reset.
+        let ours = u64::from_str_radix(&value, 16).unwrap() & 0x7fff_ffff;
+        assert_eq!(ours, 0, "{field} of the service: {value}");
+    }
+    let svc = env!("CARGO_BIN_EXE_postern-svc");
+    let service = scan.root.join("traps");
+    for (letter, word) in [("-i", "int"), ("-q", "quit")] {
+        let status = Command::new(svc)
+            .arg(letter)
+            .arg(&service)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        expect_within(SOON, word, || read(&got).lines().any(|l| l == word));
+    }
+    svscan.signal(libc::SIGTERM);
+    assert!(svscan.wait_exit(SHUTDOWN).is_some());
 }
