@@ -39,6 +39,8 @@ pub const MAX_REPLY_LINES: usize = 100;
 pub const FOREIGN: &str = "relaytest.example.net";
 /// The local part used in every probe address.
 pub const PROBE_LOCAL: &str = "postern-audit";
+/// The name the probe gives in EHLO (`posternctl report` knows the probe by it).
+pub const PROBE_HELO: &str = "audit.example.net";
 /// The item names.
 pub const ITEM_PROBE: &str = "open relay";
 pub const ITEM_RULES: &str = "relay rules";
@@ -324,7 +326,7 @@ fn dialogue(stream: TcpStream, hosted: &str, unknown: Option<String>) -> Transcr
         read_reply(&mut reader)
     };
     let steps: Result<(), String> = (|| {
-        let ehlo = say("EHLO audit.example.net")?;
+        let ehlo = say(&format!("EHLO {PROBE_HELO}"))?;
         t.ehlo = Some(ehlo.clone());
         if ehlo.code != 250 {
             return Err(format!("EHLO got {}", ehlo.first()));

@@ -1,10 +1,11 @@
 //! What each log line means to the report: the one table that maps the producers' events
-//! (DESIGN §5 `event=… key=value` lines) to what is counted. When a producer changes an
-//! event or a reason, this table — and the matching table in docs/posternctl.md — is the
-//! only place to change.
+//! (their `event=… key=value` lines, see docs/posternctl.md) to what is counted. When a
+//! producer changes an event or a reason, this table — and the matching table in
+//! docs/posternctl.md — is the only place to change.
 //!
 //! A line with an event the table does not know is counted as "other", never an error.
 
+use crate::audit::relay::{FOREIGN, PROBE_HELO, PROBE_LOCAL};
 use postern_common::logline;
 
 /// Why mail or a client was refused, as the report groups it.
@@ -16,23 +17,27 @@ pub enum Category {
     BadSender,
     Virus,
     ContentRule,
+    Mime,
     RateLimit,
     AuthFailure,
+    AuthRequired,
     AccessRule,
     Other,
 }
 
 impl Category {
     /// Every category, in the order reports show them.
-    pub const ALL: [Category; 10] = [
+    pub const ALL: [Category; 12] = [
         Category::Relay,
         Category::UnknownUser,
         Category::Rbl,
         Category::BadSender,
         Category::Virus,
         Category::ContentRule,
+        Category::Mime,
         Category::RateLimit,
         Category::AuthFailure,
+        Category::AuthRequired,
         Category::AccessRule,
         Category::Other,
     ];
@@ -45,8 +50,10 @@ impl Category {
             Category::BadSender => "bad sender",
             Category::Virus => "virus",
             Category::ContentRule => "content rule",
+            Category::Mime => "MIME structure",
             Category::RateLimit => "rate limit",
             Category::AuthFailure => "AUTH failure",
+            Category::AuthRequired => "AUTH required",
             Category::AccessRule => "access rule",
             Category::Other => "other",
         }
@@ -61,8 +68,10 @@ impl Category {
             Category::BadSender => "sender",
             Category::Virus => "virus",
             Category::ContentRule => "content",
+            Category::Mime => "mime",
             Category::RateLimit => "ratelimit",
             Category::AuthFailure => "auth",
+            Category::AuthRequired => "authreq",
             Category::AccessRule => "access",
             Category::Other => "other",
         }
@@ -70,6 +79,12 @@ impl Category {
 
     pub fn index(self) -> usize {
         Category::ALL.iter().position(|&c| c == self).unwrap_or(0)
+    }
+
+    /// Whether a refusal of this category puts the client among the "blocked IPs". A
+    /// submission client that tried MAIL before AUTH was told to log in, not blocked.
+    pub fn blocks(self) -> bool {
+        self != Category::AuthRequired
     }
 }
 
@@ -107,7 +122,7 @@ pub const TABLE: &[Row] = &[
     ("reject", "reason", "badmailfrom", Reject(BadSender)),
     ("reject", "reason", "sendermismatch", Reject(BadSender)),
     ("reject", "reason", "authfail", Reject(AuthFailure)),
-    ("reject", "reason", "authrequired", Reject(AuthFailure)),
+    ("reject", "reason", "authrequired", Reject(AuthRequired)),
     ("reject", "reason", "rbl", Reject(Rbl)),
     ("reject", "reason", "ratelimit", Reject(RateLimit)),
     // Follows the unknownuser lines it sums up: counting it would count them twice.
@@ -122,8 +137,11 @@ pub const TABLE: &[Row] = &[
     // postern-rblsmtpd
     ("rbl", "result", "listed", Reject(Rbl)),
     ("rbl", "*", "*", Info),
-    // postern-scan
+    // postern-scan: `event=quarantine reason=attachment|header|virus|mime|partial`, one
+    // line per refused message (smtpd's `reason=queue` line for it is not counted).
     ("quarantine", "reason", "virus", Reject(Virus)),
+    ("quarantine", "reason", "mime", Reject(Mime)),
+    ("quarantine", "reason", "partial", Reject(Mime)),
     ("quarantine", "*", "*", Reject(ContentRule)),
     ("scan", "", "", Info),
     ("scanerror", "", "", Info),
@@ -159,6 +177,7 @@ pub const TABLE: &[Row] = &[
     ("retry", "", "", Info),
     ("done", "", "", Info),
     ("bounce", "", "", Info),
+    ("hold", "", "", Info),
     ("admin", "", "", Info),
     ("reload", "", "", Info),
     ("corrupt", "", "", Info),
@@ -170,6 +189,34 @@ pub const TABLE: &[Row] = &[
     ("tlsctl", "", "", Info),
     ("neterror", "", "", Info),
 ];
+
+/// Lines without `event=` that a producer writes on purpose: `(start of the line, class)`.
+pub const TEXT_LINES: &[(&str, Class)] = &[
+    // Older postern-scan wrote its refusal again in words after the `quarantine` line,
+    // which is the one counted.
+    ("postern-scan: refused: ", Info),
+];
+
+/// The class of a line without `event=` ([`TEXT_LINES`]), or `None`.
+pub fn classify_text(line: &str) -> Option<Class> {
+    TEXT_LINES
+        .iter()
+        .find(|(start, _)| line.starts_with(start))
+        .map(|&(_, class)| class)
+}
+
+/// Whether a refusal line is `posternctl audit`'s own relay probe: from a loopback
+/// address (the probe binds 127.0.0.2 … 254), with the probe's HELO or sender. A
+/// stranger cannot pass for it: the address is checked too.
+pub fn is_audit_probe(fields: &[(String, String)]) -> bool {
+    let loopback = logline::get(fields, "ip")
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback());
+    let sender = format!("<{PROBE_LOCAL}@{FOREIGN}>");
+    loopback
+        && (logline::get(fields, "helo") == Some(PROBE_HELO)
+            || logline::get(fields, "from") == Some(sender.as_str()))
+}
 
 /// The class of a parsed line, or `None` for a line the table does not know ("other").
 pub fn classify(fields: &[(String, String)]) -> Option<Class> {
@@ -209,6 +256,52 @@ mod tests {
         );
         assert_eq!(class("event=reject ip=1.2.3.4 reason=queue"), Some(Info));
         assert_eq!(class("event=accept ip=1.2.3.4 size=5"), Some(Accept));
+        assert_eq!(
+            class("event=reject ip=1.2.3.4 reason=authrequired"),
+            Some(Reject(AuthRequired))
+        );
+        assert!(!AuthRequired.blocks() && AuthFailure.blocks() && Relay.blocks());
+    }
+
+    #[test]
+    fn scan_refusals_by_reason() {
+        for (reason, category) in [
+            ("virus", Virus),
+            ("attachment", ContentRule),
+            ("header", ContentRule),
+            ("mime", Mime),
+            ("partial", Mime),
+        ] {
+            assert_eq!(
+                class(&format!(
+                    "event=quarantine ip=192.0.2.1 reason={reason} rule=x"
+                )),
+                Some(Reject(category)),
+                "{reason}"
+            );
+        }
+        assert_eq!(
+            classify_text("postern-scan: refused: virus: Eicar-Test-Signature"),
+            Some(Info)
+        );
+        assert_eq!(classify_text("postern-scan: fatal: unable to read"), None);
+    }
+
+    #[test]
+    fn the_audit_probe_is_recognised_only_from_loopback() {
+        let probe = |line: &str| is_audit_probe(&logline::parse(line));
+        assert!(probe(
+            "event=reject ip=127.0.0.200 reason=relay helo=audit.example.net from=<postern-audit@relaytest.example.net> rcpt=<x@y>"
+        ));
+        assert!(probe(
+            "event=reject ip=127.0.0.3 reason=unknownuser helo=audit.example.net rcpt=<x@y>"
+        ));
+        assert!(!probe(
+            "event=reject ip=203.0.113.5 reason=relay helo=audit.example.net from=<postern-audit@relaytest.example.net>"
+        ));
+        assert!(!probe(
+            "event=reject ip=127.0.0.1 reason=relay helo=a.test from=<a@b>"
+        ));
     }
 
     #[test]
@@ -247,7 +340,7 @@ mod tests {
     #[test]
     fn unknown_lines_are_other_not_errors() {
         assert_eq!(class("event=brandnew x=1"), None);
-        assert_eq!(class("postern-scan: refused: virus: Eicar"), None);
+        assert_eq!(class("postern-scan: fatal: unable to read"), None);
         assert_eq!(class(""), None);
     }
 }

@@ -102,14 +102,22 @@ pub fn render(stats: &Stats, home: &Path, since: Option<i64>) -> String {
         "out",
         "Sent out",
         &stats.out_msgs.to_string(),
-        &bytes(stats.out_bytes),
+        &format!(
+            "{} · {} deferred · {} failed",
+            bytes(stats.out_bytes),
+            stats.remote_deferred,
+            stats.remote_failed
+        ),
     );
     card(
         &mut out,
         "",
         "Delivered locally",
         &stats.local_msgs.to_string(),
-        &format!("{} deferred · {} failed", stats.deferred, stats.failed),
+        &format!(
+            "{} deferred · {} failed",
+            stats.local_deferred, stats.local_failed
+        ),
     );
     card(
         &mut out,
@@ -256,6 +264,43 @@ pub fn render(stats: &Stats, home: &Path, since: Option<i64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The summary card titled `key`: its value and its line below.
+    fn card_of(page: &str, key: &str) -> (String, String) {
+        let start = page
+            .find(&format!(r#"<div class="k">{key}</div>"#))
+            .unwrap_or_else(|| panic!("no card {key}"));
+        let rest = &page[start..];
+        let field = |class: &str| {
+            let open = format!(r#"<div class="{class}">"#);
+            let at = rest.find(&open).unwrap() + open.len();
+            rest[at..at + rest[at..].find("</div>").unwrap()].to_string()
+        };
+        (field("v"), field("s"))
+    }
+
+    #[test]
+    fn each_delivery_card_counts_only_its_own_kind() {
+        let mut s = Stats::default();
+        for line in [
+            "event=new id=1 from=<a@here.test> rcpts=3 size=2000",
+            "event=delivery id=1 rcpt=<b@far.test> kind=remote result=fail tries=1",
+            "event=delivery id=1 rcpt=<c@far.test> kind=remote result=fail tries=1",
+            "event=delivery id=1 rcpt=<d@far.test> kind=remote result=defer tries=1",
+            "event=delivery id=1 rcpt=<e@here.test> kind=local result=ok tries=1",
+        ] {
+            s.add("send", Some(1_700_000_000), line);
+        }
+        let page = render(&s, Path::new("/h"), None);
+        assert_eq!(
+            card_of(&page, "Delivered locally"),
+            ("1".to_string(), "0 deferred · 0 failed".to_string())
+        );
+        assert_eq!(
+            card_of(&page, "Sent out"),
+            ("0".to_string(), "0 B · 1 deferred · 2 failed".to_string())
+        );
+    }
 
     #[test]
     fn page_is_self_contained_and_escaped() {

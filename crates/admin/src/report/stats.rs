@@ -95,9 +95,13 @@ pub struct Stats {
     /// Remote deliveries done (one per recipient, as postern-send logs them).
     pub out_msgs: u64,
     pub out_bytes: u64,
+    /// Remote attempts deferred, remote recipients failed.
+    pub remote_deferred: u64,
+    pub remote_failed: u64,
+    /// Local deliveries done, attempts deferred, recipients failed.
     pub local_msgs: u64,
-    pub deferred: u64,
-    pub failed: u64,
+    pub local_deferred: u64,
+    pub local_failed: u64,
     /// Hour bucket start (unix seconds) → counts.
     pub hours: BTreeMap<i64, Bucket>,
     /// Refusals by [`Category::index`].
@@ -107,6 +111,9 @@ pub struct Stats {
     pub senders: Counter,
     pub rcpt_domains: Counter,
     pub blocked_ips: Counter,
+    /// Refusals of `posternctl audit`'s own relay probe (counted in their category, but
+    /// never as blocked IPs).
+    pub audit_probe: u64,
     pub viruses: Counter,
     /// Log directories read, with their line counts.
     pub sources: BTreeMap<String, u64>,
@@ -221,6 +228,9 @@ impl Stats {
             self.first = Some(self.first.map_or(t, |f| f.min(t)));
             self.last = Some(self.last.map_or(t, |l| l.max(t)));
         }
+        if events::classify_text(line).is_some() {
+            return; // known, and not counted (see the table)
+        }
         let fields = logline::parse(line);
         let Some(class) = events::classify(&fields) else {
             self.other_lines += 1;
@@ -304,9 +314,14 @@ impl Stats {
                 b.out_bytes += size;
             }
             Some("ok") => self.local_msgs += 1,
-            Some("fail") => self.failed += 1,
+            Some("fail") if remote => self.remote_failed += 1,
+            Some("fail") => self.local_failed += 1,
             _ => {
-                self.deferred += 1;
+                if remote {
+                    self.remote_deferred += 1;
+                } else {
+                    self.local_deferred += 1;
+                }
                 return; // tried again later: its domain is counted once, when it ends
             }
         }
@@ -355,8 +370,13 @@ impl Stats {
         self.bucket(time).rejected += 1;
         // postern-ratelimit names a blocked client as `kind=ip key=IP`.
         let ip = get("ip").or_else(|| get("key").filter(|_| get("kind") == Some("ip")));
-        if let Some(ip) = ip.filter(|ip| !ip.is_empty() && *ip != "local") {
-            self.blocked_ips.add(ip, 1);
+        let probe = events::is_audit_probe(fields);
+        if probe {
+            self.audit_probe += 1;
+        } else if let Some(ip) = ip.filter(|ip| !ip.is_empty() && *ip != "local") {
+            if category.blocks() {
+                self.blocked_ips.add(ip, 1);
+            }
         }
         match category {
             Category::Virus => {
@@ -400,7 +420,8 @@ mod tests {
         ]);
         assert_eq!((s.in_msgs, s.in_bytes), (2, 150));
         assert_eq!((s.out_msgs, s.out_bytes), (1, 120));
-        assert_eq!((s.local_msgs, s.deferred, s.failed), (1, 1, 1));
+        assert_eq!((s.local_msgs, s.local_deferred, s.local_failed), (1, 0, 0));
+        assert_eq!((s.remote_deferred, s.remote_failed), (1, 1));
         assert_eq!(s.senders.get("a@x.test"), 1);
         assert_eq!(s.senders.get("<>"), 1);
         assert_eq!(s.rcpt_domains.get("far.test"), 2);
@@ -458,6 +479,57 @@ mod tests {
         assert_eq!(s.viruses.get("Eicar-Test-Signature"), 1);
         assert_eq!(s.other_lines, 2);
         assert_eq!(s.total_rejected(), 2);
+    }
+
+    #[test]
+    fn local_and_remote_results_are_counted_apart() {
+        let s = stats(&[
+            "event=delivery id=1 rcpt=<a@here.test> kind=local result=defer tries=1 text=\"quota\"",
+            "event=delivery id=1 rcpt=<a@here.test> kind=local result=fail tries=2 text=\"quota\"",
+            "event=delivery id=2 rcpt=<b@far.test> kind=remote result=fail tries=1 text=\"550 no\"",
+            "event=delivery id=3 rcpt=<c@far.test> kind=remote result=fail tries=1 text=\"550 no\"",
+            "event=delivery id=4 rcpt=<d@far.test> kind=remote result=defer tries=1 text=\"421\"",
+        ]);
+        assert_eq!((s.local_msgs, s.local_deferred, s.local_failed), (0, 1, 1));
+        assert_eq!((s.out_msgs, s.remote_deferred, s.remote_failed), (0, 1, 2));
+    }
+
+    #[test]
+    fn neither_the_audit_probe_nor_auth_required_is_a_blocked_ip() {
+        let s = stats(&[
+            "event=reject ip=127.0.0.200 reason=unknownuser helo=audit.example.net from=<postern-audit@relaytest.example.net> rcpt=<postern-audit-x@example.test>",
+            "event=reject ip=127.0.0.200 reason=relay helo=audit.example.net from=<postern-audit@relaytest.example.net> rcpt=<postern-audit@relaytest.example.net>",
+            "event=reject ip=192.0.2.7 reason=authrequired helo=laptop",
+            "event=reject ip=203.0.113.5 reason=relay helo=x from=<s@spam.test> rcpt=<v@victim.test>",
+        ]);
+        assert_eq!(s.rejected_in(Category::Relay), 2);
+        assert_eq!(s.rejected_in(Category::UnknownUser), 1);
+        assert_eq!(s.rejected_in(Category::AuthRequired), 1);
+        assert_eq!(s.rejected_in(Category::AuthFailure), 0);
+        assert_eq!(s.audit_probe, 2);
+        assert_eq!(s.blocked_ips.top(10), vec![("203.0.113.5".to_string(), 1)]);
+    }
+
+    #[test]
+    fn scan_refusals_count_once_by_reason() {
+        // As postern-scan writes them into smtpd's log, with smtpd's own line after.
+        let s = stats(&[
+            "event=quarantine ip=192.0.2.10 from=<x@evil.test> rcpts=1 reason=attachment rule=\".exe (filter.rules:19)\" detail=\"Executable: a.exe\" copy=quarantine/new/1",
+            "postern-scan: refused: attachment: Executable: a.exe",
+            "event=reject ip=192.0.2.10 reason=queue helo=x from=<x@evil.test> code=82 detail=\"message refused: Executable\"",
+            "event=quarantine ip=192.0.2.10 from=<x@evil.test> rcpts=1 reason=mime rule=structure detail=\"two Content-Type headers\" copy=quarantine/new/2",
+            "event=quarantine ip=192.0.2.10 from=<x@evil.test> rcpts=1 reason=partial rule=message/partial detail=x copy=quarantine/new/3",
+            "event=quarantine ip=192.0.2.10 from=<x@evil.test> rcpts=1 reason=header rule=\"love (filter.rules:40)\" detail=LoveLetter copy=quarantine/new/4",
+            "event=quarantine ip=192.0.2.10 from=<x@evil.test> rcpts=1 reason=virus rule=clamd:/s:Eicar detail=Eicar copy=quarantine/new/5",
+            "postern-scan: refused: virus: Eicar",
+        ]);
+        assert_eq!(s.rejected_in(Category::ContentRule), 2);
+        assert_eq!(s.rejected_in(Category::Mime), 2);
+        assert_eq!(s.rejected_in(Category::Virus), 1);
+        assert_eq!(s.rejected_in(Category::Other), 0);
+        assert_eq!(s.total_rejected(), 5);
+        assert_eq!(s.other_lines, 0);
+        assert_eq!(s.blocked_ips.get("192.0.2.10"), 5);
     }
 
     #[test]

@@ -129,12 +129,30 @@ pub fn render(stats: &Stats, home: &Path, since: Option<i64>) -> String {
                 bytes(stats.out_bytes),
             ],
             vec![
+                "remote deferred".into(),
+                stats.remote_deferred.to_string(),
+                String::new(),
+            ],
+            vec![
+                "remote failed".into(),
+                stats.remote_failed.to_string(),
+                String::new(),
+            ],
+            vec![
                 "delivered locally".into(),
                 stats.local_msgs.to_string(),
                 String::new(),
             ],
-            vec!["deferred".into(), stats.deferred.to_string(), String::new()],
-            vec!["failed".into(), stats.failed.to_string(), String::new()],
+            vec![
+                "local deferred".into(),
+                stats.local_deferred.to_string(),
+                String::new(),
+            ],
+            vec![
+                "local failed".into(),
+                stats.local_failed.to_string(),
+                String::new(),
+            ],
         ],
     );
 
@@ -178,6 +196,13 @@ pub fn render(stats: &Stats, home: &Path, since: Option<i64>) -> String {
             .collect();
         let _ = writeln!(out, "(other: {})", other.join(", "));
     }
+    if stats.audit_probe > 0 {
+        let _ = writeln!(
+            out,
+            "({} of these were posternctl audit's own relay probe: not in the blocked IPs)",
+            stats.audit_probe
+        );
+    }
 
     for (head, count, counter) in [
         ("top senders", "accepted", &stats.senders),
@@ -192,8 +217,13 @@ pub fn render(stats: &Stats, home: &Path, since: Option<i64>) -> String {
     if stats.other_lines > 0 {
         let _ = writeln!(
             out,
-            "\n{} lines with events the report does not know (counted as other)",
-            stats.other_lines
+            "\n{} {} the report does not know (counted as other)",
+            stats.other_lines,
+            if stats.other_lines == 1 {
+                "line with an event"
+            } else {
+                "lines with events"
+            }
         );
     }
     out
