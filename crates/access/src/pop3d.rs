@@ -63,6 +63,7 @@ struct Session {
 }
 
 pub fn main() -> Result<()> {
+    postern_common::privilege::not_dumpable()?;
     let (opts, args) = getopt::parse(&getopt::args(), "t:", USAGE)?;
     if args.len() > 1 {
         return Err(Error::usage(USAGE));

@@ -73,6 +73,7 @@ struct Popup {
 }
 
 pub fn main() -> Result<()> {
+    postern_common::privilege::not_dumpable()?;
     let (opts, args) = getopt::parse(&getopt::args(), "t:", USAGE)?;
     if args.len() < 3 {
         return Err(Error::usage(USAGE));

@@ -1,4 +1,4 @@
-//! Accounts and privilege drops. A drop is for good: supplementary groups are replaced,
+//! Accounts and privilege drops. A drop is for good: supplementary groups are removed,
 //! then the gid, then the uid, and we check that root cannot be regained — a program
 //! that asked to lose root and still has it must stop, not carry on.
 
@@ -45,12 +45,16 @@ pub fn is_root() -> bool {
     unistd::geteuid().is_root()
 }
 
-/// Become `uid`/`gid` with no supplementary groups but `gid`. Must be called while root
-/// (or already as that uid/gid); verifies the result.
+/// Become `uid`/`gid` with no supplementary groups at all (the primary `gid` grants the
+/// group's access). An empty list, not `[gid]` as the classic tools set: a setuid
+/// program this process starts cannot drop supplementary groups (only root can), so an
+/// account's group must not linger there — postern-remote started by postern-send would
+/// otherwise keep the send group and with it the queue. Must be called while root (or
+/// already as that uid/gid); verifies the result.
 pub fn drop_to(uid: u32, gid: u32) -> Result<()> {
     let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
     if unistd::geteuid().is_root() {
-        unistd::setgroups(&[gid]).temp("unable to set supplementary groups")?;
+        unistd::setgroups(&[]).temp("unable to set supplementary groups")?;
     }
     unistd::setgid(gid).temp(format!("unable to set gid {gid}"))?;
     unistd::setuid(uid).temp(format!("unable to set uid {uid}"))?;
@@ -116,6 +120,13 @@ pub fn settle_setid(home: &std::path::Path) -> Result<bool> {
     std::env::set_var("POSTERN_HOME", home);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     Ok(true)
+}
+
+/// Forbid `ptrace` and core dumps of this process by other processes of the same
+/// account. Every SMTP and POP3 session runs as the one network account; without this,
+/// a compromised session could attach to another and read its AUTH line or mail.
+pub fn not_dumpable() -> Result<()> {
+    nix::sys::prctl::set_dumpable(false).temp("unable to clear the dumpable flag")
 }
 
 /// Become `account` (its uid and primary gid).

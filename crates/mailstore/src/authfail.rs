@@ -42,6 +42,14 @@ pub const MAX_DELAY_MS: u64 = 30_000;
 /// Control file: the first delay in milliseconds; 0 switches delays off.
 pub const DELAY_FILE: &str = "authfaildelay";
 
+/// `control/authfaildelay`, the one reading of it: the first delay in **milliseconds**
+/// (checkpassword's first escalated delay, and smtpd's pause after a failed AUTH), at
+/// most [`MAX_DELAY_MS`] (a larger value is that).
+pub fn first_delay(control: &postern_common::control::Control) -> Result<Duration> {
+    let ms = control.number(DELAY_FILE, DEFAULT_DELAY_MS)?;
+    Ok(Duration::from_millis(ms.min(MAX_DELAY_MS)))
+}
+
 /// Where the table lives under an instance.
 pub fn table_path(home: &Path) -> PathBuf {
     home.join("run/authfail/table")

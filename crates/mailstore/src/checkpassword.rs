@@ -84,7 +84,7 @@ pub fn authenticate(
     ip: &str,
 ) -> Result<std::result::Result<userdb::User, Refusal>> {
     let control = Control::for_home(home);
-    let base_ms = control.number(authfail::DELAY_FILE, authfail::DEFAULT_DELAY_MS)?;
+    let base_ms = authfail::first_delay(&control)?.as_millis() as u64;
     let name = String::from_utf8_lossy(&req.user).into_owned();
     let user = if req.user.is_empty() {
         None

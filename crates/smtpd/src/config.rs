@@ -15,8 +15,6 @@ pub const DEFAULT_DATABYTES: u64 = 10_240_000;
 pub const DEFAULT_TIMEOUT: u64 = 300;
 /// Default time the queue program (a filter) may take, seconds.
 pub const DEFAULT_QUEUE_TIMEOUT: u64 = 1200;
-/// Default pause after a failed AUTH, seconds.
-pub const DEFAULT_AUTH_FAIL_DELAY: u64 = 3;
 /// Default pause per unknown recipient beyond [`FREE_UNKNOWN_RCPTS`], seconds.
 pub const DEFAULT_UNKNOWN_RCPT_DELAY: u64 = 1;
 /// Unknown recipients a session may give before the pauses start (typing mistakes).
@@ -158,7 +156,7 @@ impl Config {
             },
             queue_timeout: seconds(c, "timeoutqueue", DEFAULT_QUEUE_TIMEOUT)?
                 .max(Duration::from_secs(1)),
-            auth_fail_delay: seconds(c, "authfaildelay", DEFAULT_AUTH_FAIL_DELAY)?,
+            auth_fail_delay: postern_mailstore::authfail::first_delay(c)?,
             unknown_rcpt_delay: seconds(c, "unknownrcptdelay", DEFAULT_UNKNOWN_RCPT_DELAY)?,
             max_unknown_rcpts: c
                 .number("maxunknownrcpts", DEFAULT_MAX_UNKNOWN_RCPTS)?

@@ -39,6 +39,7 @@ pub const USAGE: &str = "postern-smtpd [-s] [CHECKPASSWORD SUBPROGRAM...]";
 
 /// The program: parse options, read the control files, serve one connection.
 pub fn main() -> Result<()> {
+    postern_common::privilege::not_dumpable()?;
     let (opts, operands) = getopt::parse(&getopt::args(), "s", USAGE)?;
     let submission =
         opts.iter().any(|o| o.letter == 's') || std::env::var("SUBMISSION").is_ok_and(|v| v == "1");

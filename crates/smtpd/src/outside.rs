@@ -144,8 +144,29 @@ impl Outside for Real {
         }
     }
 
+    /// Pause, but no longer than the client stays: a client that hangs up during the
+    /// pause (after a failed AUTH, say) must not hold a connection slot for the rest of
+    /// it. Only hang-ups wake the poll; pipelined input waits for the next read.
     fn sleep(&mut self, pause: Duration) {
-        std::thread::sleep(pause);
+        let deadline = std::time::Instant::now() + pause;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            // nix names no POLLRDHUP (a socket peer's shutdown); a pipe's is POLLHUP, always reported.
+            let hangup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+            let mut fds = [PollFd::new(self.stdin.as_fd(), hangup)];
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+            ) {
+                Ok(0) => return,
+                Ok(_) => return, // hang-up or error: the client is gone
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return std::thread::sleep(left),
+            }
+        }
     }
 
     fn log(&mut self, line: LogLine) {
