@@ -12,6 +12,8 @@
 //! - [`resolvers`]: which DNS servers to ask (`control/resolvers`, else resolv.conf).
 //! - [`sasl`]: base64 and SASL PLAIN, for SMTP and POP3 AUTH.
 //! - [`starttls`]: the protocol server's side of postern-tlsd's control channel.
+//! - [`custom_error`]: qmail-queue's custom error (exit 82, the reason on fd 6), written
+//!   by postern-scan and read by postern-smtpd.
 //! - [`sys`]: the one audited `unsafe` module (fd 3, inherited fds, signal mask).
 //!
 //! Families depend on this crate; it depends on no family.
@@ -19,6 +21,7 @@
 
 pub mod atomic;
 pub mod control;
+pub mod custom_error;
 pub mod exit;
 pub mod getopt;
 pub mod home;

@@ -1,7 +1,8 @@
 //! The workspace's one audited `unsafe` module (DESIGN §1.4): the few process and
 //! descriptor operations that neither std nor nix offers safely.
 //!
-//! - [`give_fd3`]: a child finds a pipe as descriptor 3 (the checkpassword interface).
+//! - [`give_fd3`] / [`give_fd_as`]: a child finds a pipe as descriptor 3 (the
+//!   checkpassword interface) or 6 (qmail-queue's custom error).
 //! - [`adopt_inherited_fd`] / [`take_fd3`]: own a descriptor inherited by number
 //!   (`POSTERN_TLS_FD`, checkpassword's fd 3).
 //! - [`with_default_signals`] / [`default_signals_before_exec`]: a program starts with
@@ -24,16 +25,23 @@ pub const CHECKPASSWORD_FD: RawFd = 3;
 
 /// Arrange for the child started by `cmd` to find `fd` as descriptor 3.
 pub fn give_fd3(cmd: &mut Command, fd: RawFd) {
+    give_fd_as(cmd, fd, CHECKPASSWORD_FD);
+}
+
+/// Arrange for the child started by `cmd` to find `fd` as descriptor `target` (3 for
+/// checkpassword, 6 for qmail-queue's custom error), open across `exec`. `target` must
+/// not be 0, 1 or 2 (std sets those up before this runs).
+pub fn give_fd_as(cmd: &mut Command, fd: RawFd, target: RawFd) {
     // SAFETY: the closure runs in the child between fork and exec; it calls only dup2 and
     // fcntl, which are async-signal-safe, and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(move || {
-            if fd == CHECKPASSWORD_FD {
+            if fd == target {
                 // Same number: just let it survive exec.
                 if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(fd, CHECKPASSWORD_FD) == -1 {
+            } else if libc::dup2(fd, target) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

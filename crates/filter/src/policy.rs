@@ -14,11 +14,27 @@ pub struct Context<'a> {
     pub allow_partial: bool,
 }
 
+/// What the client is told for a message that broke MIME rules (the details, which may
+/// quote the message, stay in the log and the quarantine copy).
+pub const REPLY_MIME: &str = "malformed or ambiguous MIME structure";
+/// What the client is told for `message/partial`.
+pub const REPLY_PARTIAL: &str = "message/partial is not accepted";
+
 fn refusal(reason: &str, rule: &Rule, detail: String) -> Refusal {
+    // A rule without a description is named by its kind, never by what matched.
+    let reply = if rule.description.is_empty() {
+        match reason {
+            "attachment" => "attachment type not accepted".to_string(),
+            _ => "header refused by policy".to_string(),
+        }
+    } else {
+        rule.description.clone()
+    };
     Refusal {
         reason: reason.into(),
         rule: format!("{} (filter.rules:{})", rule.pattern, rule.line),
         detail,
+        reply,
     }
 }
 
@@ -29,6 +45,7 @@ pub fn check(analysis: &Analysis, rules: &[Rule], cx: &Context) -> Option<Refusa
             reason: "mime".into(),
             rule: "structure".into(),
             detail: why.clone(),
+            reply: REPLY_MIME.into(),
         });
     }
     if !cx.allow_partial
@@ -41,6 +58,7 @@ pub fn check(analysis: &Analysis, rules: &[Rule], cx: &Context) -> Option<Refusa
             reason: "partial".into(),
             rule: "message/partial".into(),
             detail: "message/partial reassembles past any scanner; refused by default".into(),
+            reply: REPLY_PARTIAL.into(),
         });
     }
     for rule in rules {
@@ -122,6 +140,9 @@ mod tests {
         assert_eq!(r.reason, "attachment");
         assert_eq!(r.detail, "Executable File (.exe): Report.PDF.exe");
         assert_eq!(r.rule, ".exe (filter.rules:1)");
+        assert_eq!(r.reply, "Executable File (.exe)", "the name is not told");
+        let r = run(".exe\t0\t\n", ATTACH, "a@b.test", "192.0.2.1").unwrap();
+        assert_eq!(r.reply, "attachment type not accepted");
         assert!(
             run("report.pdf.exe\t5\tworm\n", ATTACH, "a@b.test", "192.0.2.1").is_none(),
             "size must match"

@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 
 pub const OK: i32 = 0;
 pub const ADDRESS_TOO_LONG: i32 = 11;
-/// "Mail server permanently refuses": smtpd answers 554 — our refusal.
+/// "Mail server permanently refuses": smtpd answers 554 — our refusal when the caller
+/// gave no fd 6 for the reason (with one, the refusal is exit 82: `custom_error`).
 pub const PERM_REFUSE: i32 = 31;
 pub const WRITE_ERROR: i32 = 53;
 pub const READ_ERROR: i32 = 54;

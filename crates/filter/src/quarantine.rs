@@ -22,6 +22,10 @@ pub struct Refusal {
     pub rule: String,
     /// One line for humans (the rule's description, the signature).
     pub detail: String,
+    /// What the sending client is told after `message refused: `: the rule's description
+    /// from `filter.rules`, a fixed phrase or the virus's name — never a name or text taken
+    /// from the message (smtpd's reply is cleaned again: printable ASCII, bounded).
+    pub reply: String,
 }
 
 fn header_value(text: &str) -> String {

@@ -1,14 +1,18 @@
 //! postern-scan's flow, in `$QMAILQUEUE` position: read the message (fd 0) and the
 //! envelope (fd 1) as postern-queue would, decide, then either hand both to
-//! postern-queue unchanged (`exec`, so its exit code is ours) or refuse with exit 31 —
-//! smtpd answers 554 before the client ever got 250, so no bounce is needed — after
-//! keeping a copy in quarantine and alerting the admin. A scanner error is exit 71 (451)
+//! postern-queue unchanged (`exec`, so its exit code is ours) or refuse — smtpd answers
+//! 554 before the client ever got 250, so no bounce is needed — after keeping a copy in
+//! quarantine and alerting the admin. The refusal says what was refused: when the caller
+//! gave a pipe as fd 6 (postern-smtpd, notqmail), `D5.7.1 message refused: <the rule's
+//! description>` goes there and the exit is 82 (qmail-queue's custom error); otherwise
+//! exit 31, qmail's plain "permanently rejected". A scanner error is exit 71 (451)
 //! unless `control/scanfailopen` says to let the mail through.
 
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::quarantine::Refusal;
 use crate::{alert, engines, mime, policy, qq, quarantine, rules};
 use postern_common::control::Control;
+use postern_common::custom_error;
 use postern_common::logline::LogLine;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -76,8 +80,16 @@ fn good_sender(control: &Control, sender: &str) -> postern_common::Result<bool> 
     }))
 }
 
+/// The reply text for a refusal: `5.7.1 message refused: …` (RFC 3463 5.7.1: delivery
+/// not authorized, message refused).
+pub fn refusal_text(r: &Refusal) -> String {
+    format!("5.7.1 message refused: {}", r.reply)
+}
+
 /// postern-scan's whole run; returns the exit code (a qmail-queue code).
 pub fn run() -> i32 {
+    // First, before any scanner runs: fd 6 becomes close-on-exec here.
+    let reason_pipe = custom_error::take_pipe();
     let (message, envelope) = match read_input() {
         Ok(x) => x,
         Err(code) => return code,
@@ -145,6 +157,7 @@ pub fn run() -> i32 {
                     refusal = Some(Refusal {
                         reason: "virus".into(),
                         rule: format!("{}:{sig}", engine.name()),
+                        reply: format!("virus found: {sig}"),
                         detail: sig,
                     });
                     break;
@@ -164,7 +177,18 @@ pub fn run() -> i32 {
     }
 
     match refusal {
-        Some(r) => refuse(&home, &control, &message, &envelope, &r, &client_ip),
+        Some(r) => {
+            let code = refuse(&home, &control, &message, &envelope, &r, &client_ip);
+            if code != qq::PERM_REFUSE {
+                return code;
+            }
+            // Say what was refused, when the caller listens on fd 6.
+            let record = custom_error::record(custom_error::Class::Permanent, &refusal_text(&r));
+            match reason_pipe.map(|mut p| p.write_all(&record)) {
+                Some(Ok(())) => custom_error::EXIT,
+                _ => qq::PERM_REFUSE,
+            }
+        }
         None => {
             let engines_text = if engines.is_empty() {
                 "none".to_string()
@@ -181,7 +205,8 @@ pub fn run() -> i32 {
     }
 }
 
-/// Quarantine, alert, log, exit 31.
+/// Quarantine, alert, log; 31 when refused (or a temporary code when no copy could be
+/// kept).
 fn refuse(
     home: &std::path::Path,
     control: &Control,
@@ -224,7 +249,6 @@ fn refuse(
         }
         Err(e) => LogLine::event("alertfail").kv("error", e.msg).emit(),
     }
-    eprintln!("postern-scan: refused: {}: {}", r.reason, r.detail);
     qq::PERM_REFUSE
 }
 

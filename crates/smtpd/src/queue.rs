@@ -1,6 +1,9 @@
 //! Handing a message to the queue: run `$QMAILQUEUE` (default `postern-queue`) with the
-//! message on its fd 0 and the envelope on its fd 1 (interop §5.1), and turn its exit
-//! code into an SMTP reply (interop §5.2).
+//! message on its fd 0 and the envelope on its fd 1 (the qmail-queue protocol), and turn
+//! its exit code into an SMTP reply (qmail's table, [`reply_for_exit`]). A program that
+//! refuses with exit 82 gives the reply's text itself on fd 6, a pipe from us
+//! (notqmail's custom error, [`postern_common::custom_error`]): postern-scan names the
+//! rule that refused the message that way.
 //!
 //! The program runs in its own process group, so a filter and whatever it started can be
 //! killed together. Every write to it and the wait for its exit have a deadline: a filter
@@ -11,10 +14,11 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use postern_common::custom_error;
 use postern_common::{Error, Result, ResultExt};
 use std::fs::File;
-use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -36,7 +40,9 @@ pub enum Outcome {
     Refused { reply: String, code: Option<i32> },
 }
 
-/// The SMTP reply for a qmail-queue exit code (interop §5.2). `None` is a crash.
+/// The SMTP reply for a qmail-queue exit code (qmail's qmail.c table; 11–40 permanent,
+/// anything else temporary). `None` is a crash. Exit 82 with a good record on fd 6 is
+/// answered by [`custom_error::reply`] instead; without one it is temporary.
 pub fn reply_for_exit(code: Option<i32>) -> String {
     let Some(code) = code else {
         return "451 4.3.0 qq crashed".to_string();
@@ -97,6 +103,8 @@ pub struct QueueJob {
     child: Child,
     message: Option<File>,
     envelope: Option<File>,
+    /// Our end of the custom-error pipe (the program's fd 6), non-blocking.
+    custom_error: File,
     pending: Vec<u8>,
     timeout: Duration,
     broken: bool,
@@ -114,13 +122,16 @@ pub fn start(
     let what = format!("unable to run {}", program.display());
     let (msg_r, msg_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).temp("unable to make a pipe")?;
     let (env_r, env_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).temp("unable to make a pipe")?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).temp("unable to make a pipe")?;
     nonblocking(&msg_w)?;
     nonblocking(&env_w)?;
+    nonblocking(&err_r)?;
     let mut cmd = Command::new(program);
     postern_common::sys::with_default_signals(&mut cmd)
         .stdin(Stdio::from(msg_r))
         .stdout(Stdio::from(env_r))
         .process_group(0);
+    postern_common::sys::give_fd_as(&mut cmd, err_w.as_raw_fd(), custom_error::FD);
     if priority {
         cmd.env("POSTERN_PRIORITY", "1");
     } else {
@@ -131,10 +142,12 @@ pub fn start(
         None => cmd.env_remove("AUTHUSER"),
     };
     let child = cmd.spawn().temp(what)?;
+    drop(err_w);
     Ok(QueueJob {
         child,
         message: Some(File::from(msg_w)),
         envelope: Some(File::from(env_w)),
+        custom_error: File::from(err_r),
         pending: Vec::with_capacity(CHUNK),
         timeout,
         broken: false,
@@ -223,6 +236,23 @@ impl QueueJob {
         let _ = self.child.wait();
     }
 
+    /// The reply a program that exited 82 left on its fd 6, if it is a good record. Read
+    /// after the exit and without blocking: whatever it wrote is in the pipe by then, and
+    /// a child of its that kept the descriptor cannot make us wait.
+    fn custom_reply(&mut self) -> Option<String> {
+        let mut record = Vec::with_capacity(256);
+        let mut buf = [0u8; 512];
+        while record.len() < custom_error::MAX_RECORD {
+            match self.custom_error.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => record.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break, // WouldBlock: nothing more was written
+            }
+        }
+        custom_error::reply(&record)
+    }
+
     /// Wait for the child's exit until the deadline; `None` on timeout.
     fn wait_deadline(&mut self) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + self.timeout;
@@ -302,8 +332,13 @@ impl Job for QueueJob {
             Some(status) => {
                 let code = status.code();
                 let _ = status.signal();
+                let custom = if code == Some(custom_error::EXIT) {
+                    self.custom_reply()
+                } else {
+                    None
+                };
                 Outcome::Refused {
-                    reply: reply_for_exit(code),
+                    reply: custom.unwrap_or_else(|| reply_for_exit(code)),
                     code,
                 }
             }
@@ -402,6 +437,61 @@ mod tests {
         );
         assert!(
             matches!(out, Outcome::Refused { ref reply, .. } if reply.starts_with("451")),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn exit_82_replies_with_the_text_on_fd_6() {
+        let (out, _d) = run(
+            "#!/bin/sh\ncat >/dev/null\nprintf 'D5.7.1 message refused: Executable File (.exe)' >&6\nexit 82\n",
+            b"x\n",
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            out,
+            Outcome::Refused {
+                reply: "554 5.7.1 message refused: Executable File (.exe)".into(),
+                code: Some(82)
+            }
+        );
+        // Temporary, with a line break that must not reach the client.
+        let (out, _d) = run(
+            "#!/bin/sh\ncat >/dev/null\nprintf 'Zscanner busy\\r\\n250 ok' >&6\nexit 82\n",
+            b"x\n",
+            Duration::from_secs(10),
+        );
+        assert!(
+            matches!(&out, Outcome::Refused { reply, .. } if reply == "451 4.3.0 scanner busy 250 ok"),
+            "{out:?}"
+        );
+        // 82 with nothing on fd 6 is a temporary problem; text without 82 is ignored.
+        let (out, _d) = run(
+            "#!/bin/sh\ncat >/dev/null\nexit 82\n",
+            b"x\n",
+            Duration::from_secs(10),
+        );
+        assert!(
+            matches!(&out, Outcome::Refused { reply, .. } if reply == "451 4.3.0 qq temporary problem"),
+            "{out:?}"
+        );
+        let (out, _d) = run(
+            "#!/bin/sh\ncat >/dev/null\nprintf 'D5.7.1 ignored' >&6\nexit 31\n",
+            b"x\n",
+            Duration::from_secs(10),
+        );
+        assert!(
+            matches!(&out, Outcome::Refused { reply, .. } if reply.starts_with("554 5.3.0 mail server")),
+            "{out:?}"
+        );
+        // A program that keeps fd 6 open in a child does not hold the session up.
+        let (out, _d) = run(
+            "#!/bin/sh\ncat >/dev/null\nsleep 5 &\nprintf 'D5.7.1 no' >&6\nexit 82\n",
+            b"x\n",
+            Duration::from_secs(10),
+        );
+        assert!(
+            matches!(&out, Outcome::Refused { reply, .. } if reply == "554 5.7.1 no"),
             "{out:?}"
         );
     }

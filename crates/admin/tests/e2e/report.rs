@@ -644,3 +644,56 @@ fn counts_what_the_real_smtpd_logs_through_multilog() {
     assert_eq!(count(&out, "203.0.113.9"), "1", "{out}");
     assert!(!out.contains("the report does not know"), "{out}");
 }
+
+/// The chain an admin runs: the real postern-smtpd hands a message to the real
+/// postern-scan, which refuses an attachment. The client is told which rule refused it,
+/// and the report counts what the two programs logged as one content-rule refusal.
+#[test]
+fn a_refused_attachment_through_the_real_smtpd_and_scan() {
+    let (Some(smtpd), Some(scan), Some(multilog)) = (
+        producer("postern-smtpd"),
+        producer("postern-scan"),
+        producer("postern-multilog"),
+    ) else {
+        return;
+    };
+    let i = Instance::new();
+    for d in [
+        "control",
+        "quarantine/tmp",
+        "quarantine/new",
+        "quarantine/cur",
+    ] {
+        fs::create_dir_all(i.home().join(d)).unwrap();
+    }
+    fs::write(i.home().join("control/rcpthosts"), "example.test\n").unwrap();
+    fs::write(i.home().join("control/me"), "mx.example.test\n").unwrap();
+    let log = i.log("smtpd");
+    let dialog = "EHLO c.test\r\nMAIL FROM:<x@evil.test>\r\nRCPT TO:<postmaster@example.test>\r\nDATA\r\nSubject: invoice\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: application/octet-stream; name=\"invoice.pdf.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAA==\r\n--B--\r\n.\r\nQUIT\r\n";
+    let replies = i.home().join("replies");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"printf '%s' "$DIALOG" | "$SMTPD" 2>&1 >"$REPLIES" | "$MULTILOG" t "$LOG""#)
+        .env("DIALOG", dialog)
+        .env("SMTPD", &smtpd)
+        .env("MULTILOG", &multilog)
+        .env("LOG", &log)
+        .env("REPLIES", &replies)
+        .env("POSTERN_HOME", i.home())
+        .env("TCPREMOTEIP", "192.0.2.66")
+        .env("PROTO", "TCP")
+        .env("QMAILQUEUE", &scan);
+    let (code, _, err) = run(&mut cmd, RUN);
+    assert_eq!(code, Some(0), "{err}");
+    let replies = fs::read_to_string(&replies).unwrap();
+    assert!(
+        replies.contains("\r\n554 5.7.1 message refused: Executable File (.exe)\r\n"),
+        "{replies}"
+    );
+    let (code, out, err) = i.report(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(count(&out, "content rule"), "1", "{out}");
+    assert_eq!(count(&out, "total"), "1", "{out}");
+    assert_eq!(count(&out, "192.0.2.66"), "1", "{out}");
+    assert!(!out.contains("the report does not know"), "{out}");
+}

@@ -73,6 +73,39 @@ impl Setup {
         )
     }
 
+    /// Run postern-scan as postern-smtpd does, with a pipe as fd 6 for the reason of a
+    /// refusal: (exit code, what it wrote on fd 6, stderr).
+    fn scan_with_reason_pipe(&self, message: &str) -> (i32, Vec<u8>, String) {
+        let msg_path = self.home().join("in.msg");
+        let env_path = self.home().join("in.env");
+        fs::write(&msg_path, message).unwrap();
+        fs::write(&env_path, b"Fsender@outside.test\0Tuser@example.test\0\0").unwrap();
+        let code_path = self.home().join("exit");
+        // `6>&1` while stdout is still the pipe to cat, then fd 1 becomes the envelope.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(r#"( "$SCAN" <"$MSG" 6>&1 1<"$ENV"; echo $? >"$CODE" ) | cat"#)
+            .env("SCAN", self.home().join("bin/postern-scan"))
+            .env("MSG", &msg_path)
+            .env("ENV", &env_path)
+            .env("CODE", &code_path)
+            .env("POSTERN_HOME", self.home())
+            .env("TCPREMOTEIP", "192.0.2.7")
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let code = fs::read_to_string(&code_path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (
+            code,
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     fn scan(&self, message: &str) -> (i32, String) {
         self.scan_raw(
             message.as_bytes(),
@@ -185,6 +218,81 @@ fn a_forbidden_attachment_is_refused_quarantined_and_reported() {
         q[0].0.contains("Subject: files"),
         "headers of the refused message are in the alert"
     );
+}
+
+#[test]
+fn the_reason_on_fd_6_names_the_rule_never_the_file() {
+    let s = Setup::new();
+    // The shipped rules: the client is told the rule's description from filter.rules.
+    let (code, record, err) =
+        s.scan_with_reason_pipe(&with_attachment("Invoice.pdf.exe", "TVqQAAMAAAAEAAAA"));
+    assert_eq!(code, 82, "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&record),
+        "D5.7.1 message refused: Executable File (.exe)"
+    );
+    assert!(err.contains("event=quarantine"), "{err}");
+    assert!(
+        !err.contains("postern-scan: refused"),
+        "the quarantine line is the one log line: {err}"
+    );
+    assert_eq!(s.quarantined().len(), 1, "kept as for exit 31");
+
+    // A description with bytes a client must not see is cleaned and cut; the attacker's
+    // file name (with a line break of its own) is never in the reply.
+    s.control(
+        "filter.rules",
+        &format!(
+            ".scr\t0\tScreen saver \x1b[31m\u{e9}t\u{e9} {}\n",
+            "x".repeat(400)
+        ),
+    );
+    let hostile = "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''evil%0D%0A250%20ok.scr\r\n\r\nx\r\n--B--\r\n";
+    let (code, record, err) = s.scan_with_reason_pipe(hostile);
+    assert_eq!(code, 82, "{err}");
+    let text = String::from_utf8_lossy(&record).into_owned();
+    assert!(
+        text.starts_with("D5.7.1 message refused: Screen saver [31m t xxx"),
+        "{text}"
+    );
+    assert!(
+        text.len() <= 1 + postern_common::custom_error::MAX_TEXT,
+        "{text}"
+    );
+    assert!(text.bytes().all(|b| (0x20..0x7f).contains(&b)), "{text}");
+    assert!(!text.contains("evil") && !text.contains("250"), "{text}");
+
+    // MIME trouble and viruses say what they are, not what the message held.
+    let (code, record, _) = s.scan_with_reason_pipe(
+        "Content-Type: text/plain\r\nContent-Type: application/zip\r\n\r\nx\r\n",
+    );
+    assert_eq!(code, 82);
+    assert_eq!(
+        String::from_utf8_lossy(&record),
+        "D5.7.1 message refused: malformed or ambiguous MIME structure"
+    );
+    let scanner = s.home().join("bin/fake-av");
+    write_script(
+        &scanner,
+        "#!/bin/sh\nif grep -q EICAR \"$1\"; then echo Fake.EICAR; exit 1; fi\nexit 0\n",
+    );
+    s.control("scanners", &format!("command:{}\n", scanner.display()));
+    let (code, record, _) = s.scan_with_reason_pipe(&format!("Subject: x\r\n\r\n{EICAR}\r\n"));
+    assert_eq!(code, 82);
+    assert_eq!(
+        String::from_utf8_lossy(&record),
+        "D5.7.1 message refused: virus found: Fake.EICAR"
+    );
+
+    // Clean mail: nothing on fd 6, and postern-queue does not inherit it.
+    write_script(
+        &s.home().join("bin/postern-queue"),
+        "#!/bin/sh\ncat >/dev/null\nif { true >&6; } 2>/dev/null; then echo fd6-open >&2; fi\nexit 0\n",
+    );
+    let (code, record, err) = s.scan_with_reason_pipe("Subject: fine\r\n\r\nhello\r\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(record.is_empty());
+    assert!(!err.contains("fd6-open"), "{err}");
 }
 
 #[test]

@@ -642,9 +642,11 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 }
                 Outcome::Refused { reply, code } => {
                     let code = code.map(|c| c.to_string()).unwrap_or_else(|| "none".into());
+                    // The text after the reply code and the enhanced status code.
+                    let detail = reply.splitn(3, ' ').nth(2).unwrap_or("");
                     self.reject("queue", None)
                         .kv("code", code)
-                        .kv("detail", &reply[10..])
+                        .kv("detail", detail)
                         .emit_to(self.outside);
                     reply
                 }

@@ -613,6 +613,44 @@ fn queue_exit_codes_become_replies_and_priority_is_set_for_relay_clients() {
     assert!(!environ.contains("POSTERN_PRIORITY"));
 }
 
+/// A filter that refuses with qmail-queue's custom error (exit 82, the text on fd 6, as
+/// postern-scan does) has its text in the 554, cleaned: the client learns what was
+/// refused, and nothing the filter wrote can add a reply line.
+#[test]
+fn a_filter_names_what_it_refused_through_fd_6() {
+    let s = Setup::default()
+        .queue("#!/bin/sh\ncat >/dev/null\nprintf 'D5.7.1 message refused: Executable File (.exe)' >&6\nexit 82\n")
+        .start();
+    let mut c = s.connect();
+    c.envelope_to("u@example.test");
+    c.send(b"hi\r\n.\r\n");
+    assert_eq!(
+        c.reply(),
+        "554 5.7.1 message refused: Executable File (.exe)"
+    );
+    assert!(c.cmd("QUIT").starts_with("221"));
+    s.wait_sessions_done(1);
+    assert!(
+        s.log()
+            .contains("reason=queue helo=client.test from=<a@client.test> code=82 detail=\"message refused: Executable File (.exe)\""),
+        "{}",
+        s.log()
+    );
+    assert!(s.queued().is_empty());
+
+    let s = Setup::default()
+        .queue("#!/bin/sh\ncat >/dev/null\nprintf 'D5.7.1 no\\r\\n250 2.0.0 ok' >&6\nexit 82\n")
+        .start();
+    let mut c = s.connect();
+    c.envelope_to("u@example.test");
+    c.send(b"hi\r\n.\r\n");
+    assert_eq!(c.reply(), "554 5.7.1 no 250 2.0.0 ok");
+    assert!(
+        c.cmd("QUIT").starts_with("221"),
+        "no second reply was queued"
+    );
+}
+
 const AUTH_SCRIPT: &str = r#"
 import os, smtplib, sys
 c = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]), local_hostname="client.test")
