@@ -354,7 +354,7 @@ impl Session {
     }
 
     fn capa(&mut self, _cmd: &command::Command) -> io::Result<Flow> {
-        self.line("+OK capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nIMPLEMENTATION postern\r\n.")?;
+        self.line("+OK capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\n.")?;
         Ok(Flow::Continue)
     }
 
@@ -514,6 +514,11 @@ mod tests {
                 ("RSET", "+OK 2 messages (46 octets)"),
                 ("DELE 1", "+OK message 1 deleted"),
                 ("APOP x y", "-ERR unknown command"),
+                // No IMPLEMENTATION line: the software is not named (as in the SMTP banner).
+                (
+                    "CAPA",
+                    "+OK capability list follows\nTOP\nUIDL\nRESP-CODES\nPIPELINING\n.",
+                ),
                 ("NO\0OP", "-ERR syntax error"),
                 ("NOOP", "+OK"),
                 ("QUIT", "+OK bye"),

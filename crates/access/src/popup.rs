@@ -188,7 +188,9 @@ impl Popup {
         if self.tls.is_some() && self.tls_info.is_none() {
             lines.push("STLS");
         }
-        lines.extend(["IMPLEMENTATION postern", "."]);
+        // No IMPLEMENTATION: what the server runs is not the client's business (the SMTP
+        // banner does not say it either, and `posternctl audit` checks that).
+        lines.push(".");
         self.reply(&lines.join("\r\n"))?;
         Ok(Flow::Continue)
     }

@@ -43,6 +43,7 @@ for c in ['USER', 'SASL', 'TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE', 'PIPELI
     expect(c in caps, c)
 expect(caps['SASL'] == ['PLAIN'], caps['SASL'])
 expect('STLS' not in caps, 'STLS without postern-tlsd')
+expect('IMPLEMENTATION' not in caps, caps)
 expect(p.noop().startswith(b'+OK'), 'noop')
 try:
     p.stat()
@@ -54,6 +55,7 @@ p.pass_(PASSWORD)
 expect(p.stat() == (1, 22), p.stat())
 caps = p.capa()
 expect('TOP' in caps and 'UIDL' in caps, caps)
+expect('IMPLEMENTATION' not in caps, caps)
 p.quit()
 "#,
     );
