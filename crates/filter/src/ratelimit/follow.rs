@@ -113,7 +113,15 @@ impl Follower {
                 return Ok(());
             };
             if ids(&meta) == (pos.dev, pos.ino) {
-                if meta.len() < pos.offset {
+                // Truncated only if the file is shorter than what we read *now*: `meta`
+                // was taken before the read, and a file that grew in between is longer
+                // than it says (comparing with it re-read the whole file: every line
+                // counted twice during a burst).
+                let len = file
+                    .metadata()
+                    .temp(format!("unable to stat {}", path.display()))?
+                    .len();
+                if len < pos.offset {
                     pos.offset = 0;
                     self.note("truncate", 0);
                 }
@@ -369,6 +377,41 @@ mod tests {
         fs::rename(&current, dir.path().join(rotated)).unwrap();
         append(&current, "2\n");
         assert_eq!(collect(&mut f), vec!["1", "2"]);
+    }
+
+    /// A writer appends while the follower reads: every line arrives exactly once. (The
+    /// old check compared the offset after reading with a size taken before it, took
+    /// the growth for a truncation and read the file again from the start.)
+    #[test]
+    fn lines_written_during_reads_are_counted_once() {
+        // Several rounds: the race needs a write between the stat and the read.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let current = dir.path().join("current");
+            append(&current, "start\n");
+            let mut f = Follower::new(dir.path(), None);
+            assert_eq!(collect(&mut f), vec!["start"]);
+            const LINES: usize = 20_000;
+            let writer = {
+                let current = current.clone();
+                std::thread::spawn(move || {
+                    let mut file = fs::OpenOptions::new().append(true).open(&current).unwrap();
+                    for i in 0..LINES {
+                        file.write_all(format!("event=accept n={i}\n").as_bytes())
+                            .unwrap();
+                    }
+                })
+            };
+            let mut got = Vec::new();
+            while !writer.is_finished() {
+                got.extend(collect(&mut f));
+            }
+            writer.join().unwrap();
+            got.extend(collect(&mut f));
+            assert_eq!(got.len(), LINES, "lines read more or less than once");
+            let expected: Vec<String> = (0..LINES).map(|i| format!("event=accept n={i}")).collect();
+            assert_eq!(got, expected);
+        }
     }
 
     #[test]
