@@ -14,9 +14,6 @@ use postern_common::{Error, Result};
 use postern_mailstore::User;
 use std::path::Path;
 
-/// Most `-` cut points tried for an extension address.
-pub const MAX_EXTENSION_TRIES: usize = 8;
-
 /// The outcome of resolving a recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -61,15 +58,7 @@ pub fn resolve(home: &Path, addr: &str) -> Result<Target> {
     if let Some(t) = exact(home, addr)? {
         return Ok(t);
     }
-    let mut base = local;
-    for _ in 0..MAX_EXTENSION_TRIES {
-        let Some((shorter, _)) = base.rsplit_once('-') else {
-            break;
-        };
-        if shorter.is_empty() {
-            break;
-        }
-        base = shorter;
+    for base in postern_mailstore::address::extension_bases(local) {
         if let Some(t) = exact(home, &format!("{base}@{domain}"))? {
             return Ok(t);
         }

@@ -59,7 +59,30 @@ pub fn local_part(text: &str) -> Result<String> {
     if l.starts_with('.') || l.ends_with('.') || l.contains("..") {
         return bad("dots must separate words");
     }
+    // It becomes a directory name: `-x` reads as an option to every tool an admin runs.
+    if l.starts_with('-') {
+        return bad("may not start with '-'");
+    }
     Ok(l)
+}
+
+/// Most `-` cut points tried for an extension address.
+pub const MAX_EXTENSION_TRIES: usize = 8;
+
+/// The shorter forms of an extension local part, tried after the exact one, in order:
+/// `a-b-c` gives `a-b`, then `a` (qmail's `user-ext`). One rule for the SMTP server's
+/// RCPT check and postern-local's delivery, so neither accepts what the other refuses.
+pub fn extension_bases(local: &str) -> impl Iterator<Item = &str> {
+    let mut base = local;
+    std::iter::from_fn(move || {
+        let (shorter, _) = base.rsplit_once('-')?;
+        if shorter.is_empty() {
+            return None;
+        }
+        base = shorter;
+        Some(base)
+    })
+    .take(MAX_EXTENSION_TRIES)
 }
 
 /// A checked mailbox address `local@domain`, lower-cased. Returns (local, domain).
@@ -141,6 +164,26 @@ fn shown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_part_may_not_start_with_a_dash() {
+        let err = local_part("-x").unwrap_err();
+        assert!(err.msg.contains("may not start with '-'"), "{}", err.msg);
+        assert!(mailbox("-x@example.test").is_err());
+        assert_eq!(local_part("x-").unwrap(), "x-");
+    }
+
+    #[test]
+    fn extension_bases_cut_at_each_dash_from_the_right() {
+        assert_eq!(
+            extension_bases("a-b-c").collect::<Vec<_>>(),
+            vec!["a-b", "a"]
+        );
+        assert_eq!(extension_bases("alice").count(), 0);
+        assert_eq!(extension_bases("-x").count(), 0);
+        let long = "a-".repeat(20) + "z";
+        assert_eq!(extension_bases(&long).count(), MAX_EXTENSION_TRIES);
+    }
 
     #[test]
     fn addresses_are_lower_cased_and_checked() {

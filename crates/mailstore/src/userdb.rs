@@ -536,8 +536,16 @@ pub fn is_valid_recipient(home: &Path, addr: &str) -> Result<bool> {
     let Ok((l, d)) = address::mailbox(addr) else {
         return Ok(false);
     };
-    Ok(get(&db, RECIPIENTS_CDB, &format!("{l}@{d}"))?.is_some()
-        || get(&db, RECIPIENTS_CDB, &format!("@{d}"))?.is_some())
+    if get(&db, RECIPIENTS_CDB, &format!("{l}@{d}"))?.is_some() {
+        return Ok(true);
+    }
+    // `user-ext@`: as postern-local resolves it (the same cut points, then catch-all).
+    for base in address::extension_bases(&l) {
+        if get(&db, RECIPIENTS_CDB, &format!("{base}@{d}"))?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(get(&db, RECIPIENTS_CDB, &format!("@{d}"))?.is_some())
 }
 
 #[cfg(test)]
@@ -661,6 +669,28 @@ mod tests {
         assert!(!is_hosted_domain(home, "y.test").unwrap());
         assert!(is_valid_recipient(home, "anything@x.test").unwrap());
         assert!(!is_valid_recipient(home, "a@y.test").unwrap());
+    }
+
+    /// `user-ext@` is valid at RCPT exactly when postern-local would deliver it: the
+    /// same cut points (address::extension_bases), without a catch-all to hide behind.
+    #[test]
+    fn extension_addresses_are_valid_recipients_as_local_delivers_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        fs::create_dir(home.join("control")).unwrap();
+        fs::write(home.join("control/domains"), "x.test\n").unwrap();
+        fs::write(
+            home.join("control/users"),
+            format!("alice@x.test:{H}:500\n"),
+        )
+        .unwrap();
+        fs::write(home.join("control/aliases"), "sales@x.test: alice@x.test\n").unwrap();
+        compile_all(home).unwrap();
+        assert!(is_valid_recipient(home, "alice-lists@x.test").unwrap());
+        assert!(is_valid_recipient(home, "Alice-a-b@X.test").unwrap());
+        assert!(is_valid_recipient(home, "sales-eu@x.test").unwrap());
+        assert!(!is_valid_recipient(home, "bob-alice@x.test").unwrap());
+        assert!(!is_valid_recipient(home, "alicex@x.test").unwrap());
     }
 
     /// Regression (empty-cdb bug): the `cdb` crate refuses cdbs without records, and

@@ -142,6 +142,9 @@ pub struct PathArg {
 pub fn parse_path_arg(arg: &[u8], keyword: &str) -> Result<PathArg, PathError> {
     let text =
         std::str::from_utf8(arg).map_err(|_| PathError::Syntax("8-bit characters in command"))?;
+    if !text.is_ascii() {
+        return Err(PathError::Syntax("8-bit characters in command"));
+    }
     if !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(PathError::Syntax("control characters in command"));
     }

@@ -347,7 +347,11 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 return self.error(&format!("501 5.1.7 {why}"))
             }
         };
-        for (key, value) in &parsed.params {
+        for (i, (key, value)) in parsed.params.iter().enumerate() {
+            // `SIZE=1 SIZE=2`: which one counts would be a guess; refuse instead.
+            if parsed.params[..i].iter().any(|(k, _)| k == key) {
+                return self.error("501 5.5.4 MAIL parameter given twice");
+            }
             match (key.as_str(), value.as_deref()) {
                 ("SIZE", Some(v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
                     // Too many digits for 64 bits is simply too big.
@@ -509,6 +513,11 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             }
         }
         let rcpt = address.envelope();
+        // The same recipient twice is one delivery, not two copies (100 × one RCPT
+        // would be 100 copies of up to databytes each). It was accepted once already.
+        if self.rcpts.iter().any(|r| same_recipient(r, &rcpt)) {
+            return self.reply("250 2.1.5 ok").map(|_| Flow::Continue);
+        }
         if config::listed(&rcpt, &self.cfg.badrcptto) {
             self.reject("badrcptto", Some(&rcpt)).emit_to(self.outside);
             return self
@@ -867,6 +876,16 @@ trait EmitTo {
 impl EmitTo for LogLine {
     fn emit_to(self, outside: &mut dyn Outside) {
         outside.log(self);
+    }
+}
+
+/// Whether two envelope recipients are the same mailbox: the domain compared without
+/// case (DNS names are case-insensitive), the local part exactly (RFC 5321 §2.4 leaves
+/// its case to the receiving host).
+fn same_recipient(a: &str, b: &str) -> bool {
+    match (a.rsplit_once('@'), b.rsplit_once('@')) {
+        (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
+        _ => a == b,
     }
 }
 

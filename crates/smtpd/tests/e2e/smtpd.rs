@@ -732,6 +732,74 @@ fn three_auth_failures_end_the_session() {
     assert!(c.closed());
 }
 
+/// `authfaildelay` means milliseconds here as it does to checkpassword (1000 is a
+/// second's pause, not 1000 s), and a pause ends when the client hangs up: a client
+/// that left holds no connection slot.
+#[test]
+fn auth_fail_delay_is_milliseconds_and_ends_with_the_client() {
+    let bad = "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==";
+    let s = Setup::default()
+        .control("authfaildelay", "1000\n")
+        .args(&["@CHECKPASSWORD@", "true"])
+        .start();
+    let mut c = s.connect();
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    let start = std::time::Instant::now();
+    assert!(c.cmd(bad).starts_with("535 5.7.8"));
+    let paused = start.elapsed();
+    assert!(paused >= Duration::from_millis(900), "{paused:?}");
+    assert!(paused < WAIT, "{paused:?}");
+
+    // The largest pause (30 s); the client hangs up right after its bad AUTH.
+    let s = Setup::default()
+        .control("authfaildelay", "30000\n")
+        .args(&["@CHECKPASSWORD@", "true"])
+        .start();
+    let mut c = s.connect();
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    let start = std::time::Instant::now();
+    c.send(format!("{bad}\r\n").as_bytes());
+    drop(c);
+    s.wait_sessions_done(1);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// Sessions all run as one network account: each smtpd is not dumpable, so another
+/// session of that account cannot ptrace it or read its memory (the kernel then gives
+/// its /proc files to root). Needs root to run smtpd as another account.
+#[test]
+fn a_session_is_not_dumpable() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run smtpd as another account");
+        return;
+    }
+    let s = Setup::default()
+        .wrapper(&[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .start();
+    let mut c = s.connect();
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    let pid = s.children.lock().unwrap()[0].pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("Name:\tpostern-smtpd"), "{status}");
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(format!("/proc/{pid}/environ")).unwrap(),
+    );
+    assert_eq!(
+        owner, 0,
+        "/proc/{pid} of a dumpable process belongs to its uid"
+    );
+    assert!(c.cmd("QUIT").starts_with("221"));
+}
+
 #[test]
 fn auth_is_not_offered_in_cleartext_off_loopback() {
     // TCPREMOTEIP says the client is elsewhere: no AUTH without TLS.
