@@ -186,7 +186,7 @@ pub fn parse(text: &str) -> Result<Vec<Rule>> {
     Ok(rules)
 }
 
-/// The shipped default policy (the seed paper's list).
+/// The shipped default policy (`control/filter.rules`: the classic unsafe-extension list).
 pub const DEFAULT_RULES: &str = include_str!("../../../control/filter.rules");
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! `posternctl audit`: the admin's checklist from the seed papers ("is your mail server
-//! secure?"), run against a live instance. Every item ends as PASS, WARN or FAIL with
+//! `posternctl audit`: the admin's security checklist ("is your mail server secure?"),
+//! run against a live instance. Every item ends as PASS, WARN or FAIL with
 //! one line of detail, and WARN and FAIL say how to fix it; any FAIL makes the command
 //! exit 100.
 //!
