@@ -117,13 +117,17 @@ try:
     s.sendmail("bad@outside.test", ["postmaster@example.test"], msg)
     raise SystemExit("accepted!")
 except smtplib.SMTPDataError as e:
-    print("refused", e.smtp_code)
+    print("refused", e.smtp_code, e.smtp_error.decode())
 s.quit()
 "#
     );
     let (code, out, err) = run(Command::new("python3").args(["-c", &virus]), T);
     assert_eq!(code, Some(0), "smtplib: {err}");
-    assert_eq!(out.trim(), "refused 554");
+    // The client is told which rule refused it (its description in filter.rules).
+    assert_eq!(
+        out.trim(),
+        "refused 554 5.7.1 message refused: Executable File (.exe)"
+    );
     assert_eq!(count(&home.join("quarantine/new")), 1, "a copy is kept");
     // The alert goes to postmaster@example.test — the only mail in that Maildir now.
     expect_within(T, "the alert", || count(&maildir.join("new")) == 1);
