@@ -7,5 +7,7 @@ mod local_workers;
 mod mail_flow;
 mod pop3_service;
 mod quickstart;
+mod quickstart_rerun;
+mod reinstall;
 mod supervised_logging;
 mod support;
