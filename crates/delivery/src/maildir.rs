@@ -5,6 +5,9 @@
 //!
 //! Before anything is written the mailbox is checked: the user directory, `Maildir`,
 //! `tmp/` and `new/` must be real directories (not symlinks) owned by the expected uid.
+//! A mailbox that is not is a misconfiguration for the admin to fix, not a reason to
+//! lose the mail: the delivery fails temporarily (`#4.3.5`) and the message waits in
+//! the queue (until `queuelifetime`), with the reason in postern-send's log.
 
 use postern_common::{Error, Result, ResultExt};
 use postern_mailstore::maildir as store;
@@ -19,8 +22,15 @@ pub const CREATE_TRIES: u32 = 3;
 /// Largest message written (a bound; the queue's databytes is far lower).
 pub const MAX_MESSAGE: u64 = 1 << 32;
 
-/// Refuse a mailbox whose directories are symlinks or belong to someone else.
+/// Refuse a mailbox whose directories are symlinks, not directories, or belong to
+/// someone else. Temporary (`#4.3.5`, system incorrectly configured): nothing has been
+/// written, and the mail is kept until the mailbox is fixed.
 pub fn check_mailbox(home: &Path, maildir: &Path, uid: u32) -> Result<()> {
+    let unsafe_mailbox = |what: String| {
+        Error::temp(format!(
+            "{what}: refused until the mailbox is fixed (#4.3.5)"
+        ))
+    };
     for dir in [
         home.to_path_buf(),
         maildir.to_path_buf(),
@@ -38,20 +48,20 @@ pub fn check_mailbox(home: &Path, maildir: &Path, uid: u32) -> Result<()> {
             Err(e) => return Err(e).temp(format!("unable to stat {}", dir.display())),
         };
         if meta.file_type().is_symlink() {
-            return Err(Error::perm(format!(
-                "mailbox directory {} is a symbolic link: refused (#5.2.1)",
+            return Err(unsafe_mailbox(format!(
+                "mailbox directory {} is a symbolic link",
                 dir.display()
             )));
         }
         if !meta.is_dir() {
-            return Err(Error::perm(format!(
-                "mailbox {} is not a directory (#5.2.1)",
+            return Err(unsafe_mailbox(format!(
+                "mailbox {} is not a directory",
                 dir.display()
             )));
         }
         if meta.uid() != uid {
-            return Err(Error::perm(format!(
-                "mailbox directory {} belongs to uid {}, not {uid}: refused (#5.2.1)",
+            return Err(unsafe_mailbox(format!(
+                "mailbox directory {} belongs to uid {}, not {uid}",
                 dir.display(),
                 meta.uid()
             )));
@@ -194,9 +204,70 @@ mod tests {
         let me = nix::unistd::geteuid().as_raw();
         check_mailbox(&d.path().join("u"), &md, me).unwrap();
         let e = check_mailbox(&d.path().join("u"), &md, me + 1).unwrap_err();
-        assert_eq!(e.kind, postern_common::Kind::Perm);
+        assert_eq!(e.kind, postern_common::Kind::Temp);
         std::os::unix::fs::symlink(&md, d.path().join("link")).unwrap();
         let e = check_mailbox(&d.path().join("u"), &d.path().join("link"), me).unwrap_err();
         assert!(e.msg.contains("symbolic link"), "{}", e.msg);
+    }
+
+    /// A symbolic link, a file or someone else's directory anywhere in the mailbox is a
+    /// misconfiguration: refused, but temporarily (4.3.5), so the mail waits in the
+    /// queue until the admin fixes it instead of bouncing.
+    #[test]
+    fn unsafe_mailboxes_are_temporary_failures_naming_the_directory() {
+        let me = nix::unistd::geteuid().as_raw();
+        let check = |home: &Path, md: &Path, uid: u32, why: &str, dir: &Path| {
+            let e = check_mailbox(home, md, uid).unwrap_err();
+            assert_eq!(e.kind, postern_common::Kind::Temp, "{}", e.msg);
+            assert!(e.msg.contains(why), "{}", e.msg);
+            assert!(e.msg.contains(&dir.display().to_string()), "{}", e.msg);
+            assert!(e.msg.ends_with("(#4.3.5)"), "{}", e.msg);
+        };
+        // The user directory is a link to a real mailbox.
+        let (d, md) = mailbox();
+        let home = d.path().join("home-link");
+        std::os::unix::fs::symlink(d.path().join("u"), &home).unwrap();
+        check(&home, &home.join("Maildir"), me, "symbolic link", &home);
+        // Maildir itself is a link.
+        let link = d.path().join("u/Maildir-link");
+        std::os::unix::fs::symlink(&md, &link).unwrap();
+        check(&d.path().join("u"), &link, me, "symbolic link", &link);
+        // new/ is a link.
+        let (d, md) = mailbox();
+        fs::remove_dir(md.join("new")).unwrap();
+        std::os::unix::fs::symlink(md.join("cur"), md.join("new")).unwrap();
+        check(
+            &d.path().join("u"),
+            &md,
+            me,
+            "symbolic link",
+            &md.join("new"),
+        );
+        // tmp/ is a file.
+        let (d, md) = mailbox();
+        fs::remove_dir(md.join("tmp")).unwrap();
+        fs::write(md.join("tmp"), b"").unwrap();
+        check(
+            &d.path().join("u"),
+            &md,
+            me,
+            "not a directory",
+            &md.join("tmp"),
+        );
+        // new/ belongs to someone else (root, say, with the mailbox owner not root).
+        let (d, md) = mailbox();
+        let other = me + 1;
+        let chowned = std::os::unix::fs::chown(d.path().join("u"), Some(other), None)
+            .and_then(|_| std::os::unix::fs::chown(&md, Some(other), None))
+            .and_then(|_| std::os::unix::fs::chown(md.join("tmp"), Some(other), None));
+        if chowned.is_ok() {
+            check(
+                &d.path().join("u"),
+                &md,
+                other,
+                &format!("belongs to uid {me}, not {other}"),
+                &md.join("new"),
+            );
+        }
     }
 }

@@ -1,6 +1,10 @@
-//! Reading SMTP replies, bounded: each line at most [`MAX_LINE`] bytes, at most
-//! [`MAX_LINES`] lines per reply. `250-first` / `250 last` continuation rules; a line
-//! whose code differs from the first, or that is malformed, is a protocol error.
+//! Reading SMTP replies, bounded and strict: each line at most [`MAX_LINE`] bytes, at
+//! most [`MAX_LINES`] lines per reply, every line ended by CRLF with no CR, LF or NUL
+//! inside (RFC 5321 §2.3.8: a bare LF or CR, or a NUL, is never a valid reply).
+//! `250-first` / `250 last` continuation rules; a line whose code differs from the
+//! first, or that is malformed, is a protocol error ([`io::ErrorKind::InvalidData`],
+//! its text naming the fault, e.g. `bare LF`): the session ends there and the delivery
+//! is retried later — nothing is sent on the strength of a malformed reply.
 
 use std::io::{self, BufRead};
 
@@ -30,11 +34,31 @@ impl Reply {
     }
 }
 
-fn proto(why: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, why.to_string())
+/// What is wrong with a malformed reply (the inner error of [`read`]'s `InvalidData`
+/// errors, so that they are told apart from TLS errors of the same kind).
+#[derive(Debug)]
+pub struct Malformed(pub &'static str);
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
 }
 
-/// Read one line (without CRLF), at most MAX_LINE bytes.
+impl std::error::Error for Malformed {}
+
+fn proto(why: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, Malformed(why))
+}
+
+/// What is wrong with the reply, when an error from [`read`] is a malformed reply
+/// (rather than a lost connection or a TLS error).
+pub fn malformed(e: &io::Error) -> Option<&'static str> {
+    e.get_ref()?.downcast_ref::<Malformed>().map(|m| m.0)
+}
+
+/// Read one line (without CRLF), at most MAX_LINE bytes. The line must end in CRLF and
+/// have no other CR, no LF and no NUL.
 fn read_line(r: &mut dyn BufRead) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     loop {
@@ -56,8 +80,14 @@ fn read_line(r: &mut dyn BufRead) -> io::Result<Vec<u8>> {
         }
         if done {
             line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+            if line.pop() != Some(b'\r') {
+                return Err(proto("bare LF"));
+            }
+            if line.contains(&b'\r') {
+                return Err(proto("bare CR"));
+            }
+            if line.contains(&0) {
+                return Err(proto("NUL"));
             }
             return Ok(line);
         }
@@ -139,5 +169,37 @@ mod tests {
             assert!(read(&mut bad.as_bytes()).is_err(), "{bad}");
         }
         assert_eq!(read(&mut &b"354\r\n"[..]).unwrap().code, 354);
+    }
+
+    fn fault(input: &[u8]) -> String {
+        let e = read(&mut &input[..]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{input:?}: {e}");
+        assert_eq!(malformed(&e), Some(e.to_string().as_str()));
+        e.to_string()
+    }
+
+    /// A reply line ends in CRLF and has no CR, LF or NUL inside: anything else is a
+    /// malformed reply (a hostile or broken server), named by its fault.
+    #[test]
+    fn strict_line_ends_and_no_nul() {
+        assert!(fault(b"220 mx ESMTP\n").contains("bare LF"));
+        assert!(fault(b"220-mx\n220 ESMTP\r\n").contains("bare LF"));
+        assert!(fault(b"250-a\r\n250 b\n").contains("bare LF"));
+        assert!(fault(b"220 mx\rESMTP\r\n").contains("bare CR"));
+        assert!(fault(b"220 mx ESMTP\r\r\n").contains("bare CR"));
+        assert!(fault(b"220 mx\0ESMTP\r\n").contains("NUL"));
+        assert!(fault(b"250-a\0\r\n250 b\r\n").contains("NUL"));
+        let mut trickle = io::BufReader::with_capacity(1, Trickle(b"220 mx\n"));
+        assert_eq!(malformed(&read(&mut trickle).unwrap_err()), Some("bare LF"));
+        let closed = read(&mut &b"220 mx"[..]).unwrap_err();
+        assert_eq!(
+            malformed(&closed),
+            None,
+            "a lost connection is not malformed"
+        );
+        let tls = io::Error::new(io::ErrorKind::InvalidData, "corrupt TLS record");
+        assert_eq!(malformed(&tls), None);
+        let mut trickle = io::BufReader::with_capacity(1, Trickle(b"220 mx ESMTP\r\n"));
+        assert_eq!(read(&mut trickle).unwrap().lines, vec!["mx ESMTP"]);
     }
 }

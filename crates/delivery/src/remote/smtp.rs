@@ -2,6 +2,10 @@
 //! refused), opportunistic STARTTLS, MAIL with SIZE and BODY=8BITMIME when offered, every
 //! RCPT of the domain, DATA, the dot-stuffed CRLF message, QUIT. With PIPELINING the
 //! MAIL, RCPT and DATA commands go in one write. Results are per recipient.
+//!
+//! A malformed reply ([`reply`]: not CRLF-ended, a bare CR or LF, a NUL…) ends the
+//! session at once, a temporary failure; a message bigger than the server's `SIZE n`
+//! (n > 0) is never sent: a permanent failure (5.3.4) before MAIL.
 
 use super::reply::{self, Reply};
 use super::tls;
@@ -107,6 +111,48 @@ pub fn data_bytes(msg: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The message's size as RFC 1870 counts it, for `SIZE=` and the server's limit: the
+/// octets of the message as sent, CRLF line ends included (a missing final one added),
+/// without the dot-stuffing and the final `.CRLF` ([`data_bytes`] less those).
+pub fn message_size(msg: &[u8]) -> u64 {
+    let mut size = 0u64;
+    let mut at_start = true;
+    let mut i = 0;
+    while i < msg.len() {
+        match msg[i] {
+            b'\r' | b'\n' => {
+                if msg[i] == b'\r' && msg.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                size += 2;
+                at_start = true;
+            }
+            _ => {
+                size += 1;
+                at_start = false;
+            }
+        }
+        i += 1;
+    }
+    if !at_start {
+        size += 2;
+    }
+    size
+}
+
+/// The server's message size limit from its EHLO keywords (`SIZE n`, RFC 1870): `None`
+/// when it offers none, or `SIZE 0` / `SIZE` alone (no fixed limit), or a number we
+/// cannot read.
+pub fn size_limit(ext: &[String]) -> Option<u64> {
+    ext.iter().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some("SIZE"))
+            .then(|| words.next()?.parse::<u64>().ok())
+            .flatten()
+            .filter(|&n| n > 0)
+    })
+}
+
 struct Session {
     io: BufReader<Conn>,
     host: String,
@@ -130,11 +176,16 @@ impl Session {
     }
 }
 
+/// Why the session ended on an I/O error: the connection died, or the server sent a
+/// malformed reply ([`reply::malformed`]: a bare LF or CR, a NUL, a bad line…).
 fn lost(host: &str, when: &str, e: &io::Error) -> String {
-    format!(
-        "Connected to {host} but connection died {when}: {}",
-        postern_common::exit::describe_io(e)
-    )
+    match reply::malformed(e) {
+        Some(why) => format!("malformed reply from {host} {when}: {why} (#4.5.0)"),
+        None => format!(
+            "Connected to {host} but connection died {when}: {}",
+            postern_common::exit::describe_io(e)
+        ),
+    }
 }
 
 /// Angle-bracket an address for MAIL/RCPT, refusing CR, LF and NUL.
@@ -198,7 +249,14 @@ pub fn attempt(p: &Params, sender: &[u8], rcpts: &[Vec<u8>], message: &[u8]) -> 
     match s.reply() {
         Ok(r) if r.code == 220 => {}
         Ok(r) => return Attempt::NextHost(s.said("greeting failed", &r)),
-        Err(e) => return Attempt::NextHost(lost(&s.host, "before the greeting", &e)),
+        Err(e) => {
+            let when = if reply::malformed(&e).is_some() {
+                "in its greeting"
+            } else {
+                "before the greeting"
+            };
+            return Attempt::NextHost(lost(&s.host, when, &e));
+        }
     }
     let mut ext = match greet(&mut s, p.helo) {
         Ok(e) => e,
@@ -275,10 +333,23 @@ fn transaction(
             "sender address contains a forbidden character".into(),
         );
     };
+    let size = message_size(message);
+    if let Some(limit) = size_limit(ext).filter(|&limit| size > limit) {
+        // The server said it would refuse it (RFC 1870): do not send it at all.
+        quit(s);
+        return done(
+            vec![],
+            b'D',
+            format!(
+                "message too big for {} (SIZE {limit}): it is {size} bytes. (#5.3.4)",
+                s.host
+            ),
+        );
+    }
     let data = data_bytes(message);
     let mut mail = format!("MAIL FROM:{from}");
     if offers(ext, "SIZE") {
-        mail.push_str(&format!(" SIZE={}", data.len()));
+        mail.push_str(&format!(" SIZE={size}"));
     }
     if offers(ext, "8BITMIME") && message.iter().any(|&b| b >= 0x80) {
         mail.push_str(" BODY=8BITMIME");
@@ -428,6 +499,32 @@ mod tests {
         assert_eq!(data_bytes(b".\n"), b"..\r\n.\r\n");
         assert_eq!(data_bytes(b""), b".\r\n");
         assert_eq!(data_bytes(b"x.\n"), b"x.\r\n.\r\n");
+    }
+
+    #[test]
+    fn size_is_rfc1870s_without_stuffing_and_final_dot() {
+        // "a\r\n" + ".b\r\n" (one stuffed dot not counted) + "c\r\n" (added)
+        assert_eq!(message_size(b"a\n.b\r\nc"), 3 + 4 + 3);
+        assert_eq!(message_size(b""), 0);
+        assert_eq!(message_size(b"x\ry"), 6);
+        for m in [&b"a\n.b\r\nc"[..], b"", b".\n..\n", b"x\ry\n"] {
+            let stuffed = data_bytes(m)
+                .split(|&b| b == b'\n')
+                .filter(|l| l.starts_with(b".."))
+                .count() as u64;
+            assert_eq!(message_size(m) + stuffed + 3, data_bytes(m).len() as u64);
+        }
+    }
+
+    #[test]
+    fn size_limit_from_the_ehlo_keywords() {
+        let ext = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(size_limit(&ext(&["PIPELINING", "SIZE 10"])), Some(10));
+        assert_eq!(size_limit(&ext(&["SIZE 0"])), None, "0: no limit");
+        assert_eq!(size_limit(&ext(&["SIZE"])), None);
+        assert_eq!(size_limit(&ext(&["SIZE lots"])), None);
+        assert_eq!(size_limit(&ext(&["SIZEX 10"])), None);
+        assert_eq!(size_limit(&ext(&[])), None);
     }
 
     #[test]

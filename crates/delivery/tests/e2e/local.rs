@@ -101,8 +101,7 @@ fn symlinked_maildir_is_refused() {
     std::fs::remove_dir_all(&carol).unwrap();
     std::os::unix::fs::symlink(inst.maildir("alice"), &carol).unwrap();
     let (code, text) = local(&inst, "a@b.test", "carol@example.test", MSG);
-    assert_eq!(code, 100, "{text}");
-    assert!(text.contains("symbolic link"), "{text}");
+    assert_deferred(code, &text, "symbolic link");
     assert_eq!(inst.count("alice"), 0);
 }
 
@@ -120,8 +119,124 @@ fn foreign_owned_maildir_is_refused() {
         return;
     }
     let (code, text) = local(&inst, "a@b.test", "alice@example.test", MSG);
-    assert_eq!(code, 100, "{text}");
-    assert!(text.contains("belongs to uid"), "{text}");
+    assert_deferred(code, &text, "belongs to uid");
+    assert_eq!(inst.count("alice"), 0);
+}
+
+/// An unsafe mailbox (a symbolic link, a directory of someone else's) is a
+/// misconfiguration to be fixed, not a reason to lose the mail: nothing is written, and
+/// the delivery fails temporarily (111, a 4.x.x code) with a reason that says why.
+fn assert_deferred(code: i32, text: &str, why: &str) {
+    assert_eq!(code, 111, "{text}");
+    assert!(text.contains(why), "{text}");
+    assert!(text.contains("(#4.3.5)"), "{text}");
+    assert!(!text.contains("#5."), "{text}");
+}
+
+#[test]
+fn symlinked_home_defers_and_writes_nothing() {
+    let inst = Instance::new(&[("alice", 0), ("carol", 0)], "");
+    let users = inst.home().join("users").join(DOMAIN);
+    std::fs::remove_dir_all(users.join("carol")).unwrap();
+    std::os::unix::fs::symlink(users.join("alice"), users.join("carol")).unwrap();
+    let (code, text) = local(&inst, "a@b.test", "carol@example.test", MSG);
+    assert_deferred(code, &text, "symbolic link");
+    assert!(text.contains("/carol"), "names the directory: {text}");
+    assert_eq!(inst.count("alice"), 0);
+    assert_eq!(
+        std::fs::read_dir(inst.maildir("alice").join("tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// The mailbox owner is not root (postern-local runs as root here and switches to
+/// `nobody`), so a `new/` left owned by root is someone else's.
+#[test]
+fn root_owned_new_defers_and_writes_nothing() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    if inst.owner.0 == 0 || !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root, and a mailbox owner that is not root");
+        return;
+    }
+    let new = inst.maildir("alice").join("new");
+    std::os::unix::fs::chown(&new, Some(0), Some(0)).unwrap();
+    let (code, text) = local(&inst, "a@b.test", "alice@example.test", MSG);
+    assert_deferred(code, &text, "belongs to uid 0");
+    assert!(text.contains("Maildir/new"), "names the directory: {text}");
+    assert_eq!(inst.count("alice"), 0);
+    assert_eq!(
+        std::fs::read_dir(inst.maildir("alice").join("tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// Worker mode (`postern-local -w`, as postern-send runs it when not root): an unsafe
+/// mailbox is answered `Z`, as the one-shot form exits 111, and the worker carries on.
+#[test]
+fn unsafe_mailboxes_defer_in_worker_mode() {
+    let inst = Instance::new(&[("alice", 0), ("carol", 0), ("dave", 0)], "");
+    let carol = inst.maildir("carol");
+    std::fs::remove_dir_all(&carol).unwrap();
+    std::os::unix::fs::symlink(inst.maildir("alice"), &carol).unwrap();
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        std::os::unix::fs::chown(inst.maildir("dave").join("new"), Some(0), Some(0)).unwrap();
+    }
+    // A worker must not run as root: as root, the wrapper starts it as the mailbox owner.
+    let wrapper = inst.home().join("worker");
+    let drop_to = if root {
+        let Some(setpriv) = postern_testkit::require("setpriv", "util-linux") else {
+            return;
+        };
+        format!(
+            "'{}' --reuid={} --regid={} --clear-groups ",
+            setpriv.display(),
+            inst.owner.0,
+            inst.owner.1
+        )
+    } else {
+        String::new()
+    };
+    postern_testkit::write_script(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\nPOSTERN_HOME='{}' exec {drop_to}'{}' \"$@\"\n",
+            inst.home().display(),
+            bin("postern-local").display()
+        ),
+    );
+    let message = inst.home().join("message");
+    std::fs::write(&message, MSG).unwrap();
+    let pool = postern_delivery::local_worker::Pool::new(wrapper);
+    let ask = |rcpt: &str| {
+        let f = std::fs::File::open(&message).unwrap();
+        let (letter, text) = pool.deliver(&f, b"a@b.test", rcpt.as_bytes());
+        (letter as char, text)
+    };
+    let (letter, text) = ask("carol@example.test");
+    assert_eq!(letter, 'Z', "{text}");
+    assert!(
+        text.contains("symbolic link") && text.contains("(#4.3.5)"),
+        "{text}"
+    );
+    if root {
+        let (letter, text) = ask("dave@example.test");
+        assert_eq!(letter, 'Z', "{text}");
+        assert!(
+            text.contains("belongs to uid 0") && text.contains("(#4.3.5)"),
+            "{text}"
+        );
+        assert_eq!(inst.count("dave"), 0);
+    }
+    assert_eq!(inst.count("alice"), 0);
+    // The same worker still delivers to a sound mailbox.
+    let (letter, text) = ask("alice@example.test");
+    assert_eq!(letter, 'K', "{text}");
+    assert_eq!(inst.count("alice"), 1);
 }
 
 #[test]

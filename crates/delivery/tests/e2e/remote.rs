@@ -482,3 +482,130 @@ fn mx_then_address_lookups_through_control_resolvers() {
         records(&report)
     );
 }
+
+/// What a raw server recorded: the command lines, and whether any message bytes were
+/// sent (a whole DATA, or part of one).
+fn recorded(dir: &Path) -> (String, bool) {
+    let cmds = std::fs::read_to_string(dir.join("commands")).unwrap_or_default();
+    let partial = std::fs::read(dir.join("partial")).unwrap_or_default();
+    (cmds, dir.join("data.1").exists() || !partial.is_empty())
+}
+
+/// A hostile or broken server's reply that is not a clean CRLF line: a temporary
+/// failure naming the fault, and the message never sent.
+fn malformed_reply_defers(raw: &[&str], fault: &str) {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), raw);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let (code, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test"],
+        b"S: x\n\nb\n",
+    );
+    assert_eq!(code, 0);
+    let recs = records(&report);
+    let last = recs.last().unwrap();
+    assert!(
+        last.starts_with('Z')
+            && last.contains("malformed reply from 127.0.0.1 (127.0.0.1)")
+            && last.contains(fault),
+        "{raw:?}: {recs:?}"
+    );
+    assert!(
+        recs.iter()
+            .all(|r| !r.starts_with('K') && !r.starts_with('D')),
+        "{raw:?}: {recs:?}"
+    );
+    let (cmds, sent) = recorded(rec.path());
+    assert!(!sent, "{raw:?}: a message was sent; commands: {cmds}");
+    assert!(!cmds.contains("\\r\\n.\\r\\n"), "{cmds}");
+}
+
+#[test]
+fn greeting_with_a_bare_lf_defers_and_sends_nothing() {
+    malformed_reply_defers(
+        &["--raw", "greeting", r"220 test.server ESMTP\n"],
+        "bare LF",
+    );
+    // A greeting made of a bare-LF line and then a proper one: still malformed.
+    malformed_reply_defers(
+        &["--raw", "greeting", r"220-test.server\n220 ESMTP\r\n"],
+        "bare LF",
+    );
+}
+
+#[test]
+fn greeting_with_a_nul_defers_and_sends_nothing() {
+    malformed_reply_defers(
+        &["--raw", "greeting", r"220 test.server\x00 ESMTP\r\n"],
+        "NUL",
+    );
+}
+
+#[test]
+fn a_malformed_reply_inside_the_session_defers_and_sends_nothing() {
+    malformed_reply_defers(
+        &["--raw", "ehlo", r"250-test.server\r\n250 PIPE\rLINING\r\n"],
+        "bare CR",
+    );
+    malformed_reply_defers(&["--raw", "mail", r"250 ok\n"], "bare LF");
+    malformed_reply_defers(
+        &["--no-pipelining", "--raw", "rcpt", r"250 o\x00k\r\n"],
+        "NUL",
+    );
+}
+
+#[test]
+fn message_over_the_servers_size_is_permanent_and_not_sent() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &["--size", "10"]);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let (code, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test", "y@far.test"],
+        b"Subject: big\n\nmore than ten bytes\n",
+    );
+    assert_eq!(code, 0);
+    let recs = records(&report);
+    assert_eq!(recs.len(), 1, "no recipient was tried: {recs:?}");
+    assert!(
+        recs[0].starts_with("Dmessage too big for 127.0.0.1 (127.0.0.1) (SIZE 10)")
+            && recs[0].contains("#5.3.4"),
+        "{recs:?}"
+    );
+    let (cmds, sent) = recorded(rec.path());
+    assert!(!sent, "a message was sent; commands: {cmds}");
+    assert!(!cmds.contains("MAIL"), "{cmds}");
+    assert!(!cmds.contains("RCPT"), "{cmds}");
+    assert!(cmds.contains("QUIT"), "{cmds}");
+
+    // Exactly at the limit: sent, with SIZE= the RFC 1870 size (CRLF line ends,
+    // without the dot-stuffing and the final dot).
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &["--size", "25"]);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let msg = b"Subject: s\n\n.dot\nend\n"; // 12 + 2 + 6 + 5 bytes with CRLF
+    let (_, report) = remote(&inst, "far.test", "a@b.test", &["x@far.test"], msg);
+    let recs = records(&report);
+    assert!(recs.last().unwrap().starts_with('K'), "{recs:?}");
+    let (cmds, sent) = recorded(rec.path());
+    assert!(sent);
+    assert!(
+        cmds.contains("MAIL FROM:<a@b.test> SIZE=25\\r\\n"),
+        "{cmds}"
+    );
+
+    // SIZE 0 means no limit.
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &["--size", "0"]);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let (_, report) = remote(&inst, "far.test", "a@b.test", &["x@far.test"], msg);
+    let recs = records(&report);
+    assert!(recs.last().unwrap().starts_with('K'), "{recs:?}");
+}

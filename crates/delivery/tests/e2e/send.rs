@@ -292,6 +292,43 @@ fn over_quota_defers_and_expiry_bounces() {
     assert!(b.contains("over quota (#4.2.2)\nI'm not going to try again; this message has been in the queue too long."), "{b}");
 }
 
+/// A mailbox made unsafe by a misconfiguration (here carol's Maildir is a symbolic link
+/// to alice's) defers: the message stays queued, nothing is written and nothing
+/// bounces, and the log line of the deferral says why, so the admin can fix it.
+#[test]
+fn unsafe_mailbox_defers_keeps_the_message_and_logs_why() {
+    let inst = Instance::new(&[("alice", 0), ("carol", 0)], "");
+    let carol = inst.maildir("carol");
+    fs::remove_dir_all(&carol).unwrap();
+    std::os::unix::fs::symlink(inst.maildir("alice"), &carol).unwrap();
+    let send = inst.start_send();
+    inst.inject(
+        "alice@example.test",
+        &["carol@example.test"],
+        b"Subject: to carol\n\nhello\n",
+    );
+    let d = send.wait_log("event=delivery ", T);
+    assert_eq!(field(&d, "kind").as_deref(), Some("local"), "{d}");
+    assert_eq!(field(&d, "result").as_deref(), Some("defer"), "{d}");
+    let why = field(&d, "text").unwrap_or_default();
+    assert!(
+        why.contains("is a symbolic link") && why.contains(&carol.display().to_string()),
+        "{d}"
+    );
+    assert!(why.contains("(#4.3.5)"), "{d}");
+    send.wait_log("event=retry ", T);
+    assert_eq!(inst.queued("mess"), 1, "the message stays queued");
+    let id = only_id(&inst, "mess");
+    let st = fs::read_to_string(inst.queue().join("state").join(&id)).unwrap();
+    assert!(st.contains("status=deferred"), "{st}");
+    assert!(!st.contains("bounced=1"), "{st}");
+    // No bounce to alice, and nothing written through the link.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(inst.count("alice"), 0, "{}", send.all());
+    assert!(send.lines("event=bounce").is_empty(), "{}", send.all());
+    assert!(send.lines("result=fail").is_empty(), "{}", send.all());
+}
+
 #[test]
 fn admin_requests_hold_release_requeue_delete() {
     let inst = Instance::new(&[("alice", 0)], "");

@@ -1,14 +1,20 @@
 # A tiny SMTP server for postern-remote's tests, on a raw socket so every byte the
 # client sends is kept exactly. Usage: smtp_server.py DIR [ADDR=CODE ...] [--no-pipelining]
-# [--greeting CODE] [--tls CERT KEY] [--broken-tls]. Prints its port on stdout, then serves connections one at a time,
+# [--greeting CODE] [--tls CERT KEY] [--broken-tls] [--size N] [--raw WHAT BYTES].
+# Prints its port on stdout, then serves connections one at a time,
 # writing DIR/commands (every command line, repr'd) and DIR/data.N (raw DATA bytes,
-# final dot included). A recipient ADDR listed as ADDR=CODE gets that reply code.
-import os, socket, sys
+# final dot included; DIR/partial: the bytes of a DATA the client left unfinished).
+# A recipient ADDR listed as ADDR=CODE gets that reply code.
+# --size N: the EHLO reply offers `SIZE N` (default 100000). --raw WHAT BYTES: send
+# BYTES (Python escapes: \n, \r, \x00 ...) exactly, line ends included, as the reply
+# to the command WHAT (EHLO, MAIL, RCPT, DATA, ...) or, for WHAT=greeting, as the greeting.
+import codecs, os, socket, sys
 
 def main():
     d = sys.argv[1]
     replies, pipelining, greeting = {}, True, 220
     tls, broken_tls = None, False
+    size, raw = 100000, {}
     args = sys.argv[2:]
     i = 0
     while i < len(args):
@@ -17,6 +23,12 @@ def main():
             pipelining = False
         elif a == "--tls":
             tls = (args[i + 1], args[i + 2])
+            i += 2
+        elif a == "--size":
+            i += 1
+            size = int(args[i])
+        elif a == "--raw":
+            raw[args[i + 1].upper()] = codecs.escape_decode(args[i + 2].encode())[0]
             i += 2
         elif a == "--broken-tls":
             broken_tls = True
@@ -40,55 +52,70 @@ def main():
         secure = False
         def say(line):
             c.sendall(line.encode() + b"\r\n")
-        say("%d test.server ESMTP" % greeting)
-        while True:
-            line = f.readline()
-            if not line:
-                break
-            log.write(repr(line) + "\n"); log.flush()
-            cmd = line.strip().upper()
-            if cmd.startswith(b"EHLO"):
-                ext = ["test.server", "SIZE 100000", "8BITMIME"] + (["PIPELINING"] if pipelining else [])
-                if (tls or broken_tls) and not secure:
-                    ext.append("STARTTLS")
-                for e in ext[:-1]:
-                    say("250-" + e)
-                say("250 " + ext[-1])
-            elif cmd.startswith(b"HELO") or cmd.startswith(b"MAIL") or cmd.startswith(b"RSET") or cmd.startswith(b"NOOP"):
-                say("250 ok")
-            elif cmd.startswith(b"RCPT"):
-                addr = line.strip()[8:].strip(b"<>").decode(errors="replace").lower()
-                code = replies.get(addr, 250)
-                say("%d %s" % (code, "ok" if code < 400 else "no thanks for " + addr))
-            elif cmd == b"DATA":
-                say("354 go ahead")
-                data = b""
-                while not data.endswith(b"\r\n.\r\n") and data != b".\r\n":
-                    chunk = f.readline()
-                    if not chunk:
-                        break
-                    data += chunk
-                n += 1
-                open(os.path.join(d, "data.%d" % n), "wb").write(data)
-                say("250 accepted as message %d" % n)
-            elif cmd == b"STARTTLS" and broken_tls:
-                say("220 go ahead")
-                c.sendall(b"this is not a TLS handshake\r\n")
-                break
-            elif cmd == b"STARTTLS" and tls:
-                import ssl
-                say("220 go ahead")
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.load_cert_chain(tls[0], tls[1])
-                c = ctx.wrap_socket(c, server_side=True)
-                f = c.makefile("rb")
-                secure = True
-                log.write("tls %s\n" % c.version()); log.flush()
-            elif cmd == b"QUIT":
-                say("221 bye")
-                break
+        # A client that drops the connection (after a reply it found malformed, say)
+        # ends only this connection.
+        try:
+            if "GREETING" in raw:
+                c.sendall(raw["GREETING"])
             else:
-                say("502 unknown")
+                say("%d test.server ESMTP" % greeting)
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                log.write(repr(line) + "\n"); log.flush()
+                cmd = line.strip().upper()
+                verb = cmd.split(b" ")[0].decode(errors="replace")
+                if verb in raw:
+                    c.sendall(raw[verb])
+                elif cmd.startswith(b"EHLO"):
+                    ext = ["test.server", "SIZE %d" % size, "8BITMIME"] + (["PIPELINING"] if pipelining else [])
+                    if (tls or broken_tls) and not secure:
+                        ext.append("STARTTLS")
+                    for e in ext[:-1]:
+                        say("250-" + e)
+                    say("250 " + ext[-1])
+                elif cmd.startswith(b"HELO") or cmd.startswith(b"MAIL") or cmd.startswith(b"RSET") or cmd.startswith(b"NOOP"):
+                    say("250 ok")
+                elif cmd.startswith(b"RCPT"):
+                    addr = line.strip()[8:].strip(b"<>").decode(errors="replace").lower()
+                    code = replies.get(addr, 250)
+                    say("%d %s" % (code, "ok" if code < 400 else "no thanks for " + addr))
+                elif cmd == b"DATA":
+                    say("354 go ahead")
+                    data = b""
+                    while not data.endswith(b"\r\n.\r\n") and data != b".\r\n":
+                        chunk = f.readline()
+                        if not chunk:
+                            break
+                        data += chunk
+                    if not data.endswith(b"\r\n.\r\n") and data != b".\r\n":
+                        # The client went away inside DATA: what it sent goes to DIR/partial.
+                        open(os.path.join(d, "partial"), "ab").write(data)
+                        break
+                    n += 1
+                    open(os.path.join(d, "data.%d" % n), "wb").write(data)
+                    say("250 accepted as message %d" % n)
+                elif cmd == b"STARTTLS" and broken_tls:
+                    say("220 go ahead")
+                    c.sendall(b"this is not a TLS handshake\r\n")
+                    break
+                elif cmd == b"STARTTLS" and tls:
+                    import ssl
+                    say("220 go ahead")
+                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                    ctx.load_cert_chain(tls[0], tls[1])
+                    c = ctx.wrap_socket(c, server_side=True)
+                    f = c.makefile("rb")
+                    secure = True
+                    log.write("tls %s\n" % c.version()); log.flush()
+                elif cmd == b"QUIT":
+                    say("221 bye")
+                    break
+                else:
+                    say("502 unknown")
+        except (BrokenPipeError, ConnectionResetError):
+            log.write("connection lost\n"); log.flush()
         c.close()
 
 main()
