@@ -19,7 +19,6 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::net::{IpAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
@@ -312,29 +311,13 @@ pub fn setup(mut stream: TcpStream, config: &Config, ip: IpAddr, active: usize) 
             .iter()
             .map(|(k, v)| (k.clone(), Some(v.clone()))),
     );
-    let mut cmd = Command::new(&config.program[0]);
-    // Our signalfd keeps TERM and CHLD blocked; the program must not inherit that.
-    postern_common::sys::with_default_signals(&mut cmd).args(&config.program[1..]);
-    for (k, v) in &env {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let (stdin, stdout) = match (stream.try_clone(), stream.try_clone()) {
-        (Ok(a), Ok(b)) => (a, b),
-        _ => return None,
-    };
-    cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(stdin)));
-    cmd.stdout(Stdio::from(std::os::fd::OwnedFd::from(stdout)));
     // From a thread, no lock: the accept loop may reap the program before it hears of
     // it, and then frees the slot when the report comes (see `limits`).
-    let spawned = cmd.spawn();
+    let spawned = spawn_program(&config.program, &env, &stream);
     // The child has its own copies; the parent must not keep the connection open.
-    drop(cmd);
     drop(stream);
-    let child = match spawned {
-        Ok(c) => c,
+    let pid = match spawned {
+        Ok(pid) => pid,
         Err(e) => {
             if errors {
                 LogLine::event("error")
@@ -348,9 +331,6 @@ pub fn setup(mut stream: TcpStream, config: &Config, ip: IpAddr, active: usize) 
             return None;
         }
     };
-    let pid = child.id();
-    // Dropping a Child neither waits nor kills: the accept loop reaps it.
-    drop(child);
     // Before the report, so this line comes before the loop's `end` line.
     if verbose {
         LogLine::event("start")
@@ -364,6 +344,70 @@ pub fn setup(mut stream: TcpStream, config: &Config, ip: IpAddr, active: usize) 
             .emit();
     }
     Some(pid)
+}
+
+/// Start `program` with fd 0 = fd 1 = `stream`, our environment changed by `env`, no
+/// signal blocked and every signal at its default action (our signalfd keeps TERM and
+/// CHLD blocked, and we may have been started with INT and QUIT ignored). posix_spawn,
+/// not fork + `pre_exec`: it reports a failed exec itself, whereas std's fork path
+/// then waits for the child, which the accept loop may already have reaped.
+fn spawn_program(
+    program: &[OsString],
+    env: &[(OsString, Option<OsString>)],
+    stream: &TcpStream,
+) -> std::io::Result<u32> {
+    use nix::spawn::PosixSpawnFlags as Flags;
+    use nix::spawn::{posix_spawn, posix_spawnp, PosixSpawnAttr, PosixSpawnFileActions};
+    use nix::sys::signal::{SigSet, Signal};
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let io = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
+    let cstr = |b: &[u8]| {
+        CString::new(b).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let args = program
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    // Our environment, then `env` in order: a later setting of a name replaces an
+    // earlier one (rule variables override ours), `None` removes it.
+    let mut vars: Vec<(OsString, Option<OsString>)> =
+        std::env::vars_os().map(|(k, v)| (k, Some(v))).collect();
+    for (k, v) in env {
+        match vars.iter_mut().find(|(name, _)| name == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => vars.push((k.clone(), v.clone())),
+        }
+    }
+    let vars: Vec<(OsString, OsString)> = vars
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+    let environ = vars
+        .iter()
+        .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut attr = PosixSpawnAttr::init().map_err(io)?;
+    attr.set_sigmask(&SigSet::empty()).map_err(io)?;
+    let mut defaults = SigSet::empty();
+    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        defaults.add(sig);
+    }
+    attr.set_sigdefault(&defaults).map_err(io)?;
+    attr.set_flags(Flags::POSIX_SPAWN_SETSIGMASK | Flags::POSIX_SPAWN_SETSIGDEF)
+        .map_err(io)?;
+    let mut actions = PosixSpawnFileActions::init().map_err(io)?;
+    actions.add_dup2(stream.as_raw_fd(), 0).map_err(io)?;
+    actions.add_dup2(stream.as_raw_fd(), 1).map_err(io)?;
+    let path = &args[0];
+    let pid = if program[0].as_bytes().contains(&b'/') {
+        posix_spawn(path.as_c_str(), &actions, &attr, &args, &environ)
+    } else {
+        posix_spawnp(path, &actions, &attr, &args, &environ)
+    }
+    .map_err(io)?;
+    Ok(pid.as_raw() as u32)
 }
 
 #[cfg(test)]
