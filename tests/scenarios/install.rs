@@ -61,7 +61,24 @@ fn uid_of(name: &str) -> u32 {
         .uid
 }
 
-/// Every process running a program of `bin`: pid → (program name, real uid, effective
+fn gid_of(name: &str) -> u32 {
+    postern_common::privilege::lookup_account(name)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.msg))
+        .gid
+}
+
+/// A process's four ids (real, effective, saved, filesystem) of `Uid` or `Gid`, and its
+/// supplementary groups, from /proc.
+fn ids(pid: u32, field: &str) -> Vec<u32> {
+    postern_testkit::proc_status_field(pid, field)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|u| u.parse().ok())
+        .collect()
+}
+
+/// Every process running a program of `bin` (or of `bin/../libexec/*`, where the setuid
+/// delivery and password programs live): pid → (program name, real uid, effective
 /// uid, parent pid).
 fn processes(bin: &Path) -> BTreeMap<u32, (String, u32, u32, u32)> {
     let mut out = BTreeMap::new();
@@ -72,7 +89,8 @@ fn processes(bin: &Path) -> BTreeMap<u32, (String, u32, u32, u32)> {
         let Ok(exe) = fs::read_link(format!("/proc/{pid}/exe")) else {
             continue;
         };
-        if exe.parent() != Some(bin) {
+        let libexec = bin.parent().unwrap().join("libexec");
+        if exe.parent() != Some(bin) && exe.parent().and_then(Path::parent) != Some(&libexec) {
             continue;
         }
         let name = exe.file_name().unwrap().to_string_lossy().to_string();
@@ -149,11 +167,36 @@ fn install_runs_every_daemon_under_its_own_account_and_the_chain_works() {
     let owner = |p: &Path| fs::symlink_metadata(p).unwrap().uid();
     assert_eq!(mode(&bin.join("postern-queue")), 0o4711);
     assert_eq!(owner(&bin.join("postern-queue")), uid("queue"));
-    assert_eq!(mode(&bin.join("postern-checkpassword")), 0o4750);
-    assert_eq!(owner(&bin.join("postern-checkpassword")), uid("mail"));
-    assert_eq!(mode(&bin.join("postern-local")), 0o4750);
-    assert_eq!(mode(&bin.join("postern-remote")), 0o4750);
-    assert_eq!(owner(&bin.join("postern-remote")), uid("remote"));
+    // Setuid and setgid to their own account, in a directory only their caller's group
+    // may enter; bin/ has links to them.
+    let group = |p: &Path| fs::symlink_metadata(p).unwrap().gid();
+    let gid = |role: &str| gid_of(&acct(role));
+    let libexec = home.join("libexec");
+    for (dir, caller) in [("send", "send"), ("net", "net")] {
+        let d = libexec.join(dir);
+        assert_eq!(
+            (owner(&d), group(&d), mode(&d)),
+            (0, gid(caller), 0o750),
+            "{dir}"
+        );
+    }
+    for (path, role) in [
+        ("net/postern-checkpassword", "mail"),
+        ("send/postern-local", "mail"),
+        ("send/postern-remote", "remote"),
+    ] {
+        let p = libexec.join(path);
+        assert_eq!(
+            (owner(&p), group(&p), mode(&p)),
+            (uid(role), gid(role), 0o6755),
+            "{path}"
+        );
+        let name = p.file_name().unwrap();
+        assert_eq!(
+            fs::read_link(bin.join(name)).unwrap(),
+            Path::new("..").join("libexec").join(path)
+        );
+    }
     assert!(
         !fs::symlink_metadata(bin.join("postern-smtpd"))
             .unwrap()
@@ -285,6 +328,15 @@ fn install_runs_every_daemon_under_its_own_account_and_the_chain_works() {
             "{name} (pid {pid}) must run as {} only",
             acct(role)
         );
+        // Every uid and gid the account's, and no supplementary group: nothing of the
+        // caller's (postern-local must not keep postern-send's group, which reads the
+        // queue). The pid may have ended meanwhile: then /proc says nothing.
+        let (u, g, groups) = (ids(*pid, "Uid"), ids(*pid, "Gid"), ids(*pid, "Groups"));
+        if !u.is_empty() {
+            assert_eq!(u, vec![want; 4], "{name} (pid {pid}) uids");
+            assert_eq!(g, vec![gid_of(&acct(role)); 4], "{name} (pid {pid}) gids");
+            assert_eq!(groups, Vec::<u32>::new(), "{name} (pid {pid}) groups");
+        }
         assert_ne!(*euid, 0, "{name} runs as root");
         *seen.entry(name.clone()).or_insert(0) += 1;
     }
@@ -297,6 +349,56 @@ fn install_runs_every_daemon_under_its_own_account_and_the_chain_works() {
         assert!(seen.contains_key(must), "{must} not seen: {procs:?}");
     }
     assert_eq!(seen["postern-multilog"], 5, "one logger per service");
+
+    // postern-remote, started by the scheduler's account (whose group reads the queue),
+    // keeps nothing of it: all its ids are remote's, no supplementary group. (It waits
+    // for the message on its stdin, which we hold open.)
+    let mut remote = Command::new("setpriv");
+    remote
+        .args([
+            "--reuid",
+            &acct("send"),
+            "--regid",
+            &acct("send"),
+            "--clear-groups",
+        ])
+        .arg(bin.join("postern-remote"))
+        .args(["example.org", "a@example.test", "b@example.org"])
+        .stdin(std::process::Stdio::piped());
+    let mut remote = Daemon::spawn_quiet("postern-remote", remote);
+    let pid = remote.pid();
+    expect_within(T, "postern-remote to settle its ids", || {
+        ids(pid, "Uid") == vec![uid("remote"); 4]
+    });
+    assert_eq!(
+        ids(pid, "Gid"),
+        vec![gid_of(&acct("remote")); 4],
+        "postern-remote gids"
+    );
+    assert_eq!(
+        ids(pid, "Groups"),
+        Vec::<u32>::new(),
+        "postern-remote groups"
+    );
+    drop(remote);
+    // Nor may the network account run the deliveries. (Through a shell: setpriv execs
+    // with root's capabilities still in effect, which would pass the directory check.)
+    for program in ["postern-remote", "postern-local"] {
+        let (code, _, err) = run(
+            Command::new("setpriv")
+                .args([
+                    "--reuid",
+                    &acct("net"),
+                    "--regid",
+                    &acct("net"),
+                    "--clear-groups",
+                ])
+                .args(["sh", "-c", "exec \"$0\" --help"])
+                .arg(bin.join(program)),
+            T,
+        );
+        assert_eq!(code, Some(126), "the network account ran {program}: {err}");
+    }
     drop(smtp_session);
     drop(pop3_session);
 

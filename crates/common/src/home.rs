@@ -39,10 +39,11 @@ pub fn is_setid() -> bool {
 ///
 /// Not setuid/setgid: [`postern_home`], as for every program. Setuid/setgid:
 /// `POSTERN_HOME` is ignored; the instance is the one the running executable is installed
-/// in (`HOME/bin/PROGRAM`, from `/proc/self/exe`), provided `HOME/bin` and `HOME` are
-/// directories owned by root and writable by nobody else — only root can put a program
-/// there, so a caller cannot point it at an instance of their own (not even through a
-/// hard link). Otherwise [`COMPILED_HOME`].
+/// in (`HOME/bin/PROGRAM`, or `HOME/libexec/DIR/PROGRAM` where the install keeps the
+/// setuid deliveries and password checker; from `/proc/self/exe`), provided every
+/// directory from there up to `HOME` is owned by root and writable by nobody else — only
+/// root can put a program there, so a caller cannot point it at an instance of their own
+/// (not even through a hard link). Otherwise [`COMPILED_HOME`].
 pub fn trusted_home() -> PathBuf {
     if !is_setid() {
         return postern_home();
@@ -53,19 +54,26 @@ pub fn trusted_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(COMPILED_HOME))
 }
 
-/// `HOME` for an executable at `HOME/bin/NAME`, when both directories are root's and
-/// not writable by group or others.
+/// `HOME` for an executable at `HOME/bin/NAME` or `HOME/libexec/DIR/NAME`, when every
+/// directory of that path below and including `HOME` is root's and not writable by
+/// group or others.
 pub fn installed_home(exe: &Path) -> Option<PathBuf> {
-    let bin = exe.parent()?;
-    if bin.file_name()? != "bin" {
-        return None;
+    let dir = exe.parent()?;
+    let mut chain = vec![dir];
+    if dir.file_name()? != "bin" {
+        let libexec = dir.parent()?;
+        if libexec.file_name()? != "libexec" {
+            return None;
+        }
+        chain.push(libexec);
     }
-    let home = bin.parent()?;
+    let home = chain.last()?.parent()?;
+    chain.push(home);
     let safe = |dir: &Path| {
         std::fs::symlink_metadata(dir)
             .is_ok_and(|m| m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0)
     };
-    (home.is_absolute() && safe(bin) && safe(home)).then(|| home.to_path_buf())
+    (home.is_absolute() && chain.iter().all(|d| safe(d))).then(|| home.to_path_buf())
 }
 
 #[cfg(test)]
@@ -101,5 +109,22 @@ mod tests {
             "a group-writable bin/ is refused"
         );
         assert_eq!(installed_home(Path::new("bin/x")), None, "relative");
+    }
+
+    #[test]
+    fn installed_home_from_libexec() {
+        let dir = tempfile::tempdir().unwrap();
+        let send = dir.path().join("libexec/send");
+        std::fs::create_dir_all(&send).unwrap();
+        for d in [dir.path(), &dir.path().join("libexec")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&send, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let exe = send.join("postern-remote");
+        let want = geteuid().is_root().then(|| dir.path().to_path_buf());
+        assert_eq!(installed_home(&exe), want);
+        assert_eq!(installed_home(&dir.path().join("lib/send/x")), None);
+        std::fs::set_permissions(&send, std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert_eq!(installed_home(&exe), None, "a group-writable libexec/send");
     }
 }

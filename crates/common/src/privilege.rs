@@ -93,20 +93,52 @@ pub const SETID_KEEP: &[&str] = &[
 /// The `PATH` a setuid program gives its children.
 pub const SETID_PATH: &str = "/usr/bin:/bin";
 
-/// For a program installed setuid or setgid (and not started by root): make the
-/// effective ids the real and saved ones too, for good, so the caller's uid cannot be
-/// regained and a child runs as the account (a shell started with real ≠ effective uid
-/// would otherwise drop back to the caller's); clear the environment but
-/// [`SETID_KEEP`], set `PATH` to [`SETID_PATH`] and `POSTERN_HOME` to `home` (the
-/// [`crate::home::trusted_home`]); set the umask to 077, since supplementary groups stay
-/// the caller's (only root can change them). Returns whether it was setuid/setgid;
-/// does nothing otherwise. Call it first thing in `main`, while single-threaded.
+/// For a program installed setuid and setgid to its own account (and not started by
+/// root): make the effective ids the real and saved ones too, for good, so the caller's
+/// uid and gid cannot be regained and a child runs as the account (a shell started with
+/// real ≠ effective uid would otherwise drop back to the caller's); clear the
+/// environment but [`SETID_KEEP`], set `PATH` to [`SETID_PATH`] and `POSTERN_HOME` to
+/// `home` (the [`crate::home::trusted_home`]); set the umask to 077. Returns whether it
+/// was setuid/setgid; does nothing otherwise. Call it first thing in `main`, while
+/// single-threaded.
+///
+/// Nothing of the caller's group access may survive (postern-remote must not keep
+/// postern-send's group, which reads the queue): the program must be setgid to its own
+/// account's group, and it refuses to run with any supplementary group, which only root
+/// could drop. The install starts its callers with none.
 pub fn settle_setid(home: &std::path::Path) -> Result<bool> {
     let (euid, egid) = (unistd::geteuid(), unistd::getegid());
     if unistd::getuid() == euid && unistd::getgid() == egid {
         return Ok(false);
     }
+    let own_gid = account_of(euid.as_raw()).map(|a| a.gid);
+    if !euid.is_root() && own_gid != Some(egid.as_raw()) {
+        return Err(Error::temp(format!(
+            "installed setuid but not setgid to its own group (gid {egid}): \
+             the caller's group would stay (reinstall: scripts/install sets mode 6755)"
+        )));
+    }
     unistd::setresgid(egid, egid, egid).temp(format!("unable to set gid {egid}"))?;
+    let others = || -> Result<Vec<Gid>> {
+        Ok(unistd::getgroups()
+            .temp("unable to read the supplementary groups")?
+            .into_iter()
+            .filter(|g| *g != egid)
+            .collect())
+    };
+    if !others()?.is_empty() {
+        // Works only with the privilege to (a capable caller); otherwise refuse below.
+        let _ = unistd::setgroups(&[]);
+        let left = others()?;
+        if !left.is_empty() {
+            let list: Vec<String> = left.iter().map(|g| g.to_string()).collect();
+            return Err(Error::temp(format!(
+                "started with the supplementary groups {}, which a setuid program cannot drop: \
+                 its caller must run without them",
+                list.join(",")
+            )));
+        }
+    }
     unistd::setresuid(euid, euid, euid).temp(format!("unable to set uid {euid}"))?;
     if unistd::getuid() != euid || unistd::getgid() != egid {
         return Err(Error::temp("the setuid ids did not stick"));
