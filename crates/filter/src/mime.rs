@@ -1,15 +1,29 @@
-//! Taking a message apart the way a scanner must: every MIME part (with `mailparse`),
-//! nested `message/rfc822` messages, decoded file names (RFC 2047 encoded words and
-//! RFC 2231 parameters), the names inside zip archives and uuencoded attachments.
+//! Taking a message apart the way a scanner must: every MIME part, nested
+//! `message/rfc822` messages, decoded file names (RFC 2047 encoded words and RFC 2231
+//! parameters), the names inside zip archives and uuencoded attachments.
 //!
-//! Everything is bounded: nesting depth, number of parts, decoded bytes. Going over a
-//! limit, and structure a mail client could read two ways (two Content-Type headers,
-//! conflicting transfer encodings), is reported as *suspicious* — the caller refuses it,
-//! because an attacker builds exactly such messages to slip past one scanner and open in
-//! another client.
+//! The structure is walked here, one header section at a time, with `mailparse` only
+//! splitting a bounded header section into fields and decoding bodies — so that:
+//!
+//! - every header section (the message's, each part's, each enclosed message's) is
+//!   bounded *before* it is parsed: [`MAX_HEADER_BYTES`], [`MAX_HEADER_LINES`];
+//! - header names are matched the RFC 5322 obsolete-syntax way (`Content-Type :`, white
+//!   space before the colon, is `Content-Type`), as mail clients do;
+//! - header values are unfolded and decoded in linear time (a hostile header must not
+//!   cost quadratic time or unbounded memory).
+//!
+//! Everything is bounded: nesting depth, number of parts, decoded bytes, header sections.
+//! Going over a limit, and structure a mail client could read two ways (Content-Type
+//! headers that differ in type or boundary, two boundaries, conflicting transfer
+//! encodings), is reported as *suspicious* — the caller refuses it, because an attacker
+//! builds exactly such messages to slip past one scanner and open in another client. A
+//! file name given more than one way (two `name=`, `filename` and `filename*`, two
+//! headers) is not refused: every candidate is an attachment name.
 
 use crate::zipnames;
-use mailparse::{MailHeaderMap, ParsedMail};
+use mailparse::body::Body;
+use mailparse::{MailHeader, ParsedContentType};
+use std::borrow::Cow;
 
 /// Deepest nesting of multiparts and enclosed messages we follow.
 pub const MAX_DEPTH: usize = 30;
@@ -17,6 +31,11 @@ pub const MAX_DEPTH: usize = 30;
 pub const MAX_PARTS: usize = 5_000;
 /// Most decoded bytes we look at in one message (all parts together).
 pub const MAX_DECODED: usize = 64 * 1024 * 1024;
+/// Largest header section (of the message, of each MIME part, of each enclosed message)
+/// we parse; a bigger one is refused.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Most lines in one header section (folded continuation lines count); more is refused.
+pub const MAX_HEADER_LINES: usize = 10_000;
 
 /// A file the message carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,14 +43,16 @@ pub struct Attachment {
     pub name: String,
     /// Decoded size in bytes (for uuencoded files, the decoded length).
     pub size: u64,
-    /// Where it was found: `mime`, `zip:OUTER.zip`, `uuencode`.
+    /// Where it was found: `mime`, `zip:OUTER.zip` (`zip:OUTER.zip/INNER.zip` when
+    /// nested), `uuencode`.
     pub source: String,
 }
 
 /// What a message is made of, as far as the rules care.
 #[derive(Debug, Default, Clone)]
 pub struct Analysis {
-    /// Top-level headers: lower-case name, decoded value.
+    /// Top-level headers: lower-case name (without white space before the colon),
+    /// unfolded and decoded value.
     pub headers: Vec<(String, String)>,
     /// The Content-Type of every part (lower-case `type/subtype`).
     pub content_types: Vec<String>,
@@ -41,22 +62,443 @@ pub struct Analysis {
     pub parts: usize,
 }
 
-/// Decode RFC 2047 encoded words in a parameter value (mail clients put them in
+/// A header field's name as scan matches it: lower-case, without the white space that
+/// the obsolete syntax allows between the name and the colon (RFC 5322 4.5.3).
+pub fn field_name(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
+        .trim_end_matches([' ', '\t', '\r'])
+        .to_ascii_lowercase()
+}
+
+fn text_of(raw: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(s) => Cow::Borrowed(s),
+        // Not UTF-8: Latin-1, as mailparse reads it.
+        Err(_) => Cow::Owned(raw.iter().map(|&b| b as char).collect()),
+    }
+}
+
+/// A header value unfolded: each line break and the white space around it become one
+/// space.
+fn unfold(raw: &[u8]) -> String {
+    let text = text_of(raw);
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if i == 0 {
+            out.push_str(line.trim_end_matches([' ', '\t']));
+        } else {
+            let line = line.trim_matches([' ', '\t']);
+            if !line.is_empty() {
+                out.push(' ');
+                out.push_str(line);
+            }
+        }
+    }
+    out
+}
+
+/// A header field's value as a reader sees it: unfolded, encoded words decoded.
+pub fn field_value(raw: &[u8]) -> String {
+    decode_words(&unfold(raw))
+}
+
+fn is_wsp(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// The end of the RFC 2047 encoded word `=?charset?X?text?=` that starts at `at`, if
+/// one does. Neither part may hold `?` or white space, so looking for every word in a
+/// value is linear.
+fn encoded_word_at(b: &[u8], at: usize) -> Option<usize> {
+    let run = |from: usize| {
+        let mut j = from;
+        while j < b.len() && b[j] != b'?' && !is_wsp(b[j]) {
+            j += 1;
+        }
+        j
+    };
+    let charset_end = run(at + 2);
+    if charset_end == at + 2 || b.get(charset_end) != Some(&b'?') {
+        return None;
+    }
+    let enc = charset_end + 1;
+    if !matches!(b.get(enc), Some(b'B' | b'b' | b'Q' | b'q')) || b.get(enc + 1) != Some(&b'?') {
+        return None;
+    }
+    let text_end = run(enc + 2);
+    (b.get(text_end) == Some(&b'?') && b.get(text_end + 1) == Some(&b'=')).then_some(text_end + 2)
+}
+
+/// Base64 as mail clients read it: anything not in the alphabet is skipped.
+fn base64_lenient(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for &c in text {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => continue,
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// One encoded word: mailparse for the charsets it knows, else the bytes as UTF-8.
+fn decode_word(word: &str) -> Option<String> {
+    let line = format!("X: {word}");
+    if let Ok((h, _)) = mailparse::parse_header(line.as_bytes()) {
+        let v = h.get_value();
+        if v != word {
+            return Some(v);
+        }
+    }
+    // An unknown charset: a client still shows the ASCII in it, so decode the bytes.
+    let inner = word.strip_prefix("=?")?.strip_suffix("?=")?;
+    let mut fields = inner.splitn(3, '?');
+    let (_, enc, text) = (fields.next()?, fields.next()?, fields.next()?);
+    let bytes = if enc.eq_ignore_ascii_case("b") {
+        base64_lenient(text.as_bytes())
+    } else {
+        let t = text.replace('_', " ");
+        percent_like_decode(t.as_bytes(), b'=')
+    };
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `%XX` (or `=XX`) escapes decoded; anything else kept.
+fn percent_like_decode(text: &[u8], escape: u8) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == escape {
+            if let (Some(h), Some(l)) = (
+                text.get(i + 1).and_then(|&c| hex(c)),
+                text.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(text[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Decode RFC 2047 encoded words in a value (mail clients put them in
 /// `filename="=?UTF-8?B?…?="`, which RFC 2231 does not allow but every client reads).
+/// Linear in the length of `value`; white space between two encoded words is dropped.
 pub fn decode_words(value: &str) -> String {
     if !value.contains("=?") {
         return value.to_string();
     }
-    let line = format!("X: {value}");
-    match mailparse::parse_header(line.as_bytes()) {
-        Ok((h, _)) => h.get_value(),
-        Err(_) => value.to_string(),
+    let b = value.as_bytes();
+    let mut out = String::with_capacity(value.len());
+    let mut copied = 0;
+    let mut after_word: Option<usize> = None;
+    let mut at = 0;
+    while let Some(found) = value[at..].find("=?") {
+        let start = at + found;
+        match encoded_word_at(b, start)
+            .and_then(|end| Some((end, decode_word(&value[start..end])?)))
+        {
+            Some((end, text)) => {
+                let between = &value[copied..start];
+                if !(after_word == Some(copied) && between.bytes().all(is_wsp)) {
+                    out.push_str(between);
+                }
+                out.push_str(&text);
+                copied = end;
+                after_word = Some(end);
+                at = end;
+            }
+            None => at = start + 2,
+        }
     }
+    out.push_str(&value[copied..]);
+    out
+}
+
+/// Split a parameter list on `;` outside quoted strings.
+fn split_params(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in value.bytes().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if quoted && c == b'\\' {
+            escaped = true;
+        } else if c == b'"' {
+            quoted = !quoted;
+        } else if c == b';' && !quoted {
+            out.push(&value[start..i]);
+            start = i + 1;
+        }
+    }
+    out.push(&value[start..]);
+    out
+}
+
+fn unquote(v: &str) -> String {
+    let Some(inner) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
+        return v.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut escaped = false;
+    for c in inner.chars() {
+        if !escaped && c == '\\' {
+            escaped = true;
+            continue;
+        }
+        escaped = false;
+        out.push(c);
+    }
+    out
+}
+
+/// A Content-Type or Content-Disposition value: its lower-case first token and every
+/// parameter in order — a repeated parameter is kept every time it appears.
+struct Params {
+    value: String,
+    params: Vec<(String, String)>,
+}
+
+impl Params {
+    fn parse(value: &str) -> Params {
+        let mut tokens = split_params(value).into_iter();
+        let first = tokens.next().unwrap_or("").trim().to_ascii_lowercase();
+        let params = tokens
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((k.trim().to_ascii_lowercase(), unquote(v.trim())))
+            })
+            .collect();
+        Params {
+            value: first,
+            params,
+        }
+    }
+
+    /// Every value the parameter `base` is given: each plain `base=`, each RFC 2231
+    /// `base*=`, and its `base*0`, `base*1*`… continuations (joined keeping the first of
+    /// a repeated piece, and keeping the last, when those differ).
+    fn candidates(&self, base: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut push = |v: String| {
+            if seen.insert(v.clone()) {
+                out.push(v);
+            }
+        };
+        let extended = format!("{base}*");
+        let mut pieces: Vec<(usize, bool, &str)> = Vec::new();
+        for (k, v) in &self.params {
+            if k == base {
+                push(v.clone());
+            } else if *k == extended {
+                push(decode_2231(v, true));
+            } else if let Some(rest) = k.strip_prefix(extended.as_str()) {
+                let (num, encoded) = match rest.strip_suffix('*') {
+                    Some(n) => (n, true),
+                    None => (rest, false),
+                };
+                if let Ok(n) = num.parse::<usize>() {
+                    pieces.push((n, encoded, v));
+                }
+            }
+        }
+        if !pieces.is_empty() {
+            for keep_last in [false, true] {
+                let mut by_index: std::collections::BTreeMap<usize, (bool, &str)> =
+                    std::collections::BTreeMap::new();
+                for &(n, encoded, v) in &pieces {
+                    if keep_last || !by_index.contains_key(&n) {
+                        by_index.insert(n, (encoded, v));
+                    }
+                }
+                push(join_2231(&by_index));
+            }
+        }
+        out
+    }
+}
+
+/// The charset and octets of an RFC 2231 `charset'language'%XX…` value (`with_charset`)
+/// or of a later `%XX…` piece.
+fn split_2231(v: &str, with_charset: bool) -> (String, Vec<u8>) {
+    if with_charset {
+        let mut parts = v.splitn(3, '\'');
+        if let (Some(cs), Some(_), Some(rest)) = (parts.next(), parts.next(), parts.next()) {
+            return (cs.to_string(), percent_like_decode(rest.as_bytes(), b'%'));
+        }
+    }
+    (String::new(), percent_like_decode(v.as_bytes(), b'%'))
+}
+
+/// Octets in a charset: mailparse for the charsets it knows, else UTF-8 (lossy).
+fn charset_decode(charset: &str, octets: &[u8]) -> String {
+    let plain = charset.is_empty()
+        || charset.eq_ignore_ascii_case("utf-8")
+        || charset.eq_ignore_ascii_case("us-ascii");
+    let safe = charset
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(&c));
+    if !plain && safe {
+        let escaped: String = octets.iter().map(|b| format!("%{b:02X}")).collect();
+        let ct = mailparse::parse_content_type(&format!("x/y; n*={charset}''{escaped}"));
+        if let Some(v) = ct.params.get("n") {
+            return v.clone();
+        }
+    }
+    String::from_utf8_lossy(octets).into_owned()
+}
+
+fn decode_2231(v: &str, with_charset: bool) -> String {
+    let (charset, octets) = split_2231(v, with_charset);
+    charset_decode(&charset, &octets)
+}
+
+fn join_2231(pieces: &std::collections::BTreeMap<usize, (bool, &str)>) -> String {
+    let mut charset = String::new();
+    let mut octets = Vec::new();
+    for (expected, (&n, &(encoded, v))) in pieces.iter().enumerate() {
+        if n != expected {
+            break;
+        }
+        if encoded {
+            let (cs, bytes) = split_2231(v, n == 0);
+            if n == 0 {
+                charset = cs;
+            }
+            octets.extend_from_slice(&bytes);
+        } else {
+            octets.extend_from_slice(v.as_bytes());
+        }
+    }
+    charset_decode(&charset, &octets)
+}
+
+/// Where a header section is, for the log line.
+#[derive(Clone, Copy)]
+enum Place {
+    Message,
+    Part,
+    Enclosed,
+}
+
+impl Place {
+    fn describe(self) -> &'static str {
+        match self {
+            Place::Message => "the message",
+            Place::Part => "a MIME part",
+            Place::Enclosed => "an enclosed message",
+        }
+    }
+}
+
+/// The end of the header section that starts `raw` (just past the empty line, or the
+/// end of `raw`), or which limit it is over. Only up to the limit is looked at.
+fn header_section_end(raw: &[u8], place: Place) -> Result<usize, String> {
+    let mut at = 0;
+    let mut lines = 0;
+    while at < raw.len() {
+        if raw[at] == b'\n' {
+            return Ok(at + 1);
+        }
+        if raw[at..].starts_with(b"\r\n") {
+            return Ok(at + 2);
+        }
+        lines += 1;
+        if lines > MAX_HEADER_LINES {
+            return Err(format!(
+                "header section of {} over {MAX_HEADER_LINES} lines",
+                place.describe()
+            ));
+        }
+        let window = &raw[at..raw.len().min(MAX_HEADER_BYTES + 1)];
+        match window.iter().position(|&b| b == b'\n') {
+            Some(nl) => at += nl + 1,
+            None if raw.len() > MAX_HEADER_BYTES => at = MAX_HEADER_BYTES + 1,
+            None => at = raw.len(),
+        }
+        if at > MAX_HEADER_BYTES {
+            return Err(format!(
+                "header section of {} over {MAX_HEADER_BYTES} bytes",
+                place.describe()
+            ));
+        }
+    }
+    Ok(raw.len())
+}
+
+/// The first line-start occurrence of `delim` in `body` at or after `from`. Line by line,
+/// so linear whatever the delimiter.
+fn find_line_prefix(body: &[u8], from: usize, delim: &[u8]) -> Option<usize> {
+    let mut at = from;
+    while at < body.len() {
+        if body[at..].starts_with(delim) {
+            return Some(at);
+        }
+        at += body[at..].iter().position(|&b| b == b'\n')? + 1;
+    }
+    None
+}
+
+/// The line break just before a delimiter belongs to the delimiter (RFC 2046).
+fn strip_trailing_crlf(body: &[u8], start: usize, mut end: usize) -> usize {
+    if end > start && body[end - 1] == b'\n' {
+        end -= 1;
+        if end > start && body[end - 1] == b'\r' {
+            end -= 1;
+        }
+    }
+    end
+}
+
+/// The body parts of a multipart body, split on `--boundary` lines as mailparse splits
+/// them; at most `limit`.
+fn split_multipart<'a>(body: &'a [u8], boundary: &str, limit: usize) -> Vec<&'a [u8]> {
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    let mut parts = Vec::new();
+    let Some(first) = find_line_prefix(body, 0, delim) else {
+        return parts;
+    };
+    let mut delim_end = first + delim.len();
+    while parts.len() < limit {
+        let Some(nl) = body[delim_end..].iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let start = delim_end + nl + 1;
+        let next = find_line_prefix(body, start, delim);
+        let end = next
+            .map(|x| strip_trailing_crlf(body, start, x))
+            .unwrap_or(body.len());
+        parts.push(&body[start..end]);
+        delim_end = next.map(|x| x + delim.len()).unwrap_or(body.len());
+        if delim_end + 2 > body.len() || body[delim_end..].starts_with(b"--") {
+            break;
+        }
+    }
+    parts
 }
 
 struct Walker {
     out: Analysis,
     decoded: usize,
+    zip_budget: zipnames::Budget,
 }
 
 /// Analyse a whole message (headers and body, as it will be queued).
@@ -64,163 +506,153 @@ pub fn analyse(message: &[u8]) -> Analysis {
     let mut w = Walker {
         out: Analysis::default(),
         decoded: 0,
+        zip_budget: zipnames::Budget::default(),
     };
-    match mailparse::parse_mail(message) {
-        Ok(mail) => {
-            w.out.headers = mail
-                .headers
-                .iter()
-                .map(|h| (h.get_key().to_ascii_lowercase(), h.get_value()))
-                .collect();
-            w.part(&mail, 0);
-        }
-        Err(e) => w
-            .out
-            .suspicious
-            .push(format!("unparseable MIME structure: {e}")),
-    }
+    w.entity(message, 0, false, Place::Message);
     w.out
 }
 
 impl Walker {
-    fn part(&mut self, part: &ParsedMail, depth: usize) {
+    fn refuse(&mut self, why: impl Into<String>) {
+        self.out.suspicious.push(why.into());
+    }
+
+    /// One entity — the message, a body part or an enclosed message: header section,
+    /// then its body.
+    fn entity(&mut self, raw: &[u8], depth: usize, in_digest: bool, place: Place) {
         if !self.out.suspicious.is_empty() {
             return;
         }
         self.out.parts += 1;
         if self.out.parts > MAX_PARTS {
-            self.out
-                .suspicious
-                .push(format!("more than {MAX_PARTS} MIME parts"));
-            return;
+            return self.refuse(format!("more than {MAX_PARTS} MIME parts"));
         }
         if depth > MAX_DEPTH {
-            self.out
-                .suspicious
-                .push(format!("MIME nesting deeper than {MAX_DEPTH}"));
-            return;
+            return self.refuse(format!("MIME nesting deeper than {MAX_DEPTH}"));
         }
-        self.check_ambiguity(part);
-        if !self.out.suspicious.is_empty() {
-            return;
-        }
-        let ctype = part.ctype.mimetype.to_ascii_lowercase();
-        self.out.content_types.push(ctype.clone());
-
-        if !part.subparts.is_empty() || ctype.starts_with("multipart/") {
-            for sub in &part.subparts {
-                self.part(sub, depth + 1);
-            }
-            return;
-        }
-        // Every leaf is decoded (bounded by MAX_DECODED): a zip sent as an unnamed
-        // application/octet-stream part must still have its members checked.
-        let names = self.file_names(part);
-        let body = match part.get_body_raw() {
-            Ok(b) => b,
+        // Bounded before anything parses it.
+        let header_end = match header_section_end(raw, place) {
+            Ok(end) => end,
+            Err(why) => return self.refuse(why),
+        };
+        let fields = match mailparse::parse_headers(&raw[..header_end]) {
+            Ok((fields, _)) => fields,
             Err(e) => {
-                self.out.suspicious.push(format!("undecodable part: {e}"));
-                return;
+                return self.refuse(match place {
+                    Place::Enclosed => format!("unparseable enclosed message: {e}"),
+                    _ => format!("unparseable MIME structure: {e}"),
+                })
             }
         };
-        self.decoded += body.len();
-        if self.decoded > MAX_DECODED {
-            self.out
-                .suspicious
-                .push(format!("more than {MAX_DECODED} decoded bytes"));
+        let body = &raw[header_end..];
+        let fields: Vec<(String, &MailHeader)> = fields
+            .iter()
+            .map(|h| (field_name(h.get_key_raw()), h))
+            .collect();
+        let values = |name: &str| -> Vec<&[u8]> {
+            fields
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, h)| h.get_value_raw())
+                .collect()
+        };
+        if matches!(place, Place::Message) {
+            self.out.headers = fields
+                .iter()
+                .map(|(n, h)| (n.clone(), field_value(h.get_value_raw())))
+                .collect();
+        }
+
+        // Structure a client could read two ways is refused.
+        let types: Vec<Params> = values("content-type")
+            .into_iter()
+            .map(|v| Params::parse(&unfold(v)))
+            .collect();
+        let structure = |p: &Params| (p.value.clone(), p.candidates("boundary"));
+        let first = types.first().map(structure);
+        if types.iter().any(|p| Some(structure(p)) != first)
+            || first.as_ref().is_some_and(|(_, b)| b.len() > 1)
+        {
+            return self.refuse("conflicting Content-Type headers");
+        }
+        let encodings: Vec<String> = values("content-transfer-encoding")
+            .into_iter()
+            .map(|v| unfold(v).trim().to_ascii_lowercase())
+            .collect();
+        if encodings.windows(2).any(|w| w[0] != w[1]) {
+            return self.refuse("conflicting Content-Transfer-Encoding headers");
+        }
+
+        let (ctype, boundary) = match first {
+            Some((t, b)) => (t, b.into_iter().next()),
+            None if in_digest => ("message/rfc822".to_string(), None),
+            None => ("text/plain".to_string(), None),
+        };
+        self.out.content_types.push(ctype.clone());
+
+        if ctype.starts_with("multipart") {
+            if let Some(boundary) = boundary {
+                let digest = ctype == "multipart/digest";
+                let room = MAX_PARTS + 1 - self.out.parts.min(MAX_PARTS);
+                for part in split_multipart(body, &boundary, room) {
+                    self.entity(part, depth + 1, digest, Place::Part);
+                }
+            }
             return;
+        }
+
+        // Every leaf is decoded (bounded by MAX_DECODED): a zip sent as an unnamed
+        // application/octet-stream part must still have its members checked.
+        let names = file_names(&values("content-disposition"), &values("content-type"));
+        let no_type = ParsedContentType::default();
+        let decoded: Cow<[u8]> = match Body::new(body, &no_type, &encodings.first().cloned()) {
+            Body::Base64(b) | Body::QuotedPrintable(b) => match b.get_decoded() {
+                Ok(d) => Cow::Owned(d),
+                Err(e) => return self.refuse(format!("undecodable part: {e}")),
+            },
+            Body::SevenBit(b) | Body::EightBit(b) => Cow::Borrowed(b.get_raw()),
+            Body::Binary(b) => Cow::Borrowed(b.get_raw()),
+        };
+        self.decoded += decoded.len();
+        if self.decoded > MAX_DECODED {
+            return self.refuse(format!("more than {MAX_DECODED} decoded bytes"));
         }
         for name in &names {
             self.out.attachments.push(Attachment {
                 name: name.clone(),
-                size: body.len() as u64,
+                size: decoded.len() as u64,
                 source: "mime".into(),
             });
         }
-        if body.starts_with(b"PK\x03\x04") || ctype.contains("zip") {
+        // A zip is opened whatever the part says it is: unzip tools go by the content.
+        if zipnames::is_zip(&decoded) || ctype.contains("zip") {
             let outer = names
                 .first()
                 .cloned()
                 .unwrap_or_else(|| "(unnamed).zip".into());
-            match zipnames::names(&body) {
+            match zipnames::list(&decoded, &outer, &mut self.zip_budget) {
                 Ok(entries) => {
-                    for (inner, size) in entries {
-                        let name = inner
+                    for e in entries {
+                        let name = e
+                            .name
                             .rsplit(['/', '\\'])
                             .next()
-                            .unwrap_or(&inner)
+                            .unwrap_or(&e.name)
                             .to_string();
                         self.out.attachments.push(Attachment {
                             name,
-                            size,
-                            source: format!("zip:{outer}"),
+                            size: e.size,
+                            source: format!("zip:{}", e.archive),
                         });
                     }
                 }
-                Err(why) => self
-                    .out
-                    .suspicious
-                    .push(format!("damaged zip archive {outer}: {why}")),
+                Err(why) => return self.refuse(why),
             }
         }
         if ctype == "message/rfc822" {
-            match mailparse::parse_mail(&body) {
-                Ok(inner) => self.part(&inner, depth + 1),
-                Err(e) => self
-                    .out
-                    .suspicious
-                    .push(format!("unparseable enclosed message: {e}")),
-            }
+            self.entity(&decoded, depth + 1, false, Place::Enclosed);
         } else if ctype.starts_with("text/") {
-            self.uuencoded(&body);
-        }
-    }
-
-    /// The part's file names: Content-Disposition `filename` **and** Content-Type
-    /// `name`. Clients differ in which one they show, so the rules see both (once each).
-    fn file_names(&self, part: &ParsedMail) -> Vec<String> {
-        let disposition = part.get_content_disposition();
-        let mut names: Vec<String> = Vec::new();
-        for raw in [
-            disposition.params.get("filename"),
-            part.ctype.params.get("name"),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let name = decode_words(raw);
-            // A path in a name is the client's business; the rules look at the last component.
-            let last = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_string();
-            if !names.contains(&last) {
-                names.push(last);
-            }
-        }
-        names
-    }
-
-    fn check_ambiguity(&mut self, part: &ParsedMail) {
-        let types = part.headers.get_all_values("Content-Type");
-        if types.len() > 1 {
-            let first = mailparse::parse_content_type(&types[0]).mimetype;
-            if types
-                .iter()
-                .any(|t| mailparse::parse_content_type(t).mimetype != first)
-            {
-                self.out
-                    .suspicious
-                    .push("conflicting Content-Type headers".into());
-            }
-        }
-        let encodings: Vec<String> = part
-            .headers
-            .get_all_values("Content-Transfer-Encoding")
-            .iter()
-            .map(|e| e.trim().to_ascii_lowercase())
-            .collect();
-        if encodings.windows(2).any(|w| w[0] != w[1]) {
-            self.out
-                .suspicious
-                .push("conflicting Content-Transfer-Encoding headers".into());
+            self.uuencoded(&decoded);
         }
     }
 
@@ -266,6 +698,32 @@ impl Walker {
             });
         }
     }
+}
+
+/// The part's file names: every `filename` and `name` of every Content-Disposition and
+/// every Content-Type header, each decoded (RFC 2231, RFC 2047). Clients differ in which
+/// one they show, so the rules see them all (once each, last path component).
+fn file_names(dispositions: &[&[u8]], types: &[&[u8]]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let headers = dispositions
+        .iter()
+        .map(|v| (v, ["filename", "name"]))
+        .chain(types.iter().map(|v| (v, ["name", "filename"])));
+    for (value, bases) in headers {
+        let params = Params::parse(&unfold(value));
+        for base in bases {
+            for raw in params.candidates(base) {
+                let name = decode_words(&raw);
+                // A path in a name is the client's business; the rules look at the last component.
+                let last = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_string();
+                if seen.insert(last.clone()) {
+                    names.push(last);
+                }
+            }
+        }
+    }
+    names
 }
 
 #[cfg(test)]
@@ -361,6 +819,237 @@ mod tests {
         assert_eq!(
             a.suspicious,
             vec![format!("more than {MAX_PARTS} MIME parts")]
+        );
+    }
+
+    fn multipart(parts: &[&[u8]]) -> Vec<u8> {
+        let mut msg = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n".to_vec();
+        for p in parts {
+            msg.extend_from_slice(b"--B\r\n");
+            msg.extend_from_slice(p);
+            msg.extend_from_slice(b"\r\n");
+        }
+        msg.extend_from_slice(b"--B--\r\n");
+        msg
+    }
+
+    #[test]
+    fn content_types_with_different_boundaries_are_refused_at_any_level() {
+        // One client splits on A and sees notes.txt; another splits on Z and sees c.exe.
+        let top = b"Content-Type: multipart/mixed; boundary=A\r\nContent-Type: multipart/mixed; boundary=Z\r\n\r\n--A\r\nContent-Type: text/plain\r\n\r\n--Z\r\nContent-Type: application/octet-stream; name=\"c.exe\"\r\n\r\nMZ\r\n--Z--\r\n--A--\r\n";
+        assert_eq!(
+            analyse(top).suspicious,
+            vec!["conflicting Content-Type headers"]
+        );
+        let inner = multipart(&[b"Content-Type: multipart/mixed; boundary=A\r\nContent-type : multipart/mixed; boundary=Z\r\n\r\n--A\r\n\r\nx\r\n--A--"]);
+        assert_eq!(
+            analyse(&inner).suspicious,
+            vec!["conflicting Content-Type headers"]
+        );
+        // Two boundary parameters in one header are as ambiguous.
+        let twice = b"Content-Type: multipart/mixed; boundary=A; boundary=Z\r\n\r\n--A\r\n\r\nx\r\n--A--\r\n";
+        assert_eq!(
+            analyse(twice).suspicious,
+            vec!["conflicting Content-Type headers"]
+        );
+        // The same header twice is not ambiguous.
+        let same = b"Content-Type: multipart/mixed; boundary=A\r\nContent-Type: multipart/mixed; boundary=\"A\"\r\n\r\n--A\r\nContent-Type: text/plain\r\n\r\nx\r\n--A--\r\n";
+        assert!(analyse(same).suspicious.is_empty());
+    }
+
+    #[test]
+    fn every_candidate_name_of_a_part_counts() {
+        let two_types = multipart(&[b"Content-Type: application/octet-stream; name=\"a.txt\"\r\nContent-Type: application/octet-stream; name=\"c.exe\"\r\n\r\nMZ"]);
+        let a = analyse(&two_types);
+        assert!(a.suspicious.is_empty(), "{:?}", a.suspicious);
+        assert_eq!(names(&a), vec!["a.txt", "c.exe"]);
+        let two_dispositions = multipart(&[b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"a.txt\"\r\nContent-Disposition: attachment; filename=\"c.exe\"\r\n\r\nMZ"]);
+        assert_eq!(names(&analyse(&two_dispositions)), vec!["a.txt", "c.exe"]);
+        // A plain and an RFC 2231 form of the same parameter, or one given twice.
+        let both_forms = multipart(&[b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"a.txt\"; filename*=UTF-8''c%2Eexe\r\n\r\nMZ"]);
+        assert_eq!(names(&analyse(&both_forms)), vec!["a.txt", "c.exe"]);
+        let repeated = multipart(&[
+            b"Content-Type: application/octet-stream; name=\"c.exe\"; name=\"a.txt\"\r\n\r\nMZ",
+        ]);
+        assert_eq!(names(&analyse(&repeated)), vec!["c.exe", "a.txt"]);
+    }
+
+    #[test]
+    fn obsolete_header_syntax_is_read() {
+        // RFC 5322 4.5.3: white space between a field name and its colon.
+        let msg = multipart(&[b"Content-Type : application/octet-stream; name=\"b.exe\"\r\nContent-Transfer-Encoding\t: base64\r\n\r\nTVqQAA=="]);
+        let a = analyse(&msg);
+        assert_eq!(names(&a), vec!["b.exe"], "{:?}", a.suspicious);
+        assert_eq!(a.attachments[0].size, 4, "decoded as base64");
+        assert_eq!(
+            a.content_types,
+            vec!["multipart/mixed", "application/octet-stream"]
+        );
+        // The structure itself, and the headers the header rules see.
+        let top = b"Subject : I love you\r\nContent-Type  : multipart/mixed; boundary=Q\r\n\r\n--Q\r\nContent-Disposition : attachment; filename=d.exe\r\n\r\nMZ\r\n--Q--\r\n";
+        let a = analyse(top);
+        assert_eq!(names(&a), vec!["d.exe"]);
+        assert!(a
+            .headers
+            .contains(&("subject".to_string(), "I love you".to_string())));
+        // Two Content-Type headers, one in the obsolete form, are two.
+        let msg =
+            b"Content-Type: text/plain\r\nContent-Type : application/x-msdownload\r\n\r\nx\r\n";
+        assert_eq!(
+            analyse(msg).suspicious,
+            vec!["conflicting Content-Type headers"]
+        );
+    }
+
+    #[test]
+    fn header_sections_are_bounded_before_parsing() {
+        let mut msg = String::from("Subject: x");
+        for _ in 0..(MAX_HEADER_LINES + 1) {
+            msg.push_str("\r\n a");
+        }
+        msg.push_str("\r\n\r\nbody\r\n");
+        let a = analyse(msg.as_bytes());
+        assert_eq!(
+            a.suspicious,
+            vec![format!(
+                "header section of the message over {MAX_HEADER_LINES} lines"
+            )]
+        );
+        let long = format!("Subject: {}\r\n\r\nbody\r\n", "a".repeat(MAX_HEADER_BYTES));
+        assert_eq!(
+            analyse(long.as_bytes()).suspicious,
+            vec![format!(
+                "header section of the message over {MAX_HEADER_BYTES} bytes"
+            )]
+        );
+        // The same limits apply to each part's header section.
+        let part = format!("X-Long: {}\r\n\r\nx", "a".repeat(MAX_HEADER_BYTES));
+        assert_eq!(
+            analyse(&multipart(&[part.as_bytes()])).suspicious,
+            vec![format!(
+                "header section of a MIME part over {MAX_HEADER_BYTES} bytes"
+            )]
+        );
+        // Just under both limits is fine.
+        let mut ok = String::from("Subject: x");
+        for _ in 0..(MAX_HEADER_LINES - 2) {
+            ok.push_str("\r\n a");
+        }
+        ok.push_str("\r\n\r\nbody\r\n");
+        assert!(analyse(ok.as_bytes()).suspicious.is_empty());
+    }
+
+    fn zip_part(zip: &[u8], headers: &str) -> Vec<u8> {
+        let mut part = headers.as_bytes().to_vec();
+        part.extend_from_slice(b"\r\n\r\n");
+        part.extend_from_slice(zip);
+        multipart(&[&part])
+    }
+
+    #[test]
+    fn every_name_in_a_zip_counts_local_headers_too() {
+        let mut zip = crate::zipnames::tests::make_zip(&[("invoice.exe", b"MZ")]);
+        // The central directory says invoice.txt; the local header still says .exe.
+        let cd = zip.windows(4).rposition(|w| w == b"PK\x01\x02").unwrap();
+        let at = cd
+            + zip[cd..]
+                .windows(11)
+                .position(|w| w == b"invoice.exe")
+                .unwrap();
+        zip[at..at + 11].copy_from_slice(b"invoice.txt");
+        let a = analyse(&zip_part(
+            &zip,
+            "Content-Type: application/zip; name=\"invoice.zip\"",
+        ));
+        assert!(a.suspicious.is_empty(), "{:?}", a.suspicious);
+        assert_eq!(names(&a), vec!["invoice.zip", "invoice.txt", "invoice.exe"]);
+    }
+
+    #[test]
+    fn a_zip_behind_junk_in_any_part_is_opened() {
+        let mut data = b"\xff\xd8\xff\xe0".to_vec();
+        data.extend(std::iter::repeat_n(0x5a, 4096));
+        data.extend(crate::zipnames::tests::make_zip(&[("c.exe", b"MZ")]));
+        let a = analyse(&zip_part(
+            &data,
+            "Content-Type: image/jpeg; name=\"photo.jpg\"",
+        ));
+        assert!(a.suspicious.is_empty(), "{:?}", a.suspicious);
+        assert_eq!(names(&a), vec!["photo.jpg", "c.exe"]);
+        assert_eq!(a.attachments[1].source, "zip:photo.jpg");
+    }
+
+    #[test]
+    fn zips_inside_zips_are_opened_to_a_limit() {
+        let inner = crate::zipnames::tests::make_zip(&[("c.exe", b"MZ")]);
+        // Named like anything but a zip: the content decides.
+        let outer =
+            crate::zipnames::tests::make_zip(&[("readme.txt", b"hi"), ("data.bin", &inner)]);
+        let a = analyse(&zip_part(
+            &outer,
+            "Content-Type: application/zip; name=\"a.zip\"",
+        ));
+        assert!(a.suspicious.is_empty(), "{:?}", a.suspicious);
+        assert_eq!(names(&a), vec!["a.zip", "readme.txt", "data.bin", "c.exe"]);
+        assert_eq!(a.attachments[3].source, "zip:a.zip/data.bin");
+        let mut deep = inner;
+        for level in 0..crate::zipnames::MAX_ZIP_DEPTH {
+            deep = crate::zipnames::tests::make_zip(&[(&format!("level{level}.zip"), &deep)]);
+        }
+        let a = analyse(&zip_part(
+            &deep,
+            "Content-Type: application/zip; name=\"a.zip\"",
+        ));
+        assert_eq!(
+            a.suspicious,
+            vec![format!(
+                "zip archives nested deeper than {} in a.zip",
+                crate::zipnames::MAX_ZIP_DEPTH
+            )]
+        );
+    }
+
+    #[test]
+    fn hostile_header_values_and_boundaries_cost_linear_time() {
+        // Near the header limit, shapes that make a naive decoder quadratic (mailparse's
+        // get_value takes over 30 s and 40 MB on each of these).
+        let started = std::time::Instant::now();
+        let n = MAX_HEADER_BYTES / 4;
+        for filler in ["=?", "=? ", "=?a?b?", " =?utf-8?q?a?="] {
+            let value = filler.repeat(n / filler.len());
+            let msg = format!(
+                "Subject: {value}\r\nContent-Type: application/octet-stream; name=\"{value}\"\r\n\r\nx\r\n"
+            );
+            let a = analyse(msg.as_bytes());
+            assert!(a.suspicious.is_empty(), "{:?}", a.suspicious);
+        }
+        // A long boundary against a body of lines that almost match it.
+        let boundary = "-".repeat(100_000);
+        let mut msg = format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n");
+        for _ in 0..200 {
+            msg.push_str(&"-".repeat(99_999));
+            msg.push_str("\r\n");
+        }
+        assert!(analyse(msg.as_bytes()).suspicious.is_empty());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        // Encoded words are still decoded, adjacent ones joined.
+        assert_eq!(
+            decode_words("=?UTF-8?B?ZXZp?= =?UTF-8?Q?l=2Eexe?= x =?x-unknown?B?LmV4ZQ==?="),
+            "evil.exe x .exe"
+        );
+
+        // Many candidates are deduplicated in linear time, not quadratic.
+        let many: String = (0..50_000).map(|i| format!("; name=n{i}.txt")).collect();
+        let msg = format!("Content-Type: application/octet-stream{many}\r\n\r\nx\r\n");
+        assert_eq!(analyse(msg.as_bytes()).attachments.len(), 50_000);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
         );
     }
 }
