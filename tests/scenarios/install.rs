@@ -428,7 +428,7 @@ print("sent")
     // own list, smtpd sees it through control/.
     let blocked = home.join("control/ratelimit.blocked");
     expect_within(T, "the block list", || {
-        fs::read_to_string(&blocked).is_ok_and(|t| t.contains("sender friend@outside.test "))
+        fs::read_to_string(&blocked).is_ok_and(|t| t.contains("sender friend@outside.test/127.0.0.0/24 "))
     });
     assert_eq!(
         owner(&home.join("ratelimit/control/ratelimit.blocked")),

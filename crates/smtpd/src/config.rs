@@ -88,16 +88,12 @@ pub fn ratelimit_blocked(c: &Control, now: u64) -> Result<Vec<Blocked>> {
         .collect())
 }
 
-/// Whether the client, the sender or the login is blocked by the rate limiter. Senders
-/// and logins are compared without regard to case.
+/// Whether the client, the sender (from this client's network, unauthenticated) or the
+/// login is blocked by the rate limiter: postern_common::ratelimit_keys, the rule
+/// postern-ratelimit writes its keys by.
 pub fn rate_limited(blocked: &[Blocked], ip: &str, sender: &str, auth: Option<&str>) -> bool {
-    let sender = sender.to_ascii_lowercase();
-    blocked.iter().any(|b| match b.kind.as_str() {
-        "ip" => b.key == ip,
-        "sender" => !sender.is_empty() && b.key == sender,
-        "auth" => auth.is_some_and(|a| a.eq_ignore_ascii_case(&b.key)),
-        _ => false,
-    })
+    let pairs = blocked.iter().map(|b| (b.kind.as_str(), b.key.as_str()));
+    postern_common::ratelimit_keys::is_blocked(pairs, ip, sender, auth)
 }
 
 fn lower_list(c: &Control, name: &str) -> Result<Vec<String>> {

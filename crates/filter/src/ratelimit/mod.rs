@@ -32,6 +32,7 @@ use policy::{Baseline, Kind, Level, Settings};
 use postern_common::atomic::write_atomic;
 use postern_common::control::Control;
 use postern_common::logline::LogLine;
+use postern_common::ratelimit_keys;
 use postern_common::{getopt, Error, Result, ResultExt};
 use state::State;
 use std::collections::HashMap;
@@ -129,14 +130,21 @@ impl Engine {
         };
         let t = a.stamp.map_or(now, |s| s.min(now));
         for kind in Kind::ALL {
+            // Senders count with the client's network, and only when nobody logged in
+            // (a login counts as itself): a forged sender cannot get its owner blocked
+            // from everywhere (postern_common::ratelimit_keys).
             let key = match kind {
-                Kind::Sender => a.sender.as_deref(),
-                Kind::Ip => a.ip.as_deref(),
-                Kind::Auth => a.auth.as_deref(),
+                Kind::Sender if a.auth.is_some() => None,
+                Kind::Sender => a
+                    .sender
+                    .as_deref()
+                    .map(|s| ratelimit_keys::sender_key(s, a.ip.as_deref().unwrap_or_default())),
+                Kind::Ip => a.ip.clone(),
+                Kind::Auth => a.auth.clone(),
             };
-            let Some(key) = key else { continue };
+            let Some(key) = key.as_deref() else { continue };
             let ignored = match kind {
-                Kind::Sender => self.ignore.sender(key),
+                Kind::Sender => a.sender.as_deref().is_some_and(|s| self.ignore.sender(s)),
                 Kind::Ip => self.ignore.ip(key),
                 Kind::Auth => self.ignore.auth(key),
             };

@@ -205,7 +205,7 @@ fn a_burst_from_one_sender_is_warned_then_blocked() {
     s.mail_from(1, "spammer@bad.test");
     let warn = s.wait_log("action=warn");
     assert!(
-        warn.contains("event=ratelimit kind=sender key=spammer@bad.test count=3 rcpts=3 window=3600 action=warn"),
+        warn.contains("event=ratelimit kind=sender key=spammer@bad.test/192.0.2.0/24 count=3 rcpts=3 window=3600 action=warn"),
         "{warn}"
     );
     let alerts = s.wait_alerts(1);
@@ -214,9 +214,9 @@ fn a_burst_from_one_sender_is_warned_then_blocked() {
         "from <>, to alertto's default"
     );
     assert!(
-        alerts[0]
-            .0
-            .contains("Subject: [postern] rate limit warning: sender spammer@bad.test\n"),
+        alerts[0].0.contains(
+            "Subject: [postern] rate limit warning: sender spammer@bad.test/192.0.2.0/24\n"
+        ),
         "{}",
         alerts[0].0
     );
@@ -226,9 +226,12 @@ fn a_burst_from_one_sender_is_warned_then_blocked() {
     s.mail_from(2, "spammer@bad.test");
     let block = s.wait_log("action=block");
     let after = unix_now();
-    assert!(block.contains("key=spammer@bad.test count=5 "), "{block}");
+    assert!(
+        block.contains("key=spammer@bad.test/192.0.2.0/24 count=5 "),
+        "{block}"
+    );
     let blocked = s.read_control("ratelimit.blocked");
-    let until = until_of(&blocked, "sender spammer@bad.test ").expect(&blocked);
+    let until = until_of(&blocked, "sender spammer@bad.test/192.0.2.0/24 ").expect(&blocked);
     // The daemon reads the clock once per pass, before it reads the new lines: a line
     // written just after a second boundary may be judged with the second before it.
     assert!(
@@ -238,7 +241,7 @@ fn a_burst_from_one_sender_is_warned_then_blocked() {
     let alerts = s.wait_alerts(2);
     assert!(alerts[1]
         .0
-        .contains("Subject: [postern] rate limit: sender spammer@bad.test blocked\n"));
+        .contains("Subject: [postern] rate limit: sender spammer@bad.test/192.0.2.0/24 blocked\n"));
 
     // More mail in the same window: no more alerts, the block stays.
     s.mail_from(3, "spammer@bad.test");
@@ -286,11 +289,39 @@ fn the_ignore_list_is_honoured() {
     s.accept(2, "192.0.2.9", "b@other.test", "-");
     let warn = s.wait_log("action=warn");
     assert!(
-        warn.contains("kind=sender key=b@other.test count=2"),
+        warn.contains("kind=sender key=b@other.test/192.0.2.0/24 count=2"),
         "{warn}"
     );
     s.wait_processed();
     assert_eq!(s.log_lines("event=ratelimit").len(), 1, "{}", s.log());
+}
+
+/// A forged sender cannot get its owner blocked everywhere: unauthenticated mail counts
+/// for the sender together with the client's network, authenticated mail for the login
+/// only. Three messages from each of two networks under `block 4` block nobody; two more
+/// from one network block the sender from that network alone.
+#[test]
+fn senders_count_per_network_and_logins_apart() {
+    let mut s = Setup::new("sender block 4\nauth block 100\n");
+    let _d = s.start();
+    s.accept(3, "192.0.2.7", "victim@good.test", "-");
+    s.accept(3, "198.51.100.7", "victim@good.test", "-");
+    // Sent by the owner, logged in: counted for the login, not the address.
+    s.accept(5, "192.0.2.8", "victim@good.test", "victim@good.test");
+    s.wait_processed();
+    assert!(s.log_lines("action=block").is_empty(), "{}", s.log());
+    s.accept(2, "192.0.2.99", "victim@good.test", "-");
+    let block = s.wait_log("action=block");
+    assert!(
+        block.contains("kind=sender key=victim@good.test/192.0.2.0/24 count=5 "),
+        "{block}"
+    );
+    let blocked = s.read_control("ratelimit.blocked");
+    assert!(
+        blocked.contains("sender victim@good.test/192.0.2.0/24 "),
+        "{blocked}"
+    );
+    assert!(!blocked.contains("198.51.100"), "{blocked}");
 }
 
 #[test]
@@ -302,11 +333,11 @@ fn blocks_expire_after_the_cooldown() {
     s.wait_log("action=block");
     assert!(s
         .read_control("ratelimit.blocked")
-        .contains("sender burst@bad.test "));
+        .contains("sender burst@bad.test/192.0.2.0/24 "));
     let expire = s.wait_log("action=expire");
     assert!(
         expire
-            .contains("event=ratelimit kind=sender key=burst@bad.test action=expire list=blocked"),
+            .contains("event=ratelimit kind=sender key=burst@bad.test/192.0.2.0/24 action=expire list=blocked"),
         "{expire}"
     );
     let blocked = s.read_control("ratelimit.blocked");
@@ -566,7 +597,7 @@ fn a_block_that_cannot_be_written_is_retried() {
     fs::remove_dir(&blocked).unwrap();
     expect_within(WAIT, "the block written on retry", || {
         s.read_control("ratelimit.blocked")
-            .contains("\nsender r@bad.test ")
+            .contains("\nsender r@bad.test/192.0.2.0/24 ")
     });
 }
 
@@ -610,7 +641,10 @@ fn follows_the_classic_multilog_across_its_rotations() {
         .count();
     assert!(rotated >= 2, "multilog rotated {rotated} times");
     let warn = s.wait_log("action=warn");
-    assert!(warn.contains("key=m@bad.test count=100 "), "{warn}");
+    assert!(
+        warn.contains("key=m@bad.test/192.0.2.0/24 count=100 "),
+        "{warn}"
+    );
     s.wait_processed();
     assert!(
         s.log_lines("action=block").is_empty(),
