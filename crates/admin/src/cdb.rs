@@ -68,6 +68,18 @@ pub fn compile_all(home: &Path, only_missing: bool) -> Report {
             Err(e) => report.failed.push(e),
         }
     }
+    // The recipients behind a gateway; a cdb whose source is gone is removed.
+    let relay = postern_mailstore::relayrecipients::SOURCE;
+    let relay_cdb = postern_mailstore::relayrecipients::CDB;
+    if (control.path(relay).exists() || control.path(relay_cdb).exists())
+        && (!only_missing || missing(relay_cdb))
+    {
+        match postern_mailstore::relayrecipients::compile(home) {
+            Ok(true) => report.compiled.push(relay_cdb.into()),
+            Ok(false) => {}
+            Err(e) => report.failed.push(e),
+        }
+    }
     if control.path("filter.rules").exists() && (!only_missing || missing("filter.rules.active")) {
         match activate_filter_rules(&control) {
             Ok(()) => report.compiled.push("filter.rules.active".into()),

@@ -37,6 +37,8 @@ pub const NUMBER_FILES: &[&str] = &[
     "maxunknownrcpts",
     "unknownrcptdelay",
     "authfaildelay",
+    "minrate",
+    "minratewindow",
     "popularitylimit",
 ];
 
@@ -47,6 +49,8 @@ pub struct Findings {
     pub problems: Vec<String>,
     /// How many files were looked at (present ones).
     pub checked: usize,
+    /// Things that work but should not be so (printed, not failing).
+    pub warnings: Vec<String>,
 }
 
 /// Check the instance at `home`.
@@ -65,6 +69,13 @@ pub fn check(home: &Path) -> Findings {
     per_line(&control, "scanners", &mut f, |line| {
         postern_filter::engines::parse(std::slice::from_ref(line)).map(|_| ())
     });
+    per_line(
+        &control,
+        postern_mailstore::relayrecipients::SOURCE,
+        &mut f,
+        |line| postern_mailstore::relayrecipients::parse_line(line).map(|_| ()),
+    );
+    gateway_warnings(home, &control, &mut f);
     per_line(&control, "smtproutes", &mut f, |line| {
         postern_delivery::remote::route::parse_line(line).map(|_| ())
     });
@@ -104,6 +115,35 @@ pub fn check(home: &Path) -> Findings {
     f
 }
 
+/// The rcpthosts domains that accept every recipient (backscatter), and a
+/// relayrecipients newer than its cdb: warnings, since mail flows either way.
+fn gateway_warnings(home: &Path, control: &Control, f: &mut Findings) {
+    let domains: Vec<String> = control
+        .list("rcpthosts")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| l.text.to_ascii_lowercase())
+        .filter(|d| !d.starts_with('.'))
+        .collect();
+    for d in crate::audit::recipients::open_domains(home, &domains) {
+        f.warnings.push(format!(
+            "control/rcpthosts: accepts every recipient of {d}: backscatter (list its \
+             addresses in control/relayrecipients, or host it with postern-user)"
+        ));
+    }
+    let source = control.path(postern_mailstore::relayrecipients::SOURCE);
+    let compiled = control.path(postern_mailstore::relayrecipients::CDB);
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let Some(s) = modified(&source) {
+        if modified(&compiled).is_none_or(|c| c < s) {
+            f.warnings.push(
+                "control/relayrecipients: newer than relayrecipients.cdb: run posternctl cdb"
+                    .to_string(),
+            );
+        }
+    }
+}
+
 /// A daemon loader's error as a problem, `control/FILE[:LINE]: why (consequence)`,
 /// unless an earlier check named it already (the loaders read the numbers too).
 fn loader_problem(f: &mut Findings, err: Option<Error>, consequence: &str) {
@@ -124,6 +164,9 @@ pub fn run(home: &Path) -> Result<()> {
         )));
     }
     let f = check(home);
+    for w in &f.warnings {
+        println!("warning: {w}");
+    }
     for p in &f.problems {
         println!("{p}");
     }
@@ -407,6 +450,19 @@ mod tests {
         // A bad number is named once, not again by the loaders that read it too.
         let d = instance(&[("databytes", "ten\n")]);
         assert_eq!(check(d.path()).problems.len(), 1);
+        // smtpd's pace: each file named once, over-long limits by smtpd's loader.
+        let d = instance(&[("minrate", "fast\n"), ("minratewindow", "30 s\n")]);
+        let problems = check(d.path()).problems;
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(problems[0].starts_with("control/minrate:1: not a whole number"));
+        assert!(problems[1].starts_with("control/minratewindow:1: not a whole number"));
+        let d = instance(&[("timeoutsession", "100000\n")]);
+        assert_eq!(
+            check(d.path()).problems,
+            vec!["control/timeoutsession: more than 86400 seconds \
+                  (postern-smtpd would refuse every connection with 421)"
+                .to_string()]
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod maildir;
 pub mod owner;
 pub mod password;
 pub mod popularity;
+pub mod relayrecipients;
 pub mod usercmd;
 pub mod userdb;
 

@@ -280,7 +280,7 @@ fn user_value(u: &UserEntry) -> Vec<u8> {
 }
 
 /// Write a cdb atomically with `mode`, and (as root) group `gid`.
-fn write_cdb(
+pub(crate) fn write_cdb(
     path: &Path,
     records: &[(Vec<u8>, Vec<u8>)],
     mode: u32,
@@ -392,7 +392,7 @@ const CDB_MIN_OPEN: u64 = 2048 + 8 + 8;
 /// An open cdb; `None` for a valid cdb with no records, which the `cdb` crate refuses to
 /// open: every hash table empty (the 2048-byte file this module, tinycdb's `cdb -c` and
 /// `cdbmake` write for no records). Anything else it refuses is a temporary error.
-fn open_cdb(control: &Control, name: &str) -> Result<Option<cdb::CDB>> {
+pub(crate) fn open_cdb(control: &Control, name: &str) -> Result<Option<cdb::CDB>> {
     let path = control.path(name);
     let what = format!("unable to open control/{name}");
     // Decide on the bytes of one open file, so an atomic replacement between looking
@@ -440,7 +440,7 @@ fn small_cdb(path: &Path, name: &str) -> Result<Option<bool>> {
     }
 }
 
-fn get(db: &Option<cdb::CDB>, name: &str, key: &str) -> Result<Option<Vec<u8>>> {
+pub(crate) fn get(db: &Option<cdb::CDB>, name: &str, key: &str) -> Result<Option<Vec<u8>>> {
     let Some(db) = db else { return Ok(None) };
     match db.get(key.as_bytes()) {
         None => Ok(None),

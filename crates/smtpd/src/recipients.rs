@@ -40,18 +40,26 @@ impl RecipientCheck for Mailstore {
             .home
             .join("control")
             .join(postern_mailstore::userdb::RECIPIENTS_CDB);
-        match std::fs::symlink_metadata(&cdb) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verdict::NotHosted),
-            _ => {}
+        let hosted = match std::fs::symlink_metadata(&cdb) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            _ => postern_mailstore::is_hosted_domain(&self.home, domain)?,
+        };
+        if hosted {
+            return Ok(
+                if postern_mailstore::is_valid_recipient(&self.home, addr)? {
+                    Verdict::Valid
+                } else {
+                    Verdict::Unknown
+                },
+            );
         }
-        if !postern_mailstore::is_hosted_domain(&self.home, domain)? {
-            return Ok(Verdict::NotHosted);
-        }
+        // Not hosted here: a domain relayed to an internal server may say who exists
+        // there (control/relayrecipients); one that does not accepts everyone.
         Ok(
-            if postern_mailstore::is_valid_recipient(&self.home, addr)? {
-                Verdict::Valid
-            } else {
-                Verdict::Unknown
+            match postern_mailstore::relayrecipients::listed(&self.home, addr)? {
+                Some(true) => Verdict::Valid,
+                Some(false) => Verdict::Unknown,
+                None => Verdict::NotHosted,
             },
         )
     }

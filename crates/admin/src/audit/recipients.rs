@@ -10,6 +10,7 @@ use std::path::Path;
 
 pub const ITEM_RCPTHOSTS: &str = "rcpthosts";
 pub const ITEM_VALIDATION: &str = "recipient validation";
+pub const ITEM_BACKSCATTER: &str = "backscatter";
 
 /// The domains of `rcpthosts` (subdomain entries `.domain` left out).
 fn domains(control: &Control) -> Vec<String> {
@@ -57,7 +58,44 @@ pub fn findings(home: &Path, control: &Control, s: &Session) -> Vec<Finding> {
             ),
         ),
     };
-    vec![rcpthosts, validation(home, control, s, &list)]
+    vec![
+        rcpthosts,
+        validation(home, control, s, &list),
+        backscatter(home, &list),
+    ]
+}
+
+/// The `rcpthosts` domains that accept every recipient: neither hosted here
+/// (recipients.cdb) nor governed by `control/relayrecipients`. Mail to a made-up
+/// address there is accepted, refused later by the internal server and bounced to the
+/// (forged) sender — backscatter, which gets a server listed.
+pub fn open_domains(home: &Path, list: &[String]) -> Vec<String> {
+    list.iter()
+        .filter(|d| !postern_mailstore::is_hosted_domain(home, d).unwrap_or(false))
+        .filter(|d| !postern_mailstore::relayrecipients::governs(home, d).unwrap_or(false))
+        .cloned()
+        .collect()
+}
+
+fn backscatter(home: &Path, list: &[String]) -> Finding {
+    let open = open_domains(home, list);
+    if open.is_empty() {
+        return Finding::pass(
+            ITEM_BACKSCATTER,
+            "every rcpthosts domain checks its recipients at RCPT (hosted or relayrecipients)",
+        );
+    }
+    Finding::fail(
+        ITEM_BACKSCATTER,
+        format!(
+            "accepts every recipient of {}: backscatter (made-up addresses are accepted, then \
+             bounced to forged senders)",
+            super::list(&open)
+        ),
+        "list the addresses that exist behind this gateway in control/relayrecipients \
+         (local@domain, or @domain to accept all of a domain knowingly) and run posternctl \
+         cdb; or host the domain here with postern-user",
+    )
 }
 
 fn validation(home: &Path, control: &Control, s: &Session, list: &[String]) -> Finding {

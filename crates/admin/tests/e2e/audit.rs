@@ -45,6 +45,10 @@ impl Instance {
         assert_eq!(code, Some(0), "init: {out}{err}");
         let i = Instance { dir, _nobin: nobin };
         i.write("me", "mx.example.test\n");
+        // Hosted (its recipients are checked): an rcpthosts domain that accepts every
+        // recipient is a backscatter FAIL of its own (tested below).
+        i.write("domains", "example.test\n");
+        i.cdb();
         i
     }
 
@@ -154,6 +158,27 @@ fn the_default_configuration_passes() {
         "{out}"
     );
     assert!(line_starting(&out, "audit: ").ends_with(" 0 FAIL"), "{out}");
+}
+
+/// A domain in rcpthosts that is neither hosted nor covered by relayrecipients accepts
+/// every recipient: a FAIL naming it. Listing its recipients (or `@domain`, knowingly)
+/// passes.
+#[test]
+fn a_domain_that_accepts_every_recipient_fails_as_backscatter() {
+    let i = Instance::new();
+    i.write("rcpthosts", "example.test\ncorp.test\n");
+    let (code, out, _) = i.audit(&[]);
+    assert_ne!(code, Some(0), "{out}");
+    let line = line_starting(&out, "FAIL  backscatter — ");
+    assert!(
+        line.contains("accepts every recipient of corp.test: backscatter"),
+        "{line}"
+    );
+    assert!(!line.contains("example.test"), "{line}");
+    i.write("relayrecipients", "alice@corp.test\nbob@corp.test\n");
+    i.cdb();
+    let (_, out, _) = i.audit(&[]);
+    line_starting(&out, "PASS  backscatter — ");
 }
 
 #[test]

@@ -28,6 +28,10 @@ fn instance() -> TempDir {
         RUN,
     );
     assert_eq!(code, Some(0), "init: {out}{err}");
+    // Hosted, so its recipients are checked (an open rcpthosts domain is a warning).
+    fs::write(dir.path().join("control/domains"), "example.test\n").unwrap();
+    let (code, out, err) = run(posternctl().arg("cdb").arg("--home").arg(dir.path()), RUN);
+    assert_eq!(code, Some(0), "cdb: {out}{err}");
     dir
 }
 
@@ -46,6 +50,46 @@ fn a_fresh_instance_is_clean() {
         "{out}"
     );
     assert_eq!(err, "");
+}
+
+/// A gateway domain that accepts every recipient is a warning (mail flows, but made-up
+/// addresses become bounces to forged senders); relayrecipients lifts it, and a source
+/// newer than its cdb is one too. A bad relayrecipients line is a problem like any.
+#[test]
+fn open_gateway_domains_are_warned_about() {
+    let dir = instance();
+    let control = dir.path().join("control");
+    fs::write(control.join("rcpthosts"), "example.test\ncorp.test\n").unwrap();
+    let (code, out, err) = check(&dir);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.starts_with(
+            "warning: control/rcpthosts: accepts every recipient of corp.test: backscatter"
+        ),
+        "{out}"
+    );
+    fs::write(control.join("relayrecipients"), "alice@corp.test\n").unwrap();
+    let (_, out, _) = check(&dir);
+    assert!(
+        out.contains("warning: control/relayrecipients: newer than relayrecipients.cdb"),
+        "{out}"
+    );
+    let (code, _, _) = run(posternctl().arg("cdb").arg("--home").arg(dir.path()), RUN);
+    assert_eq!(code, Some(0));
+    let (code, out, _) = check(&dir);
+    assert_eq!(code, Some(0));
+    assert!(!out.contains("warning:"), "{out}");
+    fs::write(
+        control.join("relayrecipients"),
+        "alice@corp.test\nno at sign\n",
+    )
+    .unwrap();
+    let (code, out, _) = check(&dir);
+    assert_eq!(code, Some(100), "{out}");
+    assert!(
+        out.contains("control/relayrecipients:2: expected local@domain or @domain: no at sign"),
+        "{out}"
+    );
 }
 
 #[test]

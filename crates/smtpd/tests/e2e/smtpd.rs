@@ -732,6 +732,58 @@ fn three_auth_failures_end_the_session() {
     assert!(c.closed());
 }
 
+/// A domain relayed to an internal server, with its recipients in relayrecipients: a
+/// dictionary run of 30 made-up names gets 30 × 550 at RCPT (nothing queued, so nothing
+/// bounced); a listed address is accepted and not rewritten; at the default limit the
+/// made-up names end the session like unknown local users do.
+#[test]
+fn relay_recipients_refuse_made_up_names_at_rcpt() {
+    let setup = || {
+        Setup::default()
+            .control("rcpthosts", "corp.test\n")
+            .control("relayrecipients", "alice@corp.test\n")
+            .control("unknownrcptdelay", "0\n")
+    };
+    let s = setup().control("maxunknownrcpts", "100\n").start();
+    assert!(postern_mailstore::relayrecipients::compile(s.home()).unwrap());
+    let mut c = s.connect();
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<forged@victim.test>").starts_with("250"));
+    let mut refused = 0;
+    for i in 0..30 {
+        let reply = c.cmd(&format!("RCPT TO:<user{i}@corp.test>"));
+        assert!(reply.starts_with("550 5.1.1"), "{reply}");
+        refused += 1;
+    }
+    assert_eq!(refused, 30);
+    assert!(c.cmd("RCPT TO:<Alice@corp.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: hi\r\n\r\nhi\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    assert!(c.cmd("QUIT").starts_with("221"));
+    let q = s.queued();
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        q[0].1,
+        b"Fforged@victim.test\0TAlice@corp.test\0\0".to_vec()
+    );
+
+    // The default limit: the tenth made-up name ends the session.
+    let s = setup().start();
+    assert!(postern_mailstore::relayrecipients::compile(s.home()).unwrap());
+    let mut c = s.connect();
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<forged@victim.test>").starts_with("250"));
+    for i in 0..9 {
+        assert!(c
+            .cmd(&format!("RCPT TO:<x{i}@corp.test>"))
+            .starts_with("550 5.1.1"));
+    }
+    assert!(c.cmd("RCPT TO:<x9@corp.test>").starts_with("421 4.7.0"));
+    s.wait_sessions_done(1);
+    assert!(s.log().contains("reason=dictionary"), "{}", s.log());
+}
+
 /// `authfaildelay` means milliseconds here as it does to checkpassword (1000 is a
 /// second's pause, not 1000 s), and a pause ends when the client hangs up: a client
 /// that left holds no connection slot.
