@@ -47,9 +47,11 @@ use window::{Counts, Windows};
 pub const TICK: u16 = 250;
 /// The file postern-send honours: hold non-priority inbound mail while it exists.
 pub const HOLDBULK: &str = "holdbulk";
-/// Most alert mails per window; past it alerts are only logged, so a storm from
-/// thousands of addresses does not become a storm of alerts.
-pub const MAX_ALERTS: u64 = 100;
+/// Most events one alert digest lists; past it they are counted ("and N more") and
+/// logged, so a storm from thousands of addresses does not become a storm of alerts.
+pub const MAX_DIGEST: usize = 100;
+/// The key the storm trigger counts all unauthenticated messages under.
+const TOTAL_KEY: &str = "all";
 /// Seconds before a failed write of a list is tried again.
 pub const RETRY: u64 = 5;
 const USAGE: &str = "postern-ratelimit [-s statefile] [logdir ...]";
@@ -71,14 +73,20 @@ pub struct Engine {
     /// Soonest UNTIL in the blocked list, the hold list, and of holdbulk.
     next: [Option<u64>; 3],
     baselines_changed: bool,
-    /// (window number, alerts sent in it), for [`MAX_ALERTS`].
-    alerts_sent: (u64, u64),
+    /// Alert events not mailed yet (subject, body), at most [`MAX_DIGEST`], and how many
+    /// more were left out; mailed as one digest per `alertinterval`.
+    digest: (Vec<(String, String)>, u64),
+    /// When the last alert mail went out.
+    last_alert: Option<u64>,
+    /// All unauthenticated messages, for the storm trigger (`total`).
+    total: Windows,
     /// Entries not written yet because the write failed; retried.
     pending: [Vec<Entry>; 2],
 }
 
 impl Engine {
     pub fn new(control: Control, settings: Settings, ignore: Ignore) -> Engine {
+        let window = settings.window;
         let windows = Kind::ALL
             .iter()
             .map(|_| Windows::new(settings.window, settings.maxkeys as usize))
@@ -91,7 +99,9 @@ impl Engine {
             baselines: HashMap::new(),
             next: [Some(0); 3],
             baselines_changed: false,
-            alerts_sent: (0, 0),
+            digest: (Vec::new(), 0),
+            last_alert: None,
+            total: Windows::new(window, 1),
             pending: [Vec::new(), Vec::new()],
         }
     }
@@ -110,6 +120,7 @@ impl Engine {
                         .iter()
                         .map(|_| Windows::new(settings.window, settings.maxkeys as usize))
                         .collect();
+                    self.total = Windows::new(settings.window, 1);
                 }
                 self.settings = settings;
                 self.ignore = ignore;
@@ -129,6 +140,9 @@ impl Engine {
             return;
         };
         let t = a.stamp.map_or(now, |s| s.min(now));
+        if a.auth.is_none() {
+            self.count_total(t, a.rcpts, now);
+        }
         for kind in Kind::ALL {
             // Senders count with the client's network, and only when nobody logged in
             // (a login counts as itself): a forged sender cannot get its owner blocked
@@ -167,6 +181,43 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The storm trigger: all unauthenticated mail together, over `total` in the window,
+    /// holds non-priority inbound mail (control/holdbulk) and alerts — a storm spread
+    /// over thousands of senders and networks trips no per-key limit.
+    fn count_total(&mut self, t: u64, rcpts: u32, now: u64) {
+        let limit = self.settings.total;
+        if limit == 0 {
+            return;
+        }
+        let counts = self.total.add(TOTAL_KEY, t, 1, rcpts);
+        let paranoid = Level::Paranoid.index();
+        if counts.msgs <= limit || !self.total.fire(TOTAL_KEY, paranoid, t) {
+            return;
+        }
+        let until = now + self.settings.cooldown;
+        self.set_holdbulk_for("total", TOTAL_KEY, until);
+        LogLine::event("ratelimit")
+            .kv("kind", "total")
+            .kv("key", TOTAL_KEY)
+            .kv("count", counts.msgs)
+            .kv("rcpts", counts.rcpts)
+            .kv("window", self.settings.window)
+            .kv("action", "holdbulk")
+            .kv("until", until)
+            .emit();
+        self.alert(
+            "[postern] STORM: inbound mail held",
+            &format!(
+                "{} messages to {} recipients were accepted from unauthenticated senders in the \
+                 last {} seconds (the trigger is {limit}, `total` in control/ratelimit).\n\n\
+                 control/holdbulk was written: postern-send holds all non-priority inbound mail\n\
+                 until {until} (unix time). Delete control/holdbulk to release it sooner.\n",
+                counts.msgs, counts.rcpts, self.settings.window
+            ),
+            now,
+        );
     }
 
     /// Feed the user's moving average; whether this message makes them look hijacked.
@@ -250,7 +301,7 @@ impl Engine {
                     format!("{what}.\n\n{thresholds}\n\nThis is far beyond the block threshold.\n");
                 if s.holdbulk {
                     let until = now + s.cooldown;
-                    self.set_holdbulk(kind, key, until);
+                    self.set_holdbulk_for(kind.name(), key, until);
                     body.push_str(&format!(
                         "control/holdbulk was written: postern-send holds all non-priority inbound mail\n\
                          until {until} (unix time). Delete control/holdbulk to release it sooner.\n"
@@ -283,19 +334,56 @@ impl Engine {
         self.alert(&subject, &body, now);
     }
 
+    /// Queue an alert event; [`Engine::flush_alerts`] mails the digest.
     fn alert(&mut self, subject: &str, body: &str, now: u64) {
-        let period = now / self.settings.window;
-        if self.alerts_sent.0 != period {
-            self.alerts_sent = (period, 0);
-        }
-        if self.alerts_sent.1 >= MAX_ALERTS {
+        if self.digest.0.len() >= MAX_DIGEST {
+            self.digest.1 += 1;
             LogLine::event("alert")
                 .kv("subject", subject)
-                .kv("suppressed", MAX_ALERTS)
+                .kv("suppressed", self.digest.1)
                 .emit();
+        } else {
+            self.digest.0.push((subject.to_string(), body.to_string()));
+        }
+        self.flush_alerts(now);
+    }
+
+    /// Mail the queued alert events as one message, unless one went out less than
+    /// `alertinterval` seconds ago (then they wait: at most one alert mail per interval,
+    /// listing every event). The first event after a quiet interval goes out at once.
+    pub fn flush_alerts(&mut self, now: u64) {
+        if self.digest.0.is_empty() {
             return;
         }
-        self.alerts_sent.1 += 1;
+        if self
+            .last_alert
+            .is_some_and(|last| now < last + self.settings.alertinterval)
+        {
+            return;
+        }
+        let (events, more) = std::mem::take(&mut self.digest);
+        self.last_alert = Some(now);
+        let (subject, body) = match (&events[..], more) {
+            ([(subject, body)], 0) => (subject.clone(), body.clone()),
+            _ => {
+                let n = events.len() as u64 + more;
+                let mut body = format!(
+                    "{n} rate-limit events since the last alert (one mail per {} seconds at \
+                     most, alertinterval in control/ratelimit):\n\n",
+                    self.settings.alertinterval
+                );
+                for (subject, _) in &events {
+                    body.push_str(&format!("- {subject}\n"));
+                }
+                if more > 0 {
+                    body.push_str(&format!("- and {more} more (in postern-ratelimit's log)\n"));
+                }
+                for (subject, text) in &events {
+                    body.push_str(&format!("\n== {subject}\n\n{text}"));
+                }
+                (format!("[postern] rate limit: {n} events"), body)
+            }
+        };
         let result = crate::alert::recipient(&self.control).and_then(|to| {
             let me = self
                 .control
@@ -304,18 +392,19 @@ impl Engine {
         });
         let sent = match result {
             Ok((to, me)) => {
-                alerts::send(&to, &alerts::compose(&me, &to, subject, body)).map(|_| to)
+                alerts::send(&to, &alerts::compose(&me, &to, &subject, &body)).map(|_| to)
             }
             Err(e) => Err(e.msg),
         };
         match sent {
             Ok(to) => LogLine::event("alert")
                 .kv("to", to)
-                .kv("subject", subject)
+                .kv("subject", &subject)
+                .kv("events", events.len() as u64 + more)
                 .emit(),
             Err(why) => LogLine::event("error")
                 .kv("what", "alert")
-                .kv("subject", subject)
+                .kv("subject", &subject)
                 .kv("error", why)
                 .emit(),
         }
@@ -393,13 +482,11 @@ impl Engine {
         }
     }
 
-    fn set_holdbulk(&mut self, kind: Kind, key: &str, until: u64) {
+    fn set_holdbulk_for(&mut self, kind: &str, key: &str, until: u64) {
         let path = self.control.path(HOLDBULK);
         let until = until.max(read_holdbulk(&path).unwrap_or(0));
         let text = format!(
-            "{until}\n# postern-ratelimit: {} {} went paranoid; postern-send holds non-priority inbound mail until then\n",
-            kind.name(),
-            key
+            "{until}\n# postern-ratelimit: {kind} {key} went paranoid; postern-send holds non-priority inbound mail until then\n"
         );
         match write_atomic(&path, text.as_bytes(), blocklist::MODE) {
             Ok(()) => {
@@ -551,6 +638,7 @@ pub fn main() -> Result<()> {
             }
         }
         engine.expire(t);
+        engine.flush_alerts(t);
         let mut changed = std::mem::take(&mut engine.baselines_changed);
         for (label, f) in &followers {
             if let Some(p) = f.position() {

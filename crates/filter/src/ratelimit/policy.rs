@@ -26,6 +26,8 @@ pub const DEFAULT_MAXKEYS: u64 = 50_000;
 pub const MIN_MAXKEYS: u64 = 100;
 /// Most keys tracked per kind, whatever the file says (about 100 MB at worst).
 pub const MAX_MAXKEYS: u64 = 1_000_000;
+/// Default seconds between two alert mails (the digest interval).
+pub const DEFAULT_ALERT_INTERVAL: u64 = 300;
 /// Longest window or cooldown accepted: a week.
 pub const MAX_SECONDS: u64 = 7 * 86_400;
 
@@ -145,6 +147,11 @@ pub struct Settings {
     pub maxkeys: u64,
     /// Write `control/holdbulk` when a key goes paranoid.
     pub holdbulk: bool,
+    /// The storm trigger: more than this many unauthenticated messages accepted in the
+    /// window, over all senders together, writes `control/holdbulk` and alerts (0 = off).
+    pub total: u64,
+    /// Seconds between alert mails: the events of an interval go out as one digest.
+    pub alertinterval: u64,
     pub limits: [Limits; 3],
     pub hijack: Hijack,
 }
@@ -157,6 +164,8 @@ impl Default for Settings {
             holdtime: 86_400,
             maxkeys: DEFAULT_MAXKEYS,
             holdbulk: false,
+            total: 0,
+            alertinterval: DEFAULT_ALERT_INTERVAL,
             limits: [
                 Limits {
                     msgs: Levels::new(200, 500, 2000),
@@ -217,6 +226,11 @@ impl Settings {
             "window" => self.window = seconds(rest)?,
             "cooldown" => self.cooldown = seconds(rest)?,
             "holdtime" => self.holdtime = seconds(rest)?,
+            "alertinterval" => self.alertinterval = seconds(rest)?,
+            "total" => match rest {
+                [n] => self.total = n.parse().map_err(|_| "total needs a number")?,
+                _ => return Err("total needs one number (0 = off)"),
+            },
             "maxkeys" => match rest {
                 [n] => {
                     let v: u64 = n.parse().map_err(|_| "maxkeys needs a number")?;

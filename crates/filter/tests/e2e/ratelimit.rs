@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const WAIT: Duration = Duration::from_secs(10);
+/// For what should happen: generous, so a busy machine does not fail a test.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Every threshold off, so a test turns on only what it looks at.
 const ALL_OFF: &str = "sender warn 0 block 0 paranoid 0\nsender rcpts warn 0 block 0 paranoid 0\n\
@@ -196,7 +197,7 @@ fn until_of(text: &str, prefix: &str) -> Option<u64> {
 
 #[test]
 fn a_burst_from_one_sender_is_warned_then_blocked() {
-    let mut s = Setup::new("window 3600\ncooldown 600\nsender warn 2 block 4\n");
+    let mut s = Setup::new("window 3600\ncooldown 600\nsender warn 2 block 4\nalertinterval 1\n");
     let _d = s.start();
     s.mail_from(2, "Spammer@Bad.TEST");
     s.wait_processed();
@@ -252,7 +253,7 @@ fn a_burst_from_one_sender_is_warned_then_blocked() {
 
 #[test]
 fn alertto_is_used_and_paranoid_holds_bulk_mail() {
-    let mut s = Setup::new("cooldown 900\nip warn 1 paranoid 3\nholdbulk yes\n");
+    let mut s = Setup::new("cooldown 900\nip warn 1 paranoid 3\nholdbulk yes\nalertinterval 1\n");
     s.control("alertto", "noc@example.test\n");
     let _d = s.start();
     s.accept(4, "203.0.113.66", "a@one.test", "-");
@@ -324,6 +325,84 @@ fn senders_count_per_network_and_logins_apart() {
     assert!(!blocked.contains("198.51.100"), "{blocked}");
 }
 
+/// Alert mails come at most one per `alertinterval`: the first event at once, the
+/// events of the interval after it in one digest that lists them all.
+#[test]
+fn alerts_are_sent_as_one_digest_per_interval() {
+    let mut s = Setup::new("sender warn 1 block 2\nalertinterval 3\n");
+    let _d = s.start();
+    s.mail_from(2, "first@bad.test");
+    let first = s.wait_alerts(1);
+    assert!(first[0]
+        .0
+        .contains("Subject: [postern] rate limit warning: sender first@bad.test"));
+    // Four more events (two senders × warn and block) within the interval.
+    s.accept(3, "198.51.100.7", "second@bad.test", "-");
+    s.accept(3, "198.51.100.7", "third@bad.test", "-");
+    let alerts = s.wait_alerts(2);
+    let digest = &alerts[1].0;
+    assert!(
+        digest.contains("Subject: [postern] rate limit: 4 events\n"),
+        "{digest}"
+    );
+    for event in [
+        "- [postern] rate limit warning: sender second@bad.test/198.51.100.0/24\n",
+        "- [postern] rate limit: sender second@bad.test/198.51.100.0/24 blocked\n",
+        "- [postern] rate limit warning: sender third@bad.test/198.51.100.0/24\n",
+        "- [postern] rate limit: sender third@bad.test/198.51.100.0/24 blocked\n",
+    ] {
+        assert!(digest.contains(event), "{event} in {digest}");
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(s.alerts().len(), 2, "one digest, not a mail per event");
+}
+
+/// The storm trigger: more than `total` unauthenticated messages in the window over
+/// all senders (none of them over its own limit) writes control/holdbulk and alerts;
+/// authenticated mail does not count.
+#[test]
+fn a_storm_over_many_senders_sets_holdbulk() {
+    let mut s = Setup::new("total 20\nalertinterval 1\n");
+    let _d = s.start();
+    for i in 0..10 {
+        s.accept(
+            1,
+            "192.0.2.7",
+            &format!("user{i}@outside.test"),
+            "alice@example.test",
+        );
+    }
+    for i in 0..20 {
+        s.accept(
+            1,
+            &format!("203.0.113.{i}"),
+            &format!("bot{i}@botnet.test"),
+            "-",
+        );
+    }
+    s.wait_processed();
+    assert!(
+        !s.home().join("control/holdbulk").exists(),
+        "20 is not over 20"
+    );
+    s.accept(1, "203.0.113.99", "bot99@botnet.test", "-");
+    let line = s.wait_log("kind=total");
+    assert!(
+        line.contains("event=ratelimit kind=total key=all count=21 rcpts=21 window=3600 action=holdbulk until="),
+        "{line}"
+    );
+    let holdbulk = s.read_control("holdbulk");
+    assert!(
+        holdbulk.contains("postern-ratelimit: total all went paranoid"),
+        "{holdbulk}"
+    );
+    let alert = &s.wait_alerts(1)[0].0;
+    assert!(
+        alert.contains("Subject: [postern] STORM: inbound mail held"),
+        "{alert}"
+    );
+}
+
 #[test]
 fn blocks_expire_after_the_cooldown() {
     let mut s = Setup::new("cooldown 1\nsender block 1\n");
@@ -355,7 +434,7 @@ fn blocks_expire_after_the_cooldown() {
 
 #[test]
 fn a_hijacked_account_is_blocked_and_its_outbound_mail_held() {
-    let mut s = Setup::new("holdtime 7200\nauth block 3\n");
+    let mut s = Setup::new("holdtime 7200\nauth block 3\nalertinterval 1\n");
     let _d = s.start();
     let before = unix_now();
     s.accept(
