@@ -13,6 +13,12 @@ use std::time::Duration;
 pub const DEFAULT_DATABYTES: u64 = 10_240_000;
 /// Default idle timeout per read, seconds.
 pub const DEFAULT_TIMEOUT: u64 = 300;
+/// Default length of a whole session, seconds (`timeoutsession`; 0 = no limit).
+pub const DEFAULT_SESSION_TIMEOUT: u64 = 1800;
+/// Default minimum data rate, bytes per second (`minrate`; 0 = no minimum).
+pub const DEFAULT_MIN_RATE: u64 = 100;
+/// Default credit of the minimum rate, seconds (`minratewindow`).
+pub const DEFAULT_MIN_RATE_WINDOW: u64 = 30;
 /// Default time the queue program (a filter) may take, seconds.
 pub const DEFAULT_QUEUE_TIMEOUT: u64 = 1200;
 /// Default pause per unknown recipient beyond [`FREE_UNKNOWN_RCPTS`], seconds.
@@ -41,6 +47,12 @@ pub struct Config {
     /// `(login or *, pattern)` from `authsenders`.
     pub authsenders: Vec<(String, String)>,
     pub timeout: Duration,
+    /// `timeoutsession`: the longest a whole session may last; `None`: no limit.
+    pub session_timeout: Option<Duration>,
+    /// `minrate`: bytes per second a client must keep up while it owes us bytes; 0: off.
+    pub min_rate: u64,
+    /// `minratewindow`: how far below `min_rate` a client may fall, in seconds.
+    pub min_rate_window: Duration,
     pub queue_timeout: Duration,
     pub auth_fail_delay: Duration,
     pub unknown_rcpt_delay: Duration,
@@ -114,6 +126,17 @@ fn seconds(c: &Control, name: &str, default: u64) -> Result<Duration> {
 }
 
 impl Config {
+    /// The limits on waiting for the client, for a session starting at `now`.
+    pub fn pace(&self, now: Duration) -> crate::pace::Pace {
+        crate::pace::Pace::new(
+            now,
+            self.timeout,
+            self.session_timeout,
+            self.min_rate,
+            self.min_rate_window,
+        )
+    }
+
     pub fn load(c: &Control) -> Result<Config> {
         let me = c.value("me")?.unwrap_or_else(system_hostname);
         let greeting = c.value("smtpgreeting")?.unwrap_or_else(|| me.clone());
@@ -137,6 +160,7 @@ impl Config {
             None => c.number("databytes", DEFAULT_DATABYTES)?,
         };
         let timeout = seconds(c, "timeoutsmtpd", DEFAULT_TIMEOUT)?;
+        let session_timeout = seconds(c, "timeoutsession", DEFAULT_SESSION_TIMEOUT)?;
         Ok(Config {
             me,
             greeting,
@@ -150,6 +174,10 @@ impl Config {
             } else {
                 timeout
             },
+            session_timeout: (!session_timeout.is_zero()).then_some(session_timeout),
+            min_rate: c.number("minrate", DEFAULT_MIN_RATE)?,
+            min_rate_window: seconds(c, "minratewindow", DEFAULT_MIN_RATE_WINDOW)?
+                .max(Duration::from_secs(1)),
             queue_timeout: seconds(c, "timeoutqueue", DEFAULT_QUEUE_TIMEOUT)?
                 .max(Duration::from_secs(1)),
             auth_fail_delay: postern_mailstore::authfail::first_delay(c)?,
@@ -241,6 +269,24 @@ mod tests {
         assert_eq!(cfg.greeting, "mx.example.test");
         assert!(cfg.rcpthosts.is_empty());
         assert_eq!(cfg.databytes, DEFAULT_DATABYTES);
+        assert_eq!(cfg.session_timeout, Some(Duration::from_secs(1800)));
+        assert_eq!(
+            (cfg.min_rate, cfg.min_rate_window),
+            (100, Duration::from_secs(30))
+        );
+        std::fs::write(dir.path().join("timeoutsession"), "0\n").unwrap();
+        std::fs::write(dir.path().join("minrate"), "0\n").unwrap();
+        std::fs::write(dir.path().join("minratewindow"), "0\n").unwrap();
+        let cfg = Config::load(&c).unwrap();
+        assert_eq!(cfg.session_timeout, None, "0 = no session limit");
+        assert_eq!(cfg.min_rate, 0, "0 = no minimum rate");
+        assert_eq!(cfg.min_rate_window, Duration::from_secs(1), "at least 1 s");
+        std::fs::write(dir.path().join("timeoutsession"), "86401\n").unwrap();
+        assert!(Config::load(&c).is_err());
+        std::fs::write(dir.path().join("timeoutsession"), "60\n").unwrap();
+        std::fs::write(dir.path().join("minrate"), "fast\n").unwrap();
+        assert!(Config::load(&c).is_err());
+        std::fs::remove_file(dir.path().join("minrate")).unwrap();
         std::fs::write(dir.path().join("authsenders"), "no colon\n").unwrap();
         let e = Config::load(&c).unwrap_err();
         assert_eq!(e.msg, "control/authsenders:1: expected LOGIN:SENDER");

@@ -3,6 +3,7 @@
 //! per connection under postern-tcpserver; the network is fds 0 and 1.
 //!
 //! - [`line`]: the bounded CRLF line reader (bare LF/CR/NUL detection, 512/1000 limits).
+//! - [`pace`]: the idle timeout, the session time limit and the minimum data rate.
 //! - [`command`]: the verb table; `MAIL FROM:` / `RCPT TO:` parsing with the RFC limits.
 //! - [`relay`]: the rcpthosts decision and the classic relay tricks.
 //! - [`recipients`]: recipient validation against the user database.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod data;
 pub mod line;
 pub mod outside;
+pub mod pace;
 pub mod queue;
 pub mod received;
 pub mod recipients;
@@ -81,8 +83,7 @@ pub fn main() -> Result<()> {
             None
         }
     };
-    let input =
-        outside::TimedInput::new(stdin.try_clone().temp("unable to use fd 0")?, cfg.timeout);
+    let input = outside::TimedInput::new(stdin.try_clone().temp("unable to use fd 0")?);
     let mut real = outside::Real::new(home, operands, tls, stdin, &cfg);
     let out = std::io::BufWriter::with_capacity(16 * 1024, stdout);
     session::Session::new(input, out, &cfg, &peer, &mut real, submission)

@@ -6,8 +6,13 @@
 //! consumed to its end (so the session stays in step) and reported as too long; it is
 //! never truncated and never kept. The reader keeps its own buffer so the session can
 //! tell whether pipelined input is waiting and can throw it away (STARTTLS).
+//!
+//! Every read waits only as long as the session's [`Pace`] allows (the idle timeout,
+//! the session time limit, the minimum data rate), measured on the [`Input`]'s clock.
 
+use crate::pace::{Limit, Pace};
 use std::io::{self, Read};
+use std::time::Duration;
 
 /// Longest command line, CR LF included (RFC 5321 §4.5.3.1.4).
 pub const MAX_COMMAND: usize = 512;
@@ -29,8 +34,12 @@ pub enum LineError {
     TooLong,
     /// The peer closed the connection (possibly in the middle of a line).
     Eof,
-    /// Reading failed; `TimedOut` when the peer went quiet.
+    /// Reading failed; `TimedOut` when the peer went quiet (`timeoutsmtpd`).
     Io(io::Error),
+    /// The session time limit (`timeoutsession`) is reached.
+    SessionLimit,
+    /// The client sends more slowly than `minrate`.
+    Slow,
 }
 
 impl LineError {
@@ -49,7 +58,42 @@ impl LineError {
             LineError::Eof => "eof",
             LineError::Io(e) if e.kind() == io::ErrorKind::TimedOut => "timeout",
             LineError::Io(_) => "read error",
+            LineError::SessionLimit => "session time limit",
+            LineError::Slow => "too slow",
         }
+    }
+}
+
+impl From<Limit> for LineError {
+    fn from(limit: Limit) -> LineError {
+        match limit {
+            Limit::Idle => {
+                LineError::Io(io::Error::new(io::ErrorKind::TimedOut, "client timed out"))
+            }
+            Limit::Session => LineError::SessionLimit,
+            Limit::Slow => LineError::Slow,
+        }
+    }
+}
+
+/// Where the client's bytes come from: reads that wait at most a given time, and the
+/// clock the waits are measured on.
+pub trait Input {
+    /// Read what is there, waiting at most `wait` for something: `Ok(0)` at the end of
+    /// the input, an error of kind `TimedOut` when nothing came in time.
+    fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize>;
+    /// Monotonic time, from any fixed point.
+    fn now(&self) -> Duration;
+}
+
+/// A plain reader never makes anyone wait: its bytes are there and no time passes
+/// (in-memory input).
+impl<R: Read> Input for R {
+    fn read_within(&mut self, buf: &mut [u8], _wait: Duration) -> io::Result<usize> {
+        self.read(buf)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
     }
 }
 
@@ -59,16 +103,33 @@ pub struct LineReader<R> {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    pace: Pace,
+    /// In DATA: every wait counts against the rate, not only those inside a line.
+    bulk: bool,
 }
 
-impl<R: Read> LineReader<R> {
+impl<R: Input> LineReader<R> {
+    /// A reader without time limits.
     pub fn new(src: R) -> Self {
+        Self::with_pace(src, Pace::unlimited())
+    }
+
+    /// A reader whose waits `pace` bounds (see [`crate::pace`]).
+    pub fn with_pace(src: R, pace: Pace) -> Self {
         LineReader {
             src,
             buf: vec![0; BUFFER].into_boxed_slice(),
             start: 0,
             end: 0,
+            pace,
+            bulk: false,
         }
+    }
+
+    /// Count every wait against the minimum rate (a DATA transfer), or only the waits
+    /// inside a line (commands).
+    pub fn set_bulk(&mut self, bulk: bool) {
+        self.bulk = bulk;
     }
 
     /// Bytes read from the source and not yet returned as lines.
@@ -88,24 +149,44 @@ impl<R: Read> LineReader<R> {
         &mut self.src
     }
 
-    fn next_byte(&mut self) -> Result<u8, LineError> {
+    /// The next byte; `in_line`: part of the current line has been read already.
+    fn next_byte(&mut self, in_line: bool) -> Result<u8, LineError> {
         if self.start == self.end {
-            loop {
-                match self.src.read(&mut self.buf) {
-                    Ok(0) => return Err(LineError::Eof),
-                    Ok(n) => {
-                        self.start = 0;
-                        self.end = n;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(LineError::Io(e)),
-                }
-            }
+            self.fill(self.bulk || in_line)?;
         }
         let b = self.buf[self.start];
         self.start += 1;
         Ok(b)
+    }
+
+    /// Read into the empty buffer, waiting no longer than the pace allows.
+    fn fill(&mut self, metered: bool) -> Result<(), LineError> {
+        loop {
+            let before = self.src.now();
+            let (wait, limit) = self.pace.next_wait(before, metered);
+            if wait.is_zero() {
+                return Err(limit.into());
+            }
+            let got = self.src.read_within(&mut self.buf, wait);
+            let waited = self.src.now().saturating_sub(before);
+            match got {
+                Ok(0) => return Err(LineError::Eof),
+                Ok(n) => {
+                    self.pace.account(waited, n, metered);
+                    self.start = 0;
+                    self.end = n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.pace.account(waited, 0, metered);
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    self.pace.account(waited, 0, metered);
+                    return Err(limit.into());
+                }
+                Err(e) => return Err(LineError::Io(e)),
+            }
+        }
     }
 
     /// Read one line into `out` (cleared first), without its CR LF. `limit` counts the
@@ -115,8 +196,10 @@ impl<R: Read> LineReader<R> {
         let keep = limit.saturating_sub(2);
         let mut overflow = false;
         let mut pending_cr = false;
+        let mut in_line = false;
         loop {
-            let b = self.next_byte()?;
+            let b = self.next_byte(in_line)?;
+            in_line = true;
             if pending_cr {
                 if b == b'\n' {
                     return if overflow {
@@ -134,6 +217,72 @@ impl<R: Read> LineReader<R> {
                 _ if out.len() < keep => out.push(b),
                 _ => overflow = true,
             }
+        }
+    }
+}
+
+/// A client on a fake clock, for tests: pieces of input, each arriving a given time
+/// after the previous one was read.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::Input;
+    use std::cell::Cell;
+    use std::collections::VecDeque;
+    use std::io;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    #[derive(Debug, Default)]
+    pub struct Timeline {
+        pieces: VecDeque<(Duration, Vec<u8>)>,
+        clock: Rc<Cell<Duration>>,
+    }
+
+    impl Timeline {
+        /// The fake clock, to read after the timeline has been given away.
+        pub fn clock(&self) -> Rc<Cell<Duration>> {
+            self.clock.clone()
+        }
+
+        /// `bytes` arrive `after` the previous piece.
+        pub fn then(mut self, after: Duration, bytes: &[u8]) -> Self {
+            self.pieces.push_back((after, bytes.to_vec()));
+            self
+        }
+
+        /// `bytes` one at a time, `every` apart.
+        pub fn trickle(mut self, every: Duration, bytes: &[u8]) -> Self {
+            for &b in bytes {
+                self = self.then(every, &[b]);
+            }
+            self
+        }
+    }
+
+    impl Input for Timeline {
+        fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
+            let clock = self.clock.clone();
+            let advance = |by: Duration| clock.set(clock.get() + by);
+            let Some((after, bytes)) = self.pieces.front_mut() else {
+                return Ok(0);
+            };
+            if *after > wait {
+                *after -= wait;
+                advance(wait);
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "fake"));
+            }
+            advance(std::mem::take(after));
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            bytes.drain(..n);
+            if bytes.is_empty() {
+                self.pieces.pop_front();
+            }
+            Ok(n)
+        }
+
+        fn now(&self) -> Duration {
+            self.clock.get()
         }
     }
 }
@@ -250,5 +399,50 @@ mod tests {
             r.read_line(&mut line, MAX_COMMAND),
             Err(LineError::Eof)
         ));
+    }
+
+    #[test]
+    fn waits_are_bounded_by_the_pace() {
+        use super::fake::Timeline;
+        let s = Duration::from_secs;
+        let pace = || Pace::new(Duration::ZERO, s(5), Some(s(100)), 100, s(10));
+        // A pause between lines is not metered; one inside a line is.
+        let input = Timeline::default()
+            .then(s(4), b"NOOP\r\n")
+            .then(s(4), b"NO")
+            .then(s(4), b"OP")
+            .then(s(4), b"\r\n")
+            .then(s(4), b"NO")
+            .trickle(s(4), b"OP\r\n");
+        let mut r = LineReader::with_pace(input, pace());
+        let mut line = Vec::new();
+        for _ in 0..2 {
+            r.read_line(&mut line, MAX_COMMAND).unwrap();
+            assert_eq!(line, b"NOOP");
+        }
+        assert!(matches!(
+            r.read_line(&mut line, MAX_COMMAND),
+            Err(LineError::Slow)
+        ));
+        // Line 2 used 8 s of the 10 inside the line (and earned a little back); line
+        // 3 stalls after its first piece at 20 s and is cut when the rest runs out.
+        let cut = r.get_mut().now();
+        assert!(cut > s(22) && cut < s(23), "{cut:?}");
+        // Nothing at all: the idle timeout, as before.
+        let mut r = LineReader::with_pace(Timeline::default().then(s(6), b"x"), pace());
+        let e = r.read_line(&mut line, MAX_COMMAND).unwrap_err();
+        assert_eq!(e.name(), "timeout");
+        // Never slow, never idle: the session time limit.
+        let mut r = LineReader::with_pace(
+            Timeline::default().trickle(s(3), &b"NOOP\r\n".repeat(100)),
+            Pace::new(Duration::ZERO, s(5), Some(s(100)), 0, s(10)),
+        );
+        let e = loop {
+            if let Err(e) = r.read_line(&mut line, MAX_COMMAND) {
+                break e;
+            }
+        };
+        assert!(matches!(e, LineError::SessionLimit), "{e:?}");
+        assert_eq!(r.get_mut().now(), s(100));
     }
 }

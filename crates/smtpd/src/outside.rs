@@ -1,9 +1,11 @@
 //! The real world behind [`crate::session::Outside`]: the user database, the
 //! checkpassword program, the queue program, postern-tlsd's control socket, the clock
-//! and the log on stderr. Also the network input with its idle timeout.
+//! and the log on stderr. Also the network input, whose reads wait only as long as the
+//! session's limits allow.
 
 use crate::auth::Checker;
 use crate::config::Config;
+use crate::line::Input;
 use crate::queue::{self, Job};
 use crate::recipients::{Mailstore, RecipientCheck, Verdict};
 use crate::session::{Outside, Tls};
@@ -16,33 +18,42 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// The network input: every read waits at most `timeout` for data.
+/// The network input: each read waits as long as the session's pace allows
+/// ([`crate::pace`]), on the monotonic clock.
 pub struct TimedInput {
     file: File,
-    timeout: Duration,
+    epoch: Instant,
 }
 
 impl TimedInput {
-    pub fn new(file: File, timeout: Duration) -> Self {
-        TimedInput { file, timeout }
+    pub fn new(file: File) -> Self {
+        TimedInput {
+            file,
+            epoch: Instant::now(),
+        }
     }
 }
 
-impl Read for TimedInput {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Input for TimedInput {
+    fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
         let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-        let t = PollTimeout::try_from(self.timeout).unwrap_or(PollTimeout::MAX);
-        loop {
-            match poll(&mut fds, t) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "client timed out")),
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(io::Error::from(e)),
-            }
+        // Whole milliseconds, rounded up: never wake before the limit is reached.
+        let ms = wait.as_nanos().div_ceil(1_000_000);
+        let t = PollTimeout::try_from(i32::try_from(ms).unwrap_or(i32::MAX))
+            .unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, t) {
+            Ok(0) => Err(io::Error::new(io::ErrorKind::TimedOut, "client timed out")),
+            Ok(_) => self.file.read(buf),
+            // The reader asks again, with what is left of the wait.
+            Err(nix::errno::Errno::EINTR) => Err(io::ErrorKind::Interrupted.into()),
+            Err(e) => Err(io::Error::from(e)),
         }
-        self.file.read(buf)
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
     }
 }
 

@@ -11,7 +11,10 @@
 //! children on SIGCHLD, so the parent's memory grows with connections being set up,
 //! not with programs running: it stays small under `postern-softlimit`. A connection
 //! whose thread cannot be started is closed and logged; the listener carries on.
-//! SIGTERM makes the parent exit 0 at once; running programs are separate processes
+//! At the `-c` limit the loop stops accepting (classic), unless `-M` gives a line for
+//! the clients it cannot serve: then it accepts each one, sends that line without
+//! waiting and closes ([`turn_away`]), and it answers the clients over `-C` the same
+//! way. SIGTERM makes the parent exit 0 at once; running programs are separate processes
 //! and carry on.
 
 pub mod connection;
@@ -150,13 +153,15 @@ fn serve(listener: TcpListener, config: Config, signals: SignalFd) -> Result<()>
     let (tx, rx) = mpsc::channel();
     let mut limits = Limits::new(config.limit, config.per_ip);
     let verbose = config.verbosity == Verbosity::Verbose;
+    // -M: keep accepting at the limit, to answer the clients that cannot be served.
+    let answer_full = !config.full_message.is_empty();
     let shared = Arc::new(Shared {
         config,
         reports: tx,
         wake: wake_tx,
     });
     loop {
-        let accepting = if limits.full() {
+        let accepting = if limits.full() && !answer_full {
             PollFlags::empty()
         } else {
             PollFlags::POLLIN
@@ -182,7 +187,7 @@ fn serve(listener: TcpListener, config: Config, signals: SignalFd) -> Result<()>
             while matches!((&wake_rx).read(&mut buf), Ok(n) if n > 0) {}
             take_reports(&rx, &mut limits, verbose);
         }
-        if ready[2] && !limits.full() {
+        if ready[2] && (answer_full || !limits.full()) {
             accept_one(&listener, &shared, &mut limits);
         }
     }
@@ -257,6 +262,23 @@ fn log_end(pid: u32, ended: Ended, limits: &Limits, verbose: bool) {
     line.emit();
 }
 
+/// Close a connection the limits do not allow, after writing `message` (the `-M`
+/// line; nothing when empty) with one send that never waits: the socket is fresh, its
+/// send buffer empty, and the line short, so it fits; if it does not, it is lost, not
+/// waited for. No thread, no lookup, no rules: a flood of clients at the limit costs
+/// the loop an accept, a send and a close each.
+fn turn_away(stream: std::net::TcpStream, message: &[u8]) {
+    use socket::MsgFlags;
+    if !message.is_empty() {
+        let _ = socket::send(
+            stream.as_raw_fd(),
+            message,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        );
+    }
+    drop(stream);
+}
+
 /// Accept one connection and set it up, in a thread if that may wait.
 fn accept_one(listener: &TcpListener, shared: &Arc<Shared>, limits: &mut Limits) {
     let config = &shared.config;
@@ -282,10 +304,24 @@ fn accept_one(listener: &TcpListener, shared: &Arc<Shared>, limits: &mut Limits)
         }
     };
     let ip = plain_ip(peer.ip());
+    if limits.full() {
+        // Only with -M: the loop does not accept at the limit otherwise.
+        turn_away(stream, &config.full_message);
+        if config.verbosity != Verbosity::Quiet {
+            LogLine::event("refuse")
+                .kv("reason", "full")
+                .kv("ip", ip)
+                .kv("port", peer.port())
+                .kv("status", format!("{}/{}", limits.active(), limits.limit()))
+                .emit();
+        }
+        return;
+    }
     if stream.set_nonblocking(false).is_err() {
         return;
     }
     let Some(active) = limits.take(ip) else {
+        turn_away(stream, &config.full_message);
         if config.verbosity != Verbosity::Quiet {
             LogLine::event("refuse")
                 .kv("reason", "perip")

@@ -1,4 +1,4 @@
-//! The command line of `postern-tcpserver`, classic letters plus `-C`.
+//! The command line of `postern-tcpserver`, classic letters plus `-C` and `-M`.
 
 use postern_common::getopt::{self, Opt};
 use postern_common::{Error, Result};
@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::path::PathBuf;
 
 pub const USAGE: &str = "postern-tcpserver [ -1UXpPhHrRoOdDqQv ] [ -c limit ] [ -C perip ] \
-[ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] \
+[ -x rules.cdb ] [ -B banner ] [ -M message ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] \
 [ -t timeout ] host port program";
-const SPEC: &str = "1UXpPhHrRoOdDqQvc:C:x:B:g:u:b:l:t:";
+const SPEC: &str = "1UXpPhHrRoOdDqQvc:C:x:B:M:g:u:b:l:t:";
 
 /// Default most simultaneous children (classic: 40).
 pub const DEFAULT_LIMIT: u64 = 40;
@@ -21,6 +21,8 @@ pub const DEFAULT_IDENT_TIMEOUT: u64 = 26;
 pub const MAX_LIMIT: u64 = 100_000;
 /// Longest -B banner.
 pub const MAX_BANNER: usize = 4096;
+/// Longest -M message (one line; CR LF is added).
+pub const MAX_FULL_MESSAGE: usize = 510;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -49,6 +51,9 @@ pub struct Config {
     pub backlog: i32,
     pub nodelay: bool,
     pub banner: Vec<u8>,
+    /// -M: the line (with CR LF) written to a client turned away at the `-c` or `-C`
+    /// limit; empty: classic behaviour (stop accepting at `-c`, close at `-C`).
+    pub full_message: Vec<u8>,
     pub print_port: bool,
     /// -r (default) / -R: ask the client's identd (RFC 1413) for TCPREMOTEINFO.
     pub ident: bool,
@@ -74,6 +79,30 @@ fn env_id(name: &str) -> Result<u32> {
         .map_err(|_| Error::perm(format!("${name} is not a number: {v}")))
 }
 
+/// The `-M` line: its text without a line end (one given is dropped), then CR LF.
+fn full_message(o: &Opt) -> Result<Vec<u8>> {
+    let raw = std::os::unix::ffi::OsStringExt::into_vec(o.arg.clone().unwrap_or_default());
+    let mut text: &[u8] = &raw;
+    if let Some(t) = text.strip_suffix(b"\n") {
+        text = t;
+    }
+    if let Some(t) = text.strip_suffix(b"\r") {
+        text = t;
+    }
+    if text.is_empty() {
+        return Err(Error::usage("-M needs a message"));
+    }
+    if text.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(Error::usage("-M is one line: no CR, LF or NUL inside"));
+    }
+    if text.len() > MAX_FULL_MESSAGE {
+        return Err(Error::usage(format!(
+            "-M is at most {MAX_FULL_MESSAGE} bytes"
+        )));
+    }
+    Ok([text, b"\r\n"].concat())
+}
+
 /// Parse the command line.
 pub fn parse(args: &[OsString]) -> Result<Config> {
     let (opts, operands) = getopt::parse(args, SPEC, USAGE)?;
@@ -94,6 +123,7 @@ pub fn parse(args: &[OsString]) -> Result<Config> {
         backlog: DEFAULT_BACKLOG as i32,
         nodelay: false,
         banner: Vec::new(),
+        full_message: Vec::new(),
         print_port: false,
         ident: true,
         ident_timeout: std::time::Duration::from_secs(DEFAULT_IDENT_TIMEOUT),
@@ -129,6 +159,7 @@ pub fn parse(args: &[OsString]) -> Result<Config> {
                     return Err(Error::usage(format!("-B is at most {MAX_BANNER} bytes")));
                 }
             }
+            'M' => c.full_message = full_message(o)?,
             'g' => c.gid = Some(id(o)?),
             'u' => c.uid = Some(id(o)?),
             'b' => c.backlog = number(o, i32::MAX as u64)?.max(1) as i32,
@@ -219,6 +250,30 @@ mod tests {
         assert!(!c.remote_host_lookup && c.nodelay);
         assert_eq!(c.verbosity, Verbosity::Verbose);
         assert_eq!(c.banner, b"hi");
+        assert!(c.full_message.is_empty(), "no -M: classic");
+    }
+
+    #[test]
+    fn m_is_one_line_ended_by_crlf() {
+        let with = |m: &str| {
+            let mut a = args("-c 2");
+            a.extend(["-M".into(), OsString::from(m)]);
+            a.extend(args("0 25 p"));
+            parse(&a).map(|c| c.full_message)
+        };
+        let line = b"421 4.3.2 too many connections, try again later\r\n".to_vec();
+        assert_eq!(
+            with("421 4.3.2 too many connections, try again later").unwrap(),
+            line
+        );
+        assert_eq!(
+            with("421 4.3.2 too many connections, try again later\r\n").unwrap(),
+            line
+        );
+        assert_eq!(with("-ERR busy\n").unwrap(), b"-ERR busy\r\n");
+        for bad in ["", "\r\n", "a\r\nb", "a\nb", "a\0b", &"x".repeat(511)] {
+            assert!(with(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

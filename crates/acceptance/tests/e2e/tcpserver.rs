@@ -800,3 +800,138 @@ fn a_program_that_cannot_run_closes_the_connection_and_the_server_goes_on() {
         assert_eq!(out, format!("{}found\n", banner.unwrap_or("")));
     }
 }
+
+/// The line the smtpd and submission run scripts give `-M`.
+const FULL_SMTP: &str = "421 4.3.2 too many connections, try again later";
+/// At least 30 s for anything that should happen.
+const LONG: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Wait (up to [`LONG`]) for a log line of `s` containing every one of `parts`.
+fn log_line_within(s: &Server, parts: &[&str]) -> String {
+    let mut found = String::new();
+    expect_within(LONG, &format!("a log line with {parts:?}"), || {
+        match s
+            .log_lines()
+            .into_iter()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+        {
+            Some(l) => {
+                found = l;
+                true
+            }
+            None => false,
+        }
+    });
+    found
+}
+
+/// Read what the server writes until it closes; the text and how long it took.
+fn read_until_closed(conn: &mut TcpStream) -> (String, std::time::Duration) {
+    let start = std::time::Instant::now();
+    conn.set_read_timeout(Some(LONG)).unwrap();
+    let mut out = String::new();
+    let _ = conn.read_to_string(&mut out);
+    (out, start.elapsed())
+}
+
+#[test]
+fn m_answers_a_client_over_c_at_once_and_a_freed_slot_serves_normally() {
+    let dir = tempdir();
+    let child = held_child(dir.path());
+    let s = server(
+        &[
+            "-1v",
+            "-H",
+            "-R",
+            "-c",
+            "2",
+            "-M",
+            FULL_SMTP,
+            "127.0.0.1",
+            "0",
+        ],
+        &[&child],
+    );
+    let mut held: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.1", s.port)).collect();
+    expect_within(LONG, "two programs running", || {
+        running(dir.path()).len() == 2
+    });
+    // The third client is answered and closed at once, not left in the backlog.
+    let mut third = connect_from("127.0.0.1", s.port);
+    let (text, took) = read_until_closed(&mut third);
+    assert_eq!(text, format!("{FULL_SMTP}\r\n"));
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    log_line_within(
+        &s,
+        &["event=refuse", "reason=full", "ip=127.0.0.1", "status=2/2"],
+    );
+    assert_eq!(
+        pids(dir.path(), "started.").len(),
+        2,
+        "no program for a client turned away"
+    );
+    // Several more at the limit: each answered, none served, the server unharmed.
+    for _ in 0..5 {
+        let mut c = connect_from("127.0.0.1", s.port);
+        assert_eq!(read_until_closed(&mut c).0, format!("{FULL_SMTP}\r\n"));
+    }
+    // One of the two leaves: its slot serves the next client normally.
+    let leaving = running(dir.path())[0].clone();
+    fs::write(dir.path().join(format!("release.{leaving}")), "").unwrap();
+    log_line_within(&s, &["event=end", "status=1/2"]);
+    let mut next = connect_from("127.0.0.1", s.port);
+    expect_within(LONG, "a program for the next client", || {
+        pids(dir.path(), "started.").len() == 3 && running(dir.path()).len() == 2
+    });
+    for pid in running(dir.path()) {
+        fs::write(dir.path().join(format!("release.{pid}")), "").unwrap();
+    }
+    let (text, _) = read_until_closed(&mut next);
+    assert_eq!(text, "done\n", "served by the program, not turned away");
+    for conn in held.iter_mut() {
+        assert_eq!(read_until_closed(conn).0, "done\n");
+    }
+    let refused = s
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("reason=full"))
+        .count();
+    assert_eq!(refused, 6);
+}
+
+#[test]
+fn m_answers_a_client_over_c_upper_and_other_addresses_are_served() {
+    let dir = tempdir();
+    let child = held_child(dir.path());
+    let s = server(
+        &[
+            "-1v",
+            "-H",
+            "-R",
+            "-C",
+            "1",
+            "-M",
+            "-ERR too many connections, try again later",
+            "0",
+            "0",
+        ],
+        &[&child],
+    );
+    let mut first = connect_from("127.0.0.1", s.port);
+    expect_within(LONG, "first program", || running(dir.path()).len() == 1);
+    let mut second = connect_from("127.0.0.1", s.port);
+    let (text, _) = read_until_closed(&mut second);
+    assert_eq!(text, "-ERR too many connections, try again later\r\n");
+    log_line_within(&s, &["event=refuse", "reason=perip", "ip=127.0.0.1"]);
+    let mut other = connect_from("127.0.0.2", s.port);
+    expect_within(LONG, "a program for the other address", || {
+        running(dir.path()).len() == 2
+    });
+    for pid in running(dir.path()) {
+        fs::write(dir.path().join(format!("release.{pid}")), "").unwrap();
+    }
+    for conn in [&mut first, &mut other] {
+        assert_eq!(read_until_closed(conn).0, "done\n");
+    }
+    assert_eq!(pids(dir.path(), "started.").len(), 2);
+}

@@ -134,7 +134,7 @@ pub fn parse_run_script(text: &str) -> Option<(SocketAddr, Option<String>)> {
 
 /// tcpserver's options: flags, and the letters that take an argument.
 const TCPSERVER_FLAGS: &str = "1UXpPhHrRoOdDqQv";
-const TCPSERVER_ARGS: &str = "cCxBgublt";
+const TCPSERVER_ARGS: &str = "cCxBMgublt";
 
 fn tcpserver_args(words: &[String]) -> Option<(SocketAddr, Option<String>)> {
     let mut rules = None;

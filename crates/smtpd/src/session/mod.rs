@@ -11,14 +11,14 @@ use crate::auth::{self, Mechanism};
 use crate::command::{self, Address, PathError, Verb};
 use crate::config::{self, Config, Peer};
 use crate::data::{self, Data};
-use crate::line::{LineError, LineReader, MAX_COMMAND, MAX_TEXT};
+use crate::line::{Input, LineError, LineReader, MAX_COMMAND, MAX_TEXT};
 use crate::queue::{self, Job, Outcome};
 use crate::received;
 use crate::recipients::Verdict;
 use crate::relay::{self, Decision};
 use postern_common::logline::LogLine;
 use postern_common::Result;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::time::Duration;
 
 /// Errors (syntax, sequence, refusals) a session may make before 421.
@@ -64,7 +64,7 @@ pub enum Flow {
 }
 
 /// One SMTP session.
-pub struct Session<'a, R: Read, W: Write> {
+pub struct Session<'a, R: Input, W: Write> {
     input: LineReader<R>,
     out: W,
     cfg: &'a Config,
@@ -86,7 +86,7 @@ pub struct Session<'a, R: Read, W: Write> {
     line: Vec<u8>,
 }
 
-impl<'a, R: Read, W: Write> Session<'a, R, W> {
+impl<'a, R: Input, W: Write> Session<'a, R, W> {
     pub fn new(
         input: R,
         out: W,
@@ -95,8 +95,9 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
         outside: &'a mut dyn Outside,
         submission: bool,
     ) -> Self {
+        let pace = cfg.pace(input.now());
         Session {
-            input: LineReader::new(input),
+            input: LineReader::with_pace(input, pace),
             out,
             cfg,
             peer,
@@ -240,6 +241,20 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                     .kv("during", during)
                     .emit_to(self.outside);
                 Ok(Flow::Close("timeout"))
+            }
+            LineError::SessionLimit => {
+                self.reply("421 4.4.2 session time limit, closing connection")?;
+                self.reject("sessionlimit", None)
+                    .kv("during", during)
+                    .emit_to(self.outside);
+                Ok(Flow::Close("sessionlimit"))
+            }
+            LineError::Slow => {
+                self.reply("421 4.4.2 too slow, closing connection")?;
+                self.reject("slow", None)
+                    .kv("during", during)
+                    .emit_to(self.outside);
+                Ok(Flow::Close("slow"))
             }
             LineError::Io(_) => Ok(Flow::Close("readerror")),
             _ => Ok(Flow::Close("readerror")),
@@ -594,6 +609,8 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
         });
         let mut broken = job.write(header.as_bytes()).is_err();
         let mut state = Data::new(self.cfg.databytes);
+        // The client owes us the message now: every wait counts against the rate.
+        self.input.set_bulk(true);
         loop {
             match self.input.read_line(&mut self.line, MAX_TEXT) {
                 Ok(()) => match state.line(&self.line) {
@@ -609,6 +626,7 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 },
                 Err(LineError::TooLong) => state.long_line(),
                 Err(e) => {
+                    self.input.set_bulk(false);
                     job.abort();
                     let flow = self.read_failed(e, "message data")?;
                     self.reset();
@@ -616,6 +634,7 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 }
             }
         }
+        self.input.set_bulk(false);
         let rcpts = std::mem::take(&mut self.rcpts);
         let outcome = if state.too_big() {
             job.abort();

@@ -25,8 +25,10 @@
 //! would send them; the replies are compared in order.
 
 use super::*;
+use crate::line::fake::Timeline;
 use crate::queue::Outcome;
 use std::cell::RefCell;
+use std::io::Read;
 use std::rc::Rc;
 
 #[derive(Default, Clone)]
@@ -159,6 +161,9 @@ fn base_config() -> Config {
         badrcptto: vec![],
         authsenders: vec![],
         timeout: Duration::from_secs(300),
+        session_timeout: Some(Duration::from_secs(1800)),
+        min_rate: 100,
+        min_rate_window: Duration::from_secs(30),
         queue_timeout: Duration::from_secs(1200),
         auth_fail_delay: Duration::from_secs(3),
         unknown_rcpt_delay: Duration::from_secs(1),
@@ -539,4 +544,194 @@ fn received_header_comes_first() {
     );
     assert!(text.ends_with("\nSubject: s\n\n.dot\n"), "{text}");
     assert_eq!(m.sender, "");
+}
+
+/// A session against a client on a fake clock: the replies, the world, and the fake
+/// time at which the session ended.
+fn run_timeline(input: Timeline, cfg: &Config) -> (Run, Duration) {
+    let clock = input.clock();
+    let peer = Peer {
+        ip: "192.0.2.7".into(),
+        ..Peer::default()
+    };
+    let mut world = World::default();
+    let mut out = Vec::new();
+    Session::new(input, &mut out, cfg, &peer, &mut world, false)
+        .run()
+        .unwrap();
+    let text = String::from_utf8(out).expect("replies are ASCII");
+    let replies = text.split_terminator("\r\n").map(String::from).collect();
+    (Run { replies, world }, clock.get())
+}
+
+const ENVELOPE: &[u8] =
+    b"EHLO c.test\r\nMAIL FROM:<a@c.test>\r\nRCPT TO:<u@example.test>\r\nDATA\r\n";
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn a_trickle_inside_a_command_is_cut_by_the_minimum_rate() {
+    // The issue's client: one byte every 2 s, under an idle timeout of 5 s.
+    let cfg = Config {
+        timeout: secs(5),
+        ..base_config()
+    };
+    let input = Timeline::default()
+        .then(secs(1), b"EHLO c.test\r\n")
+        .trickle(secs(2), &b"NOOP ".repeat(100));
+    let (run, end) = run_timeline(input, &cfg);
+    assert!(run.replies[0].starts_with("220 "));
+    let last = run.replies.last().unwrap();
+    assert!(last.starts_with("421 4.4.2 too slow"), "{:#?}", run.replies);
+    // The first byte of the line costs nothing, then 30 s of credit at 2 s a byte.
+    assert!(end > secs(31) && end < secs(34), "cut at {end:?}");
+    assert!(
+        run.world
+            .logs
+            .iter()
+            .any(|l| l.contains("event=reject ip=192.0.2.7 reason=slow")
+                && l.contains("during=command")),
+        "{:#?}",
+        run.world.logs
+    );
+    assert!(run
+        .world
+        .logs
+        .iter()
+        .any(|l| l.contains("event=disconnect") && l.contains("reason=slow")));
+}
+
+#[test]
+fn a_client_that_keeps_the_rate_is_cut_at_the_session_time_limit() {
+    // A complete NOOP every 4 s never falls behind, but the session ends at 62 s.
+    let cfg = Config {
+        timeout: secs(5),
+        session_timeout: Some(secs(62)),
+        ..base_config()
+    };
+    let mut input = Timeline::default();
+    for _ in 0..100 {
+        input = input.then(secs(4), b"NOOP\r\n");
+    }
+    let (run, end) = run_timeline(input, &cfg);
+    assert_eq!(end, secs(62));
+    let noops = run.replies.iter().filter(|r| r.starts_with("250 ")).count();
+    assert_eq!(noops, 15, "{:#?}", run.replies);
+    assert_eq!(
+        run.replies.last().unwrap(),
+        "421 4.4.2 session time limit, closing connection"
+    );
+    assert!(run
+        .world
+        .logs
+        .iter()
+        .any(|l| l.contains("reason=sessionlimit") && l.contains("during=command")));
+    // Without a session limit the same client goes on until it has sent everything.
+    let cfg = Config {
+        session_timeout: None,
+        ..cfg
+    };
+    let mut input = Timeline::default();
+    for _ in 0..100 {
+        input = input.then(secs(4), b"NOOP\r\n");
+    }
+    let (run, end) = run_timeline(input, &cfg);
+    assert_eq!(end, secs(400));
+    assert_eq!(run.replies.len(), 101);
+}
+
+#[test]
+fn data_at_a_crawl_is_cut_and_nothing_is_queued() {
+    let cfg = Config {
+        timeout: secs(5),
+        ..base_config()
+    };
+    // 0.4 bytes a second, as in the issue.
+    let input = Timeline::default()
+        .then(secs(0), ENVELOPE)
+        .then(secs(1), b"Subject: slow\r\n\r\n")
+        .trickle(Duration::from_millis(2500), &b"x".repeat(1000));
+    let (run, end) = run_timeline(input, &cfg);
+    assert!(run.replies.iter().any(|r| r.starts_with("354")));
+    assert!(
+        run.replies
+            .last()
+            .unwrap()
+            .starts_with("421 4.4.2 too slow"),
+        "{:#?}",
+        run.replies
+    );
+    assert!(end > secs(30) && end < secs(33), "cut at {end:?}");
+    assert!(run.world.queued.borrow().is_empty());
+    assert!(
+        run.world
+            .logs
+            .iter()
+            .any(|l| l.contains("reason=slow") && l.contains("during=\"message data\"")),
+        "{:#?}",
+        run.world.logs
+    );
+}
+
+#[test]
+fn a_client_at_one_kilobyte_a_second_is_served() {
+    let cfg = Config {
+        timeout: secs(5),
+        session_timeout: Some(secs(600)),
+        ..base_config()
+    };
+    // Everything, commands included, in 100-byte pieces 0.1 s apart: 120 s of DATA.
+    let mut session = ENVELOPE.to_vec();
+    for _ in 0..1200 {
+        session.extend_from_slice(&[b'y'; 98]);
+        session.extend_from_slice(b"\r\n");
+    }
+    session.extend_from_slice(b".\r\nQUIT\r\n");
+    let mut input = Timeline::default();
+    for piece in session.chunks(100) {
+        input = input.then(Duration::from_millis(100), piece);
+    }
+    let (run, end) = run_timeline(input, &cfg);
+    assert!(end > secs(120), "{end:?}");
+    assert!(
+        run.replies
+            .iter()
+            .any(|r| r.starts_with("250 2.0.0 ok: queued")),
+        "{:#?}",
+        run.replies
+    );
+    assert!(run.replies.last().unwrap().starts_with("221 "));
+    assert_eq!(run.world.queued.borrow().len(), 1);
+}
+
+#[test]
+fn a_pause_between_commands_costs_no_rate_credit() {
+    // A client that thinks for up to 290 s between commands (under the 300 s idle
+    // timeout) owes no bytes while it thinks: only the session limit bounds it.
+    let cfg = base_config();
+    let input = Timeline::default()
+        .then(secs(0), b"EHLO c.test\r\n")
+        .then(secs(290), b"NOOP\r\n")
+        .then(secs(290), b"MAIL FROM:<a@c.test>\r\n")
+        .then(secs(290), b"QUIT\r\n");
+    let (run, end) = run_timeline(input, &cfg);
+    assert_eq!(end, secs(870));
+    assert!(
+        run.replies.last().unwrap().starts_with("221 "),
+        "{:#?}",
+        run.replies
+    );
+    // In DATA the same pause is a stall: cut once the credit is gone.
+    let input = Timeline::default()
+        .then(secs(0), ENVELOPE)
+        .then(secs(290), b"hi\r\n.\r\n");
+    let (run, end) = run_timeline(input, &cfg);
+    assert_eq!(end, secs(30));
+    assert!(run
+        .replies
+        .last()
+        .unwrap()
+        .starts_with("421 4.4.2 too slow"));
 }

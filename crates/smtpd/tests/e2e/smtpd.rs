@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SMTPD: &str = env!("CARGO_BIN_EXE_postern-smtpd");
 const WAIT: Duration = Duration::from_secs(20);
@@ -1452,4 +1452,177 @@ fn swaks_starttls_and_auth_plain_on_submission() {
     assert!(out.contains("~> AUTH PLAIN"), "{out}");
     expect_within(WAIT, "the message", || s.queued().len() == 1);
     assert!(String::from_utf8_lossy(&s.queued()[0].0).contains("with ESMTPSA (TLSv1."));
+}
+
+// --- Slow clients (issue 16, item 4): the session time limit and the minimum rate ---
+
+/// How long a slow-client test waits for the server to act before it gives up.
+const SLOW_WAIT: Duration = Duration::from_secs(40);
+
+/// Send `bytes` (over and over) one at a time, `every` apart, until the server answers
+/// or closes, or [`SLOW_WAIT`] passes: the answer ("" if none) and when it came,
+/// counted from `start`.
+fn trickle_until_answered(
+    c: &mut Raw,
+    bytes: &[u8],
+    every: Duration,
+    start: Instant,
+) -> (String, Duration) {
+    c.stream.set_read_timeout(Some(every)).unwrap();
+    let mut got = Vec::new();
+    for &b in bytes.iter().cycle() {
+        if start.elapsed() > SLOW_WAIT {
+            break;
+        }
+        let _ = c.stream.write_all(&[b]);
+        let mut buf = [0u8; 512];
+        match c.reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.ends_with(b"\r\n") {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let elapsed = start.elapsed();
+    c.stream.set_read_timeout(Some(WAIT)).unwrap();
+    (
+        String::from_utf8_lossy(&got).trim_end().to_string(),
+        elapsed,
+    )
+}
+
+#[test]
+fn a_client_trickling_a_command_is_cut_at_the_session_time_limit() {
+    // One byte every 2 s never trips the 5 s idle timeout; no minimum rate here, so
+    // only the 6 s session limit can end it.
+    let s = Setup::default()
+        .control("timeoutsmtpd", "5\n")
+        .control("timeoutsession", "6\n")
+        .control("minrate", "0\n")
+        .start();
+    let start = Instant::now();
+    let mut c = s.connect();
+    let (reply, after) = trickle_until_answered(&mut c, b"NOOP ", Duration::from_secs(2), start);
+    assert_eq!(reply, "421 4.4.2 session time limit, closing connection");
+    assert!(
+        after >= Duration::from_secs(5) && after <= Duration::from_secs(15),
+        "cut after {after:?}, the limit is 6 s"
+    );
+    assert!(c.closed());
+    s.wait_sessions_done(1);
+    let log = s.log();
+    assert!(log.contains("reason=sessionlimit"), "{log}");
+    assert!(
+        log.contains("event=disconnect") && log.contains("reason=sessionlimit messages=0"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_client_trickling_a_command_is_cut_by_the_minimum_rate() {
+    // The issue's client, one byte every 2 s with timeoutsmtpd=5, against 100 B/s over
+    // a 4 s window: the line's first byte is free, the next two use up the 4 s.
+    let s = Setup::default()
+        .control("timeoutsmtpd", "5\n")
+        .control("minrate", "100\n")
+        .control("minratewindow", "4\n")
+        .start();
+    let start = Instant::now();
+    let mut c = s.connect();
+    assert!(c.cmd("EHLO client.test").starts_with("250 "));
+    let (reply, after) = trickle_until_answered(
+        &mut c,
+        b"MAIL FROM:<a@client.test>",
+        Duration::from_secs(2),
+        start,
+    );
+    assert_eq!(reply, "421 4.4.2 too slow, closing connection");
+    assert!(
+        after >= Duration::from_secs(3) && after <= Duration::from_secs(15),
+        "cut after {after:?}, the window is 4 s"
+    );
+    assert!(c.closed());
+    s.wait_sessions_done(1);
+    let log = s.log();
+    assert!(
+        log.contains("reason=slow helo=client.test during=command"),
+        "{log}"
+    );
+    assert!(
+        log.contains("event=disconnect") && log.contains("reason=slow messages=0"),
+        "{log}"
+    );
+}
+
+#[test]
+fn data_at_a_crawl_is_cut_and_nothing_is_queued() {
+    let s = Setup::default()
+        .control("timeoutsmtpd", "5\n")
+        .control("minrate", "100\n")
+        .control("minratewindow", "4\n")
+        .start();
+    let mut c = s.connect();
+    c.envelope_to("u@example.test");
+    let start = Instant::now();
+    // 0.4 bytes a second, as the issue measured.
+    let (reply, after) = trickle_until_answered(
+        &mut c,
+        b"Subject: crawling\r\n\r\nxxxxxxxxxxxxxxxx",
+        Duration::from_millis(2500),
+        start,
+    );
+    assert_eq!(reply, "421 4.4.2 too slow, closing connection");
+    assert!(
+        after >= Duration::from_secs(3) && after <= Duration::from_secs(15),
+        "cut after {after:?}, the window is 4 s"
+    );
+    assert!(c.closed());
+    s.wait_sessions_done(1);
+    assert!(s.queued().is_empty(), "nothing is queued");
+    let log = s.log();
+    assert!(
+        log.contains("reason=slow") && log.contains("during=\"message data\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_client_at_one_kilobyte_a_second_is_not_cut() {
+    // The same tight limits: 100 B/s over 4 s. 12 KB of message at 1 KB/s is three
+    // windows long and passes.
+    let s = Setup::default()
+        .control("timeoutsmtpd", "5\n")
+        .control("minrate", "100\n")
+        .control("minratewindow", "4\n")
+        .control("timeoutsession", "60\n")
+        .start();
+    let mut c = s.connect();
+    c.envelope_to("u@example.test");
+    let mut message = b"Subject: steady\r\n\r\n".to_vec();
+    for _ in 0..120 {
+        message.extend_from_slice(&[b'z'; 98]);
+        message.extend_from_slice(b"\r\n");
+    }
+    message.extend_from_slice(b".\r\n");
+    let start = Instant::now();
+    for piece in message.chunks(100) {
+        c.send(piece);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(start.elapsed() >= Duration::from_secs(12));
+    let reply = c.reply();
+    assert!(reply.starts_with("250 2.0.0 ok: queued"), "{reply}");
+    assert!(c.cmd("QUIT").starts_with("221 "));
+    s.wait_sessions_done(1);
+    assert_eq!(s.queued().len(), 1);
+    assert!(!s.log().contains("reason=slow"), "{}", s.log());
 }
