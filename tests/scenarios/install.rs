@@ -237,7 +237,8 @@ fn install_runs_every_daemon_under_its_own_account_and_the_chain_works() {
     // write its list (in its own instance) and smtpd read it through control/.
     fs::write(
         home.join("control/ratelimit"),
-        "sender warn 1 block 1 paranoid 1000\n",
+        // One alert mail a second at most (the default digest interval is 300 s).
+        "sender warn 1 block 1 paranoid 1000\nalertinterval 1\n",
     )
     .unwrap();
 
@@ -365,7 +366,7 @@ fn install_runs_every_daemon_under_its_own_account_and_the_chain_works() {
         .arg(bin.join("postern-remote"))
         .args(["example.org", "a@example.test", "b@example.org"])
         .stdin(std::process::Stdio::piped());
-    let mut remote = Daemon::spawn_quiet("postern-remote", remote);
+    let remote = Daemon::spawn_quiet("postern-remote", remote);
     let pid = remote.pid();
     expect_within(T, "postern-remote to settle its ids", || {
         ids(pid, "Uid") == vec![uid("remote"); 4]
@@ -423,12 +424,32 @@ print("sent")
 "#
     ));
     assert_eq!(out.trim(), "sent");
+    // The submission (a login) is in the priority lane, which postern-queue, setuid,
+    // honours only from the uids in control/priorityuids (the install lists the network
+    // account's); the stranger's inbound mail is not.
+    let send_log = home.join("log/send/current");
+    expect_within(T, "postern-send to take the submission in", || {
+        fs::read_to_string(&send_log).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.contains("event=new ") && l.contains("from=<postmaster@example.test>"))
+        })
+    });
+    let log = fs::read_to_string(&send_log).unwrap();
+    for line in log.lines().filter(|l| l.contains("event=new ")) {
+        let want = if line.contains("from=<postmaster@example.test>") {
+            "priority=1"
+        } else {
+            "priority=0"
+        };
+        assert!(line.contains(want), "{want} in {line}");
+    }
     let new = home.join("users/example.test/postmaster/Maildir/new");
     // The second message tripped the limit: postern-ratelimit blocked the sender in its
     // own list, smtpd sees it through control/.
     let blocked = home.join("control/ratelimit.blocked");
     expect_within(T, "the block list", || {
-        fs::read_to_string(&blocked).is_ok_and(|t| t.contains("sender friend@outside.test/127.0.0.0/24 "))
+        fs::read_to_string(&blocked)
+            .is_ok_and(|t| t.contains("sender friend@outside.test/127.0.0.0/24 "))
     });
     assert_eq!(
         owner(&home.join("ratelimit/control/ratelimit.blocked")),

@@ -88,6 +88,8 @@ pub const SETID_KEEP: &[&str] = &[
     "POSTERN_TLS_FD",
     "POSTERN_TLS_VERSION",
     "POSTERN_TLS_CIPHER",
+    // The priority lane of a message postern-send hands to postern-local.
+    "POSTERN_PRIORITY",
 ];
 
 /// The `PATH` a setuid program gives its children.

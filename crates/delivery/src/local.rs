@@ -98,10 +98,13 @@ fn one_line(text: &[u8]) -> String {
 }
 
 /// What a successful delivery did, for the reason line.
+/// `priority`: the message is in the priority lane (`Ipriority=1`); a forwarded copy
+/// asks postern-queue for it too, so an alias does not lose the lane.
 pub fn deliver(
     home: &Path,
     sender: &[u8],
     recipient: &str,
+    priority: bool,
     input: &mut dyn Read,
 ) -> Result<String> {
     let addr = postern_mailstore::address::normalise(recipient).map_err(|_| {
@@ -134,6 +137,13 @@ pub fn deliver(
             let mut prefix = dtline.into_bytes();
             prefix.extend_from_slice(&head.bytes);
             let rcpts: Vec<&[u8]> = targets.iter().map(|t| t.as_bytes()).collect();
+            // postern-queue honours it from a trusted caller only (control/priorityuids
+            // lists the mail account in a system install). One thread: safe to set.
+            if priority {
+                std::env::set_var(PRIORITY_ENV, "1");
+            } else {
+                std::env::remove_var(PRIORITY_ENV);
+            }
             crate::progs::inject(&prefix, input, sender, &rcpts)?;
             Ok(format!(
                 "forwarded to {} via alias {key}",
@@ -171,6 +181,10 @@ fn expected_owner(home: &Path) -> Result<(u32, u32)> {
     }
 }
 
+/// How postern-send tells a one-shot postern-local, and postern-local tells
+/// postern-queue, that a message is in the priority lane.
+pub const PRIORITY_ENV: &str = "POSTERN_PRIORITY";
+
 /// postern-local's main.
 pub fn main() -> Result<()> {
     let (opts, args) = getopt::parse(&getopt::args(), "w", USAGE)?;
@@ -193,7 +207,8 @@ pub fn main() -> Result<()> {
     // Installed setuid to the mailbox owner: our own instance, our account for good.
     let home = postern_common::home::trusted_home();
     postern_common::privilege::settle_setid(&home)?;
-    let reason = deliver(&home, &sender, recipient, &mut io::stdin().lock())?;
+    let priority = std::env::var_os(PRIORITY_ENV).is_some_and(|v| v == "1");
+    let reason = deliver(&home, &sender, recipient, priority, &mut io::stdin().lock())?;
     println!("{}", postern_common::logline::printable(reason));
     Ok(())
 }

@@ -46,18 +46,28 @@ pub const MAX_ANSWER: usize = 4096;
 /// One delivery's outcome: `K`, `D` or `Z`, and the reason.
 pub type Outcome = (u8, String);
 
-fn encode_request(sender: &[u8], recipient: &[u8]) -> Vec<u8> {
+/// The top bit of the sender's length: the message is in the priority lane
+/// (`Ipriority=1`), so a forwarded copy keeps it. A sender is never that long.
+const PRIORITY_BIT: u32 = 1 << 31;
+
+fn encode_request(sender: &[u8], recipient: &[u8], priority: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + sender.len() + recipient.len());
-    out.extend_from_slice(&(sender.len() as u32).to_be_bytes());
+    let flag = if priority { PRIORITY_BIT } else { 0 };
+    out.extend_from_slice(&(sender.len() as u32 | flag).to_be_bytes());
     out.extend_from_slice(sender);
     out.extend_from_slice(recipient);
     out
 }
 
-fn decode_request(packet: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = u32::from_be_bytes(packet.get(..4)?.try_into().ok()?) as usize;
+/// `(sender, recipient, priority)`.
+fn decode_request(packet: &[u8]) -> Option<(&[u8], &[u8], bool)> {
+    let word = u32::from_be_bytes(packet.get(..4)?.try_into().ok()?);
+    let len = (word & !PRIORITY_BIT) as usize;
     let rest = &packet[4..];
-    (len <= rest.len()).then(|| rest.split_at(len))
+    (len <= rest.len()).then(|| {
+        let (sender, recipient) = rest.split_at(len);
+        (sender, recipient, word & PRIORITY_BIT != 0)
+    })
 }
 
 fn encode_answer(outcome: &Outcome) -> Vec<u8> {
@@ -75,7 +85,7 @@ fn decode_answer(packet: &[u8]) -> Option<Outcome> {
 
 /// The outcome of one request in the worker.
 fn serve_one(home: &Path, packet: &[u8], mut files: Vec<OwnedFd>) -> Outcome {
-    let (Some((sender, recipient)), Some(message), true) =
+    let (Some((sender, recipient, priority)), Some(message), true) =
         (decode_request(packet), files.pop(), files.is_empty())
     else {
         return (
@@ -87,7 +97,7 @@ fn serve_one(home: &Path, packet: &[u8], mut files: Vec<OwnedFd>) -> Outcome {
         return (b'D', "recipient is not valid UTF-8 (#5.1.3)".into());
     };
     let mut input = BufReader::new(File::from(message));
-    match local::deliver(home, sender, recipient, &mut input) {
+    match local::deliver(home, sender, recipient, priority, &mut input) {
         Ok(reason) => (b'K', reason),
         Err(Error {
             kind: Kind::Temp,
@@ -167,8 +177,14 @@ impl Worker {
     }
 
     /// Send the request. An error means the worker never got it: nothing was done.
-    fn ask(&self, message: &File, sender: &[u8], recipient: &[u8]) -> std::io::Result<()> {
-        let request = encode_request(sender, recipient);
+    fn ask(
+        &self,
+        message: &File,
+        sender: &[u8],
+        recipient: &[u8],
+        priority: bool,
+    ) -> std::io::Result<()> {
+        let request = encode_request(sender, recipient, priority);
         let fds = [message.as_raw_fd()];
         sendmsg::<()>(
             self.channel.as_raw_fd(),
@@ -260,7 +276,13 @@ impl Pool {
 
     /// Deliver the message in `message` (positioned at its first header line) from
     /// `sender` to the local `recipient` through a worker.
-    pub fn deliver(&self, message: &File, sender: &[u8], recipient: &[u8]) -> Outcome {
+    pub fn deliver(
+        &self,
+        message: &File,
+        sender: &[u8],
+        recipient: &[u8],
+        priority: bool,
+    ) -> Outcome {
         // An idle worker may have gone (killed, say) without our knowing: its channel
         // then refuses the request, nothing was delivered, and the next one is tried.
         // Only a worker started for this delivery that refuses it is a failure.
@@ -274,7 +296,7 @@ impl Pool {
                     )
                 }
             };
-            if let Err(e) = w.ask(message, sender, recipient) {
+            if let Err(e) = w.ask(message, sender, recipient, priority) {
                 w.retire();
                 if reused {
                     continue;
@@ -311,15 +333,15 @@ mod tests {
 
     #[test]
     fn requests_and_answers_round_trip() {
-        let r = encode_request(b"a@b.test", b"c@d.test");
+        let r = encode_request(b"a@b.test", b"c@d.test", false);
         assert_eq!(
             decode_request(&r),
-            Some((&b"a@b.test"[..], &b"c@d.test"[..]))
+            Some((&b"a@b.test"[..], &b"c@d.test"[..], false))
         );
-        let r = encode_request(b"", b"postmaster@d.test");
+        let r = encode_request(b"", b"postmaster@d.test", true);
         assert_eq!(
             decode_request(&r),
-            Some((&b""[..], &b"postmaster@d.test"[..]))
+            Some((&b""[..], &b"postmaster@d.test"[..], true))
         );
         assert_eq!(
             decode_request(b"\0\0\0\x09short"),

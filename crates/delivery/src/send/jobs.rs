@@ -95,7 +95,13 @@ fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<(u8, String)>, Stri
         Channel::Local => {
             if let Some(pool) = &progs.local_workers {
                 let sender = &qf.envelope.sender;
-                return Ok(vec![pool.deliver(&f, sender, job.addrs[0].as_bytes())]);
+                let priority = qf.envelope.priority;
+                return Ok(vec![pool.deliver(
+                    &f,
+                    sender,
+                    job.addrs[0].as_bytes(),
+                    priority,
+                )]);
             }
             // Close-on-exec: a delivery started by another thread meanwhile must not
             // inherit the write end, or our read would wait for that program to end.
@@ -105,6 +111,11 @@ fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<(u8, String)>, Stri
                 .try_clone()
                 .map_err(|e| format!("unable to make a pipe: {e}"))?;
             let mut cmd = Command::new(&progs.local);
+            if qf.envelope.priority {
+                cmd.env(crate::local::PRIORITY_ENV, "1");
+            } else {
+                cmd.env_remove(crate::local::PRIORITY_ENV);
+            }
             postern_common::sys::with_default_signals(&mut cmd)
                 .arg("--")
                 .arg(&sender)

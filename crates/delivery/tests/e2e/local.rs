@@ -214,7 +214,7 @@ fn unsafe_mailboxes_defer_in_worker_mode() {
     let pool = postern_delivery::local_worker::Pool::new(wrapper);
     let ask = |rcpt: &str| {
         let f = std::fs::File::open(&message).unwrap();
-        let (letter, text) = pool.deliver(&f, b"a@b.test", rcpt.as_bytes());
+        let (letter, text) = pool.deliver(&f, b"a@b.test", rcpt.as_bytes(), false);
         (letter as char, text)
     };
     let (letter, text) = ask("carol@example.test");
@@ -310,6 +310,43 @@ fn aliases_and_catch_all_forward_through_the_queue() {
         "{seen:?}"
     );
     let _ = Command::new("true");
+}
+
+/// A message in the priority lane (postern-send says so with POSTERN_PRIORITY=1) is
+/// forwarded in it: the copy's queue file has `Ipriority=1`, so holdbulk does not hold
+/// what an alias forwards. Without it, the copy is not in the lane.
+#[test]
+fn a_forwarded_copy_keeps_the_priority_lane() {
+    let inst = Instance::new(&[], "info@example.test: someone@far.test\n");
+    for priority in [true, false] {
+        for f in std::fs::read_dir(inst.queue().join("new"))
+            .unwrap()
+            .flatten()
+        {
+            std::fs::remove_file(f.path()).unwrap();
+        }
+        let mut cmd = inst.command("postern-local");
+        cmd.args(["--", "s@x.test", "info@example.test"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if priority {
+            cmd.env("POSTERN_PRIORITY", "1");
+        } else {
+            cmd.env_remove("POSTERN_PRIORITY");
+        }
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(MSG).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let files: Vec<_> = std::fs::read_dir(inst.queue().join("new"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        let qf = postern_queue::file::open(&files[0]).unwrap();
+        assert_eq!(qf.envelope.priority, priority, "priority {priority}");
+    }
 }
 
 #[test]
