@@ -1,12 +1,14 @@
 //! postern-remote: deliver one message to the recipients of one domain by SMTP
 //! (docs/postern-remote.md). `postern-remote DOMAIN SENDER RCPT...`, message on fd 0.
 //!
-//! - [`route`] — `control/smtproutes`.
+//! - [`route`] — `control/smtproutes`, with per-route TLS policy and credentials.
+//! - [`auth`] — `control/smtpauth`, the credentials of `auth=`.
 //! - [`dns`] — MX and A/AAAA lookups.
 //! - [`smtp`], [`reply`] — the client and its bounded reply reader.
-//! - [`tls`] — opportunistic STARTTLS.
+//! - [`tls`] — STARTTLS: opportunistic, or required (and verified) by a route.
 //! - [`report`] — the result records written on fd 1 (qmail-remote's format).
 
+pub mod auth;
 pub mod dns;
 pub mod reply;
 pub mod report;
@@ -36,11 +38,25 @@ pub struct Target {
     pub addr: SocketAddr,
 }
 
-/// The servers for `domain`, in order, or the report letter and text if there are none.
-fn targets(control: &Control, domain: &str) -> std::result::Result<Vec<Target>, (u8, String)> {
+/// The route for `domain` and its options (`control/smtproutes`), or the trouble with
+/// that file.
+fn route_for(
+    control: &Control,
+    domain: &str,
+) -> std::result::Result<(Route, route::Options), String> {
+    let routes =
+        route::parse(&control.list("smtproutes").map_err(|e| e.msg)?).map_err(|e| e.msg)?;
+    Ok(route::lookup(&routes, domain))
+}
+
+/// The servers for `domain` by `route`, in order, or the report letter and text if there
+/// are none.
+fn targets(
+    control: &Control,
+    domain: &str,
+    route: Route,
+) -> std::result::Result<Vec<Target>, (u8, String)> {
     let temp = |e: Error| (b'Z', e.msg);
-    let routes = route::parse(&control.list("smtproutes").map_err(temp)?).map_err(temp)?;
-    let route = route::lookup(&routes, domain);
     let dns = || -> std::result::Result<dns::Dns, (u8, String)> {
         let servers = dns::servers(control).map_err(temp)?;
         dns::Dns::new(&servers).map_err(temp)
@@ -187,7 +203,26 @@ pub fn deliver(
         Ok(h) => h,
         Err(e) => return fail(b'Z', e.msg),
     };
-    let list = match targets(control, domain) {
+    let (route, options) = match route_for(control, domain) {
+        Ok(r) => r,
+        Err(text) => return fail(b'Z', text),
+    };
+    // The route's TLS policy and credentials, before any connection: trouble with them
+    // (no CA file, credentials open to everyone…) keeps the message queued.
+    let policy = match tls::policy(control, domain, &options) {
+        Ok(p) => p,
+        Err(text) => return fail(b'Z', text),
+    };
+    let credentials = match options
+        .auth
+        .as_deref()
+        .map(|name| auth::load(control, name))
+    {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(text)) => return fail(b'Z', text),
+    };
+    let list = match targets(control, domain, route) {
         Ok(l) => l,
         Err((letter, text)) => return fail(letter, text),
     };
@@ -202,6 +237,8 @@ pub fn deliver(
                 connect_timeout,
                 timeout,
                 starttls,
+                tls: &policy,
+                auth: credentials.as_ref(),
             };
             match smtp::attempt(&p, sender, rcpts, message) {
                 smtp::Attempt::Done {
@@ -215,7 +252,7 @@ pub fn deliver(
                         text,
                     }
                 }
-                smtp::Attempt::TlsFailed(why) if starttls => {
+                smtp::Attempt::TlsFailed(why) if starttls && policy.required.is_none() => {
                     postern_common::exit::warn(
                         "postern-remote",
                         format!("{why}; retrying without TLS"),

@@ -1,12 +1,15 @@
 //! One SMTP transaction with one server (RFC 5321): greeting, EHLO (HELO when EHLO is
-//! refused), opportunistic STARTTLS, MAIL with SIZE and BODY=8BITMIME when offered, every
-//! RCPT of the domain, DATA, the dot-stuffed CRLF message, QUIT. With PIPELINING the
-//! MAIL, RCPT and DATA commands go in one write. Results are per recipient.
+//! refused), STARTTLS (opportunistic, or required by the route: then no TLS means no
+//! transaction), AUTH PLAIN or LOGIN inside TLS when the route gives credentials, MAIL
+//! with SIZE and BODY=8BITMIME when offered, every RCPT of the domain, DATA, the
+//! dot-stuffed CRLF message, QUIT. With PIPELINING the MAIL, RCPT and DATA commands go in
+//! one write. Results are per recipient.
 //!
 //! A malformed reply ([`reply`]: not CRLF-ended, a bare CR or LF, a NUL…) ends the
 //! session at once, a temporary failure; a message bigger than the server's `SIZE n`
 //! (n > 0) is never sent: a permanent failure (5.3.4) before MAIL.
 
+use super::auth;
 use super::reply::{self, Reply};
 use super::tls;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -50,7 +53,13 @@ pub struct Params<'a> {
     pub addr: SocketAddr,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// Whether to use STARTTLS when offered (false: the plain retry after a failed
+    /// handshake, which only an opportunistic route makes).
     pub starttls: bool,
+    /// The route's TLS policy: the rustls configuration and whether TLS is required.
+    pub tls: &'a tls::Policy,
+    /// Credentials to authenticate with (smtproutes' `auth=`), inside TLS only.
+    pub auth: Option<&'a auth::Credentials>,
 }
 
 /// Per-recipient letter (qmail-remote's `r` accepted, `h` refused, `s` deferred) with text.
@@ -222,6 +231,58 @@ fn greet(s: &mut Session, helo: &str) -> std::result::Result<Vec<String>, String
     }
 }
 
+/// AUTH PLAIN (preferred) or LOGIN with `c`, inside TLS. `Err`: the attempt's end — a
+/// refused AUTH (535 and the like) is a temporary failure, never a bounce: a credentials
+/// mistake must not return mail to its senders.
+fn authenticate(s: &mut Session, ext: &[String], c: &auth::Credentials) -> Result<(), Attempt> {
+    let Some(mech) = auth::choose(&auth::mechanisms(ext)) else {
+        quit(s);
+        return Err(Attempt::NextHost(format!(
+            "auth={} in smtproutes, but {} offers no AUTH PLAIN or LOGIN",
+            c.name, s.host
+        )));
+    };
+    let lost_in = |s: &Session, e: io::Error| Attempt::NextHost(lost(&s.host, "during AUTH", &e));
+    // Each step: send a line, read the reply.
+    let step = |s: &mut Session, line: String| -> Result<Reply, Attempt> {
+        s.send(format!("{line}\r\n").as_bytes())
+            .map_err(|e| lost_in(s, e))?;
+        s.reply().map_err(|e| lost_in(s, e))
+    };
+    let b64 = |text: &str| postern_common::sasl::encode_base64(text.as_bytes());
+    let mut r = if mech == "PLAIN" {
+        let r = step(s, format!("AUTH PLAIN {}", auth::plain_response(c)))?;
+        if r.code == 334 {
+            // A server that ignores the initial response asks for it again.
+            step(s, auth::plain_response(c))?
+        } else {
+            r
+        }
+    } else {
+        step(s, "AUTH LOGIN".into())?
+    };
+    if mech == "LOGIN" {
+        for answer in [&c.user, &c.password] {
+            if r.code != 334 {
+                break;
+            }
+            r = step(s, b64(answer))?;
+        }
+    }
+    if r.code == 235 {
+        return Ok(());
+    }
+    quit(s);
+    Err(Attempt::Done {
+        rcpts: vec![],
+        letter: b'Z',
+        text: s.said(
+            &format!("authentication with auth={} (AUTH {mech}) failed", c.name),
+            &r,
+        ),
+    })
+}
+
 fn offers(ext: &[String], word: &str) -> bool {
     ext.iter()
         .any(|l| l.split_whitespace().next() == Some(word))
@@ -262,39 +323,37 @@ pub fn attempt(p: &Params, sender: &[u8], rcpts: &[Vec<u8>], message: &[u8]) -> 
         Ok(e) => e,
         Err(why) => return Attempt::NextHost(why),
     };
+    let required = p.tls.required.as_deref();
     if p.starttls && offers(&ext, "STARTTLS") {
         if let Err(e) = s.send(b"STARTTLS\r\n") {
             return Attempt::NextHost(lost(&s.host, "during STARTTLS", &e));
         }
         match s.reply() {
             Ok(r) if r.code == 220 => {
+                // With TLS required, a failure ends this address (never plain text);
+                // otherwise the same address is tried again without STARTTLS.
+                let failed = |why: String| match required {
+                    Some(_) => Attempt::NextHost(why),
+                    None => Attempt::TlsFailed(why),
+                };
                 if !s.io.buffer().is_empty() {
-                    return Attempt::TlsFailed(format!(
-                        "{} sent data after its STARTTLS reply",
-                        s.host
-                    ));
+                    return failed(format!("{} sent data after its STARTTLS reply", s.host));
                 }
                 let host = s.host.clone();
                 let Conn::Plain(tcp) = s.io.into_inner() else {
-                    return Attempt::TlsFailed("TLS twice".into());
-                };
-                let config = match tls::client_config() {
-                    Ok(c) => c,
-                    Err(e) => return Attempt::TlsFailed(format!("TLS setup: {e}")),
+                    return failed("TLS twice".into());
                 };
                 let conn = match rustls::ClientConnection::new(
-                    config,
+                    p.tls.config.clone(),
                     tls::server_name(p.host, p.addr.ip()),
                 ) {
                     Ok(c) => c,
-                    Err(e) => return Attempt::TlsFailed(format!("TLS setup: {e}")),
+                    Err(e) => return failed(format!("TLS setup: {e}")),
                 };
                 let mut stream = rustls::StreamOwned::new(conn, tcp);
                 while stream.conn.is_handshaking() {
                     if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
-                        return Attempt::TlsFailed(format!(
-                            "TLS handshake with {host} failed: {e}"
-                        ));
+                        return failed(tls::handshake_failure(&host, &e));
                     }
                 }
                 s = Session {
@@ -306,9 +365,32 @@ pub fn attempt(p: &Params, sender: &[u8], rcpts: &[Vec<u8>], message: &[u8]) -> 
                     Err(why) => return Attempt::NextHost(why),
                 };
             }
-            // Refused STARTTLS: carry on in plain text (opportunistic).
-            Ok(_) => {}
+            Ok(r) => {
+                if let Some(req) = required {
+                    quit(&mut s);
+                    return Attempt::NextHost(format!(
+                        "{req}, but {} refused STARTTLS.\nRemote host said: {}",
+                        s.host,
+                        r.text()
+                    ));
+                }
+                // Refused STARTTLS: carry on in plain text (opportunistic).
+            }
             Err(e) => return Attempt::NextHost(lost(&s.host, "during STARTTLS", &e)),
+        }
+    }
+    let encrypted = matches!(s.io.get_ref(), Conn::Tls(_));
+    if !encrypted {
+        // Nothing of the transaction, and no credentials, ever go in the clear when the
+        // route requires TLS (auth= always does).
+        if let Some(req) = required.or(p.auth.map(|_| "TLS required for AUTH")) {
+            quit(&mut s);
+            return Attempt::NextHost(format!("{req}, but {} did not offer STARTTLS", s.host));
+        }
+    }
+    if let Some(c) = p.auth {
+        if let Err(a) = authenticate(&mut s, &ext, c) {
+            return a;
         }
     }
     transaction(&mut s, &ext, sender, rcpts, message)

@@ -5,5 +5,6 @@ mod helpers;
 mod holds;
 mod local;
 mod remote;
+mod remote_tls;
 mod send;
 mod stress;

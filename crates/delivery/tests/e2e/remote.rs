@@ -58,7 +58,7 @@ pub fn remote(
     (st.code().unwrap_or(-1), reader.join().unwrap())
 }
 
-fn records(report: &[u8]) -> Vec<String> {
+pub fn records(report: &[u8]) -> Vec<String> {
     report
         .split(|&b| b == 0)
         .filter(|r| !r.is_empty())
@@ -485,7 +485,7 @@ fn mx_then_address_lookups_through_control_resolvers() {
 
 /// What a raw server recorded: the command lines, and whether any message bytes were
 /// sent (a whole DATA, or part of one).
-fn recorded(dir: &Path) -> (String, bool) {
+pub fn recorded(dir: &Path) -> (String, bool) {
     let cmds = std::fs::read_to_string(dir.join("commands")).unwrap_or_default();
     let partial = std::fs::read(dir.join("partial")).unwrap_or_default();
     (cmds, dir.join("data.1").exists() || !partial.is_empty())
