@@ -29,16 +29,7 @@ pub fn service_dirs(home: &Path) -> Result<Vec<PathBuf>> {
 /// A supervision program next to posternctl (the instance's `bin/` or the build
 /// directory), else from `$PATH`.
 pub fn tool(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    PathBuf::from(name)
+    postern_common::sibling::program(name)
 }
 
 /// Run `program args…`, passing its output through; its failure is ours.

@@ -30,6 +30,7 @@ pub mod privilege;
 pub mod ratelimit_keys;
 pub mod resolvers;
 pub mod sasl;
+pub mod sibling;
 pub mod starttls;
 pub mod sys;
 pub mod tai64n;

@@ -17,15 +17,7 @@ use std::path::PathBuf;
 
 /// Path of the program `name`: beside our own executable, else `name` for `$PATH`.
 pub fn sibling(name: &str) -> PathBuf {
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    PathBuf::from(name)
+    postern_common::sibling::program(name)
 }
 
 /// Queue a message: `prefix` then the rest of `body`, with `sender` and `recipients`,

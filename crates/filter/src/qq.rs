@@ -24,17 +24,9 @@ pub const ENVELOPE_FORMAT: i32 = 91;
 pub const NO_EXEC: i32 = 120;
 
 /// postern-queue: next to our own executable, else through `$PATH`.
+/// Not `$QMAILQUEUE`: postern-scan is what that names.
 pub fn queue_program() -> PathBuf {
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
-    {
-        let candidate = dir.join("postern-queue");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    PathBuf::from("postern-queue")
+    postern_common::sibling::program("postern-queue")
 }
 
 /// An unnamed temporary file holding `bytes`, rewound, ready to be a child's fd.

@@ -22,16 +22,7 @@ pub const QUEUE_PROGRAM: &str = "postern-queue";
 /// Which queue program to run: `$QMAILQUEUE` (a single path, no arguments), else
 /// `postern-queue` in the directory of the running executable, else on `$PATH`.
 pub fn queue_program() -> OsString {
-    if let Some(q) = std::env::var_os("QMAILQUEUE").filter(|q| !q.is_empty()) {
-        return q;
-    }
-    let sibling = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(QUEUE_PROGRAM)));
-    match sibling {
-        Some(p) if p.is_file() => p.into_os_string(),
-        _ => PathBuf::from(QUEUE_PROGRAM).into_os_string(),
-    }
+    postern_common::sibling::queue_program().into_os_string()
 }
 
 /// Why an injection did not happen.

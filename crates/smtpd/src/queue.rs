@@ -74,18 +74,7 @@ pub fn reply_for_exit(code: Option<i32>) -> String {
 /// The queue program: `$QMAILQUEUE`, else `postern-queue` next to our own executable,
 /// else `postern-queue` from `$PATH`.
 pub fn locate() -> PathBuf {
-    if let Some(q) = std::env::var_os("QMAILQUEUE").filter(|q| !q.is_empty()) {
-        return PathBuf::from(q);
-    }
-    if let Some(sibling) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|d| d.join(DEFAULT_QUEUE)))
-    {
-        if sibling.is_file() {
-            return sibling;
-        }
-    }
-    PathBuf::from(DEFAULT_QUEUE)
+    postern_common::sibling::queue_program()
 }
 
 /// One message on its way into the queue.

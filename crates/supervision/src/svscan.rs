@@ -99,11 +99,7 @@ pub fn main() -> Result<()> {
 /// `postern-supervise` next to our own executable if it is there, else the bare name
 /// for `$PATH` to resolve.
 pub fn find_supervise() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(SUPERVISE)))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(SUPERVISE))
+    postern_common::sibling::program(SUPERVISE)
 }
 
 fn block_signals() -> Result<SignalFd> {
