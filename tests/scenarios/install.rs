@@ -207,6 +207,13 @@ fn install_runs_every_daemon_under_its_own_account_and_the_chain_works() {
     assert_eq!(owner(&home.join("queue")), uid("queue"));
     assert_eq!(owner(&home.join("users")), uid("mail"));
     assert_eq!(mode(&home.join("users")), 0o700);
+    // Recipient verification's answers and probe locks: the network account's alone
+    // (postern-verify runs as it, started by smtpd).
+    let verify = home.join("run/verify");
+    assert_eq!(
+        (owner(&verify), group(&verify), mode(&verify)),
+        (uid("net"), gid("net"), 0o700)
+    );
 
     // A domain with its postmaster (postern-user as root gives it to the mail account),
     // and a certificate whose key only root can read.

@@ -9,6 +9,8 @@
 //! `postern_mailstore::userdb` (domains, users, aliases), `postern_filter::rules`
 //! (filter.rules), `postern_filter::engines` (scanners), `postern_filter::ratelimit`
 //! (ratelimit), `postern_delivery::remote::route` (smtproutes),
+//! `postern_mailstore::relayrecipients` and `postern_mailstore::verify`
+//! (relayrecipients, verifyrecipients and the `verify*` settings),
 //! `postern_acceptance::dns::parse_server` (resolvers) and
 //! `postern_common::control::Control::number` (the numbers). Where a parser stops at the
 //! first bad line, the line is set aside and the parser run again, so every bad line is
@@ -40,6 +42,11 @@ pub const NUMBER_FILES: &[&str] = &[
     "minrate",
     "minratewindow",
     "popularitylimit",
+    "verifypositive",
+    "verifynegative",
+    "verifytempfail",
+    "verifycachesize",
+    "verifytimeout",
 ];
 
 /// What `check` found.
@@ -75,10 +82,17 @@ pub fn check(home: &Path) -> Findings {
         &mut f,
         |line| postern_mailstore::relayrecipients::parse_line(line).map(|_| ()),
     );
+    per_line(
+        &control,
+        postern_mailstore::verify::SOURCE,
+        &mut f,
+        |line| postern_mailstore::verify::parse_line(line).map(|_| ()),
+    );
     gateway_warnings(home, &control, &mut f);
     per_line(&control, "smtproutes", &mut f, |line| {
         postern_delivery::remote::route::parse_line(line).map(|_| ())
     });
+    verification(home, &control, &mut f);
     per_line(
         &control,
         "resolvers",
@@ -128,7 +142,8 @@ fn gateway_warnings(home: &Path, control: &Control, f: &mut Findings) {
     for d in crate::audit::recipients::open_domains(home, &domains) {
         f.warnings.push(format!(
             "control/rcpthosts: accepts every recipient of {d}: backscatter (list its \
-             addresses in control/relayrecipients, or host it with postern-user)"
+             addresses in control/relayrecipients, verify them with control/verifyrecipients, \
+             or host it with postern-user)"
         ));
     }
     let source = control.path(postern_mailstore::relayrecipients::SOURCE);
@@ -141,6 +156,70 @@ fn gateway_warnings(home: &Path, control: &Control, f: &mut Findings) {
                     .to_string(),
             );
         }
+    }
+}
+
+/// Recipient verification by callout (`verifyrecipients` and its settings), as
+/// postern-smtpd and postern-verify read them. Problems: a setting postern-verify would
+/// refuse (every verified recipient would get 451), a verified domain whose route
+/// authenticates (postern-verify has no credentials: every recipient would get 450).
+/// Warnings: a listed domain that is never verified — outside `rcpthosts`, hosted here,
+/// or decided by `relayrecipients` — and a cache directory that is missing.
+fn verification(home: &Path, control: &Control, f: &mut Findings) {
+    use postern_mailstore::verify;
+    if let Err(e) = verify::Settings::load(control) {
+        loader_problem(
+            f,
+            Some(e),
+            "postern-verify would not run: every verified recipient would get 451",
+        );
+    }
+    let Ok(domains) = verify::domains(control) else {
+        return; // its bad lines are named above
+    };
+    if domains.is_empty() {
+        return;
+    }
+    let rcpthosts: Vec<String> = control
+        .list("rcpthosts")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| l.text.to_ascii_lowercase())
+        .collect();
+    let routes = control
+        .list("smtproutes")
+        .and_then(|l| postern_delivery::remote::route::parse(&l))
+        .ok();
+    for d in &domains {
+        let never = |why: &str| format!("control/{}: {d} is never verified: {why}", verify::SOURCE);
+        if !postern_smtpd::relay::rcpthosts_allows(d, &rcpthosts) {
+            f.warnings.push(never("it is not in control/rcpthosts"));
+        } else if postern_mailstore::is_hosted_domain(home, d).unwrap_or(false) {
+            f.warnings
+                .push(never("it is hosted here (the user database decides)"));
+        } else if postern_mailstore::relayrecipients::governs(home, d).unwrap_or(false) {
+            f.warnings.push(never(
+                "control/relayrecipients lists its addresses, and decides alone",
+            ));
+        }
+        if let Some(routes) = &routes {
+            let (_, options) = postern_delivery::remote::route::lookup(routes, d);
+            if let Some(name) = options.auth {
+                f.problems.push(format!(
+                    "control/{}: {d} is routed with auth={name}: postern-verify has no \
+                     credentials and does not probe such a route (every recipient would get 450)",
+                    verify::SOURCE
+                ));
+            }
+        }
+    }
+    let cache = home.join(postern_mailstore::verifycache::DIR);
+    if !cache.is_dir() {
+        f.warnings.push(format!(
+            "{} is missing: postern-verify keeps its answers there (posternctl init or \
+             scripts/install makes it, owned by the network account, mode 0700)",
+            cache.display()
+        ));
     }
 }
 

@@ -286,6 +286,19 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
         .len()
         .saturating_sub(queue_made.len());
     outcome.created.extend(queue_made);
+    // Recipient verification's answers (run/verify, 0700): postern-verify runs as the
+    // network account, so a root instance gives the directory to it.
+    let net_owner = if privilege::is_root() {
+        let names = accounts(&Control::for_home(&home))?;
+        privilege::lookup_account(account_of(&names, "net"))
+            .ok()
+            .map(|a| (a.uid, a.gid))
+    } else {
+        None
+    };
+    let run_made = postern_mailstore::verifycache::Cache::prepare(&home, net_owner)?;
+    outcome.kept += 2 - run_made.len();
+    outcome.created.extend(run_made);
     // Compiled forms the daemons need, made only where missing (never replaced).
     let compiled = crate::cdb::compile_all(&home, true);
     outcome.created.extend(

@@ -8,6 +8,7 @@
 //!   Maildir write.
 //! - [`remote`] — postern-remote: routes, DNS, the SMTP client, TLS, the report format.
 //! - [`send`] — postern-send: takeover, state files, the schedule, deliveries, bounces.
+//! - [`verify`] — postern-verify: recipient verification by callout for postern-smtpd.
 #![forbid(unsafe_code)]
 
 pub mod local;
@@ -18,3 +19,4 @@ pub mod queuefile;
 pub mod remote;
 pub mod resolve;
 pub mod send;
+pub mod verify;

@@ -11,6 +11,10 @@
 //!   [`record_delivery`]).
 //! - [`owner`]: which account owns the mailboxes.
 //! - [`authfail`]: the failed-login table that slows down guessing.
+//! - [`relayrecipients`]: who exists behind this gateway (`control/relayrecipients`).
+//! - [`verify`]: the domains whose recipients are verified by asking the next hop
+//!   (`control/verifyrecipients`) and its settings; [`verifycache`]: the answers kept
+//!   under `run/verify/`, and the one-probe-per-address lock.
 //! - [`checkpassword`]: `postern-checkpassword`; [`usercmd`]: `postern-user`.
 #![forbid(unsafe_code)]
 
@@ -24,6 +28,8 @@ pub mod popularity;
 pub mod relayrecipients;
 pub mod usercmd;
 pub mod userdb;
+pub mod verify;
+pub mod verifycache;
 
 pub use maildir::{check_quota, record_delivery, QuotaCheck};
 pub use userdb::{

@@ -7,6 +7,7 @@
 //! - [`command`]: the verb table; `MAIL FROM:` / `RCPT TO:` parsing with the RFC limits.
 //! - [`relay`]: the rcpthosts decision and the classic relay tricks.
 //! - [`recipients`]: recipient validation against the user database.
+//! - [`verify`]: recipient verification by callout, through postern-verify.
 //! - [`data`]: dot-unstuffing, hop counting, the size limit.
 //! - [`auth`]: AUTH PLAIN/LOGIN through a checkpassword program.
 //! - [`queue`]: running `$QMAILQUEUE`, exit codes to replies.
@@ -28,6 +29,7 @@ pub mod received;
 pub mod recipients;
 pub mod relay;
 pub mod session;
+pub mod verify;
 
 use postern_common::control::Control;
 use postern_common::getopt;

@@ -1,7 +1,7 @@
 //! The real world behind [`crate::session::Outside`]: the user database, the
-//! checkpassword program, the queue program, postern-tlsd's control socket, the clock
-//! and the log on stderr. Also the network input, whose reads wait only as long as the
-//! session's limits allow.
+//! checkpassword program, the queue program, the recipient prober (postern-verify),
+//! postern-tlsd's control socket, the clock and the log on stderr. Also the network
+//! input, whose reads wait only as long as the session's limits allow.
 
 use crate::auth::Checker;
 use crate::config::Config;
@@ -68,6 +68,8 @@ pub fn send_timeout(out: &File, timeout: Duration) {
 /// The real outside world of one session.
 pub struct Real {
     store: Mailstore,
+    /// postern-verify, found when first needed.
+    verifier: Option<PathBuf>,
     checker: Option<Checker>,
     tls: Option<TlsControl>,
     stdin: File,
@@ -90,6 +92,7 @@ impl Real {
         });
         Real {
             store: Mailstore { home },
+            verifier: None,
             checker,
             tls,
             stdin,
@@ -103,6 +106,11 @@ impl Real {
 impl Outside for Real {
     fn recipient(&mut self, addr: &str, domain: &str) -> Result<Verdict> {
         self.store.check(addr, domain)
+    }
+
+    fn verify(&mut self, addr: &str) -> Result<postern_mailstore::verifycache::Answer> {
+        let program = self.verifier.get_or_insert_with(crate::verify::locate);
+        crate::verify::verify(&self.store.home, program, addr)
     }
 
     fn alias_of(&mut self, sender: &str, login: &str) -> Result<bool> {

@@ -6,6 +6,10 @@
 //! hosts no mailboxes (a pure gateway): its `rcpthosts` domains are accepted without
 //! validation. A database that exists but cannot be read is a temporary error (451),
 //! never "accept all".
+//!
+//! A domain that is not hosted here may say who exists behind it: first
+//! `control/relayrecipients` (a list), then `control/verifyrecipients` (ask the next hop
+//! at RCPT time: [`Verdict::Verify`], done by [`crate::verify`]).
 
 use postern_common::Result;
 use std::path::PathBuf;
@@ -19,6 +23,8 @@ pub enum Verdict {
     Unknown,
     /// Not a hosted domain: nothing to validate.
     NotHosted,
+    /// Not hosted here, listed in `control/verifyrecipients`: ask the next hop.
+    Verify,
 }
 
 /// The lookups the session needs; the mailstore implements them, tests fake them.
@@ -54,11 +60,14 @@ impl RecipientCheck for Mailstore {
             );
         }
         // Not hosted here: a domain relayed to an internal server may say who exists
-        // there (control/relayrecipients); one that does not accepts everyone.
+        // there (control/relayrecipients) — a listed address needs no callout, an
+        // unlisted one is refused without one — or be verified by asking the next hop
+        // (control/verifyrecipients); one that does neither accepts everyone.
         Ok(
             match postern_mailstore::relayrecipients::listed(&self.home, addr)? {
                 Some(true) => Verdict::Valid,
                 Some(false) => Verdict::Unknown,
+                None if postern_mailstore::verify::governs(&self.home, domain)? => Verdict::Verify,
                 None => Verdict::NotHosted,
             },
         )

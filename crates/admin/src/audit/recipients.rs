@@ -66,13 +66,16 @@ pub fn findings(home: &Path, control: &Control, s: &Session) -> Vec<Finding> {
 }
 
 /// The `rcpthosts` domains that accept every recipient: neither hosted here
-/// (recipients.cdb) nor governed by `control/relayrecipients`. Mail to a made-up
-/// address there is accepted, refused later by the internal server and bounced to the
-/// (forged) sender — backscatter, which gets a server listed.
+/// (recipients.cdb) nor governed by `control/relayrecipients` nor verified by callout
+/// (`control/verifyrecipients`). Mail to a made-up address there is accepted, refused
+/// later by the internal server and bounced to the (forged) sender — backscatter,
+/// which gets a server listed. (A `verifyrecipients` that cannot be read covers
+/// nothing: its domains' recipients then get 4xx, but the file needs fixing.)
 pub fn open_domains(home: &Path, list: &[String]) -> Vec<String> {
     list.iter()
         .filter(|d| !postern_mailstore::is_hosted_domain(home, d).unwrap_or(false))
         .filter(|d| !postern_mailstore::relayrecipients::governs(home, d).unwrap_or(false))
+        .filter(|d| !postern_mailstore::verify::governs(home, d).unwrap_or(false))
         .cloned()
         .collect()
 }
@@ -82,7 +85,8 @@ fn backscatter(home: &Path, list: &[String]) -> Finding {
     if open.is_empty() {
         return Finding::pass(
             ITEM_BACKSCATTER,
-            "every rcpthosts domain checks its recipients at RCPT (hosted or relayrecipients)",
+            "every rcpthosts domain checks its recipients at RCPT (hosted, relayrecipients \
+             or verifyrecipients)",
         );
     }
     Finding::fail(
@@ -94,7 +98,8 @@ fn backscatter(home: &Path, list: &[String]) -> Finding {
         ),
         "list the addresses that exist behind this gateway in control/relayrecipients \
          (local@domain, or @domain to accept all of a domain knowingly) and run posternctl \
-         cdb; or host the domain here with postern-user",
+         cdb; or have them verified at the next hop (the domain in \
+         control/verifyrecipients); or host the domain here with postern-user",
     )
 }
 

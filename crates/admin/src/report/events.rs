@@ -118,6 +118,8 @@ pub const TABLE: &[Row] = &[
     ("accept", "", "", Accept),
     ("reject", "reason", "relay", Reject(Relay)),
     ("reject", "reason", "unknownuser", Reject(UnknownUser)),
+    // The next hop refused the recipient (control/verifyrecipients): unknown there.
+    ("reject", "reason", "unverified", Reject(UnknownUser)),
     ("reject", "reason", "badrcptto", Reject(UnknownUser)),
     ("reject", "reason", "badmailfrom", Reject(BadSender)),
     ("reject", "reason", "sendermismatch", Reject(BadSender)),
@@ -134,6 +136,8 @@ pub const TABLE: &[Row] = &[
     ("disconnect", "", "", Info),
     ("auth", "", "", Info),
     ("starttls", "", "", Info),
+    // A callout's answer; its refusal has its own reject line.
+    ("verify", "", "", Info),
     // postern-rblsmtpd
     ("rbl", "result", "listed", Reject(Rbl)),
     ("rbl", "*", "*", Info),

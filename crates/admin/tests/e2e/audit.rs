@@ -181,6 +181,22 @@ fn a_domain_that_accepts_every_recipient_fails_as_backscatter() {
     line_starting(&out, "PASS  backscatter — ");
 }
 
+/// A domain whose recipients are verified at the next hop (`verifyrecipients`) refuses
+/// made-up names at RCPT: covered, as a relayrecipients domain is.
+#[test]
+fn a_domain_verified_by_callout_is_not_backscatter() {
+    let i = Instance::new();
+    i.write("rcpthosts", "example.test\ncorp.test\npartner.test\n");
+    i.write("verifyrecipients", "corp.test\n");
+    let (_, out, _) = i.audit(&[]);
+    let line = line_starting(&out, "FAIL  backscatter — ");
+    assert!(line.contains("of partner.test:"), "{line}");
+    assert!(!line.contains("corp.test"), "{line}");
+    i.write("verifyrecipients", "corp.test\n@partner.test\n");
+    let (_, out, _) = i.audit(&[]);
+    line_starting(&out, "PASS  backscatter — ");
+}
+
 #[test]
 fn an_open_relay_by_the_rules_fails() {
     let i = Instance::new();

@@ -92,6 +92,94 @@ fn open_gateway_domains_are_warned_about() {
     );
 }
 
+/// Recipient verification (`verifyrecipients`) covers a gateway domain as
+/// relayrecipients does. Its bad lines and settings are problems, and so is a verified
+/// domain whose route authenticates (postern-verify has no credentials); a listed domain
+/// that is never verified is a warning.
+#[test]
+fn verified_domains_are_covered_and_their_files_checked() {
+    let dir = instance();
+    let control = dir.path().join("control");
+    fs::write(control.join("rcpthosts"), "example.test\ncorp.test\n").unwrap();
+    let (_, out, _) = check(&dir);
+    assert!(
+        out.contains("accepts every recipient of corp.test"),
+        "{out}"
+    );
+    fs::write(
+        control.join("verifyrecipients"),
+        "# by callout\n@corp.test\n",
+    )
+    .unwrap();
+    let (code, out, err) = check(&dir);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains("warning:"), "{out}");
+    // posternctl init made the answers' directory, 0700.
+    use std::os::unix::fs::PermissionsExt;
+    let cache = fs::metadata(dir.path().join("run/verify")).unwrap();
+    assert_eq!(cache.permissions().mode() & 0o7777, 0o700);
+
+    fs::write(
+        control.join("verifyrecipients"),
+        "corp.test\nexample.test\nelsewhere.test\n",
+    )
+    .unwrap();
+    let (code, out, _) = check(&dir);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "warning: control/verifyrecipients: example.test is never verified: it is hosted here"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "warning: control/verifyrecipients: elsewhere.test is never verified: it is not in \
+             control/rcpthosts"
+        ),
+        "{out}"
+    );
+
+    fs::write(control.join("verifyrecipients"), "corp.test\nbad_domain\n").unwrap();
+    fs::write(control.join("verifypositive"), "a week\n").unwrap();
+    let (code, out, _) = check(&dir);
+    assert_eq!(code, Some(100), "{out}");
+    assert!(
+        out.contains("control/verifyrecipients:2: bad domain"),
+        "{out}"
+    );
+    assert!(
+        out.contains("control/verifypositive:1: not a whole number: a week"),
+        "{out}"
+    );
+    fs::write(control.join("verifyrecipients"), "corp.test\n").unwrap();
+    fs::remove_file(control.join("verifypositive")).unwrap();
+    fs::write(control.join("verifytimeout"), "0\n").unwrap();
+    let (code, out, _) = check(&dir);
+    assert_eq!(code, Some(100), "{out}");
+    assert!(
+        out.contains(
+            "control/verifytimeout: 0 is not between 1 and 300 (postern-verify would not run"
+        ),
+        "{out}"
+    );
+    fs::remove_file(control.join("verifytimeout")).unwrap();
+    fs::write(
+        control.join("smtproutes"),
+        "corp.test:mail.corp.test tls=verify auth=corp\n",
+    )
+    .unwrap();
+    let (code, out, _) = check(&dir);
+    assert_eq!(code, Some(100), "{out}");
+    assert!(
+        out.contains(
+            "control/verifyrecipients: corp.test is routed with auth=corp: postern-verify has \
+             no credentials"
+        ),
+        "{out}"
+    );
+}
+
 #[test]
 fn bad_lines_are_named_and_exit_100() {
     let dir = instance();

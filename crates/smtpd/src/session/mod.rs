@@ -18,6 +18,7 @@ use crate::recipients::Verdict;
 use crate::relay::{self, Decision};
 use postern_common::logline::LogLine;
 use postern_common::Result;
+use postern_mailstore::verifycache::{self, Answer};
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub struct Tls {
 pub trait Outside {
     /// Recipient validation ([`crate::recipients`]).
     fn recipient(&mut self, addr: &str, domain: &str) -> Result<Verdict>;
+    /// Recipient verification by callout ([`crate::verify`]): what the next hop says
+    /// about `addr`, or `Err` when the prober could not be asked.
+    fn verify(&mut self, addr: &str) -> Result<Answer>;
     /// Whether `sender` is an alias delivering to `login`.
     fn alias_of(&mut self, sender: &str, login: &str) -> Result<bool>;
     /// Whether a checkpassword program was given (AUTH can be offered).
@@ -542,7 +546,15 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
         let domain = address.domain.clone().unwrap_or_default();
         match self.outside.recipient(&rcpt, &domain) {
             Ok(Verdict::Valid) | Ok(Verdict::NotHosted) => {}
-            Ok(Verdict::Unknown) => return self.unknown_rcpt(&rcpt),
+            Ok(Verdict::Unknown) => return self.unknown_rcpt(&rcpt, "unknownuser", None),
+            // Only for a domain we take mail for; a relay client's mail to a listed
+            // domain outside rcpthosts is outbound, as any other.
+            Ok(Verdict::Verify) if relay::rcpthosts_allows(&domain, &self.cfg.rcpthosts) => {
+                if let Some(flow) = self.verify_rcpt(&rcpt)? {
+                    return Ok(flow);
+                }
+            }
+            Ok(Verdict::Verify) => {}
             Err(e) => {
                 return self
                     .temp_failure("451 4.3.0 temporary failure looking up the recipient", &e)
@@ -552,10 +564,51 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
         self.reply("250 2.1.5 ok").map(|_| Flow::Continue)
     }
 
-    /// 550 for an unknown user; slower with every one past the first few, then 421.
-    fn unknown_rcpt(&mut self, rcpt: &str) -> io::Result<Flow> {
+    /// Ask the next hop about `rcpt` (`control/verifyrecipients`): `None` when it exists
+    /// (the caller accepts it), else the reply already given — 550 counted as an unknown
+    /// user, 450 when nothing could be learnt, 451 when the prober could not be asked.
+    fn verify_rcpt(&mut self, rcpt: &str) -> io::Result<Option<Flow>> {
+        // A probe may take a while: the client gets what it is owed first.
+        self.out.flush()?;
+        let answer = match self.outside.verify(rcpt) {
+            Ok(a) => a,
+            Err(e) => {
+                return self
+                    .temp_failure("451 4.3.0 temporary failure verifying the recipient", &e)
+                    .map(Some)
+            }
+        };
+        let line = LogLine::event("verify")
+            .kv("ip", &self.peer.ip)
+            .kv("rcpt", format!("<{rcpt}>"))
+            .kv("result", answer.outcome.as_str())
+            .kv("cached", if answer.cached { "yes" } else { "no" })
+            .kv("detail", &answer.text);
+        self.outside.log(line);
+        match answer.outcome {
+            verifycache::Outcome::Pass => Ok(None),
+            verifycache::Outcome::Fail => self
+                .unknown_rcpt(rcpt, "unverified", Some(&answer.text))
+                .map(Some),
+            verifycache::Outcome::TempFail => {
+                self.reject("verifytempfail", Some(rcpt))
+                    .kv("detail", &answer.text)
+                    .emit_to(self.outside);
+                self.reply("450 4.4.3 unable to verify the recipient now, try again later")
+                    .map(|_| Some(Flow::Continue))
+            }
+        }
+    }
+
+    /// 550 for an unknown user (or one the next hop refused: `reason=unverified`);
+    /// slower with every one past the first few, then 421.
+    fn unknown_rcpt(&mut self, rcpt: &str, reason: &str, detail: Option<&str>) -> io::Result<Flow> {
         self.unknown_rcpts += 1;
-        self.reject("unknownuser", Some(rcpt)).emit_to(self.outside);
+        let mut line = self.reject(reason, Some(rcpt));
+        if let Some(d) = detail {
+            line.push("detail", d);
+        }
+        line.emit_to(self.outside);
         if self.unknown_rcpts >= self.cfg.max_unknown_rcpts {
             self.reply("421 4.7.0 too many unknown recipients, closing connection")?;
             self.reject("dictionary", None)

@@ -8,7 +8,9 @@
 //!   `auth` (checkpassword accepts alice@example.test / secret), `tls`, `databytes N`,
 //!   `maxrcpts N`, `maxunknown N`, `ip IP`, `queue CODE` (the queue exits CODE),
 //!   `badmailfrom E`, `badrcptto E`, `authsenders LINE`, `authcleartext`,
-//!   `ratelimit KIND KEY` (an entry of `ratelimit.blocked` in force).
+//!   `ratelimit KIND KEY` (an entry of `ratelimit.blocked` in force), `verified D`
+//!   (D is in `verifyrecipients`), `callout ADDR pass|fail|tempfail|error` (what the
+//!   next hop says about ADDR; unlisted: tempfail; `error`: the prober cannot run).
 //! - `> TEXT` the client sends TEXT and CR LF; `>| TEXT` sends TEXT without CR LF.
 //!   Escapes in TEXT: `\r`, `\n`, `\0`, `\\`, `\xNN`.
 //! - `< PREFIX` the next reply line starts with PREFIX.
@@ -44,6 +46,10 @@ struct Message {
 #[derive(Default)]
 struct World {
     hosted: Vec<String>,
+    verified: Vec<String>,
+    callouts: Vec<(String, String)>,
+    /// Addresses asked about, in order (a second ask is answered "cached").
+    asked: Vec<String>,
     valid: Vec<String>,
     aliases: Vec<(String, String)>,
     auth: bool,
@@ -86,6 +92,8 @@ impl World {
     fn fresh(&self) -> World {
         World {
             hosted: self.hosted.clone(),
+            verified: self.verified.clone(),
+            callouts: self.callouts.clone(),
             valid: self.valid.clone(),
             aliases: self.aliases.clone(),
             auth: self.auth,
@@ -100,12 +108,32 @@ impl World {
 impl Outside for World {
     fn recipient(&mut self, addr: &str, domain: &str) -> Result<Verdict> {
         if !self.hosted.iter().any(|d| d == domain) {
+            if self.verified.iter().any(|d| d == domain) {
+                return Ok(Verdict::Verify);
+            }
             return Ok(Verdict::NotHosted);
         }
         Ok(if self.valid.iter().any(|v| v.eq_ignore_ascii_case(addr)) {
             Verdict::Valid
         } else {
             Verdict::Unknown
+        })
+    }
+    fn verify(&mut self, addr: &str) -> Result<Answer> {
+        let cached = self.asked.iter().any(|a| a == addr);
+        self.asked.push(addr.to_string());
+        let said = self
+            .callouts
+            .iter()
+            .find(|(a, _)| a == addr)
+            .map_or("tempfail", |(_, r)| r.as_str());
+        if said == "error" {
+            return Err(postern_common::Error::temp("postern-verify crashed"));
+        }
+        Ok(Answer {
+            outcome: postern_mailstore::verifycache::Outcome::parse(said).expect("callout RESULT"),
+            cached,
+            text: format!("next.hop.test said: {said}"),
         })
     }
     fn alias_of(&mut self, sender: &str, login: &str) -> Result<bool> {
@@ -278,6 +306,11 @@ fn run_dialog(name: &str, script: &str) {
                 }
                 "hosted" => world.hosted.push(value.into()),
                 "valid" => world.valid.push(value.into()),
+                "verified" => world.verified.push(value.into()),
+                "callout" => {
+                    let (a, r) = value.split_once(' ').expect("callout ADDR RESULT");
+                    world.callouts.push((a.into(), r.into()));
+                }
                 "alias" => {
                     let (a, l) = value.split_once(' ').expect("alias ADDR LOGIN");
                     world.aliases.push((a.into(), l.into()));

@@ -2,3 +2,4 @@
 //! smtplib, swaks) and by raw sockets where the exact bytes matter.
 
 mod smtpd;
+mod verify;

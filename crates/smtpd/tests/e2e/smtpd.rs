@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const SMTPD: &str = env!("CARGO_BIN_EXE_postern-smtpd");
+pub(crate) const SMTPD: &str = env!("CARGO_BIN_EXE_postern-smtpd");
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The queue stand-in: message (fd 0) to N.msg, envelope (fd 1) to N.env, then exit
@@ -38,7 +38,7 @@ pass=$(printf '%s\n' "$input" | sed -n 2p)
 exec "$@"
 "#;
 
-struct Server {
+pub(crate) struct Server {
     dir: TempDir,
     /// Anything that must live as long as the server (the TLS key's directory).
     keep: Vec<TempDir>,
@@ -47,7 +47,7 @@ struct Server {
     children: Arc<Mutex<Vec<Daemon>>>,
 }
 
-struct Setup {
+pub(crate) struct Setup {
     /// Programs (with arguments) in front of postern-smtpd, e.g. postern-tlsd.
     wrapper: Vec<String>,
     env: Vec<(String, String)>,
@@ -74,11 +74,11 @@ impl Default for Setup {
 }
 
 impl Setup {
-    fn env(mut self, k: &str, v: &str) -> Self {
+    pub(crate) fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
     }
-    fn control(mut self, name: &str, text: &str) -> Self {
+    pub(crate) fn control(mut self, name: &str, text: &str) -> Self {
         self.control.retain(|(n, _)| n != name);
         self.control.push((name.into(), text.into()));
         self
@@ -96,7 +96,7 @@ impl Setup {
         self
     }
 
-    fn start(self) -> Server {
+    pub(crate) fn start(self) -> Server {
         let dir = tempdir();
         let control = dir.path().join("control");
         std::fs::create_dir_all(&control).unwrap();
@@ -177,12 +177,12 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn home(&self) -> &Path {
+    pub(crate) fn home(&self) -> &Path {
         self.dir.path()
     }
 
     /// Messages the queue script saved: (message, envelope), oldest first by name.
-    fn queued(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn queued(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let dir = self.home().join("queued");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return vec![];
@@ -202,18 +202,18 @@ impl Server {
             .collect()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.home().join("log")).unwrap_or_default()
     }
 
     /// Wait until every session has ended (its disconnect line is logged).
-    fn wait_sessions_done(&self, n: usize) {
+    pub(crate) fn wait_sessions_done(&self, n: usize) {
         expect_within(WAIT, "the sessions to end", || {
             self.log().matches("event=disconnect").count() >= n
         });
     }
 
-    fn connect(&self) -> Raw {
+    pub(crate) fn connect(&self) -> Raw {
         let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
         let mut raw = Raw {
@@ -236,13 +236,13 @@ impl Server {
 }
 
 /// A raw client: exact bytes out, reply lines in.
-struct Raw {
+pub(crate) struct Raw {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
 }
 
 impl Raw {
-    fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
     }
 
@@ -258,7 +258,7 @@ impl Raw {
     }
 
     /// A whole (possibly multi-line) reply; returns its last line.
-    fn reply(&mut self) -> String {
+    pub(crate) fn reply(&mut self) -> String {
         loop {
             let l = self.line();
             if l.len() < 4 || l.as_bytes()[3] != b'-' {
@@ -267,7 +267,7 @@ impl Raw {
         }
     }
 
-    fn cmd(&mut self, line: &str) -> String {
+    pub(crate) fn cmd(&mut self, line: &str) -> String {
         self.send(format!("{line}\r\n").as_bytes());
         self.reply()
     }
