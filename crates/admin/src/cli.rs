@@ -79,6 +79,10 @@ enum Sub {
         /// Seconds between --follow lines (default 5).
         #[arg(long)]
         interval: Option<u64>,
+        /// Write the counts in the Prometheus text format to FILE (atomically, for
+        /// node_exporter's textfile collector) instead of printing a report.
+        #[arg(long, value_name = "FILE")]
+        metrics: Option<PathBuf>,
     },
     /// Parse every control file and rules file and name each bad line (nothing is
     /// written): run it before `cdb`.
@@ -196,8 +200,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             html,
             follow,
             interval,
+            metrics,
         } => Command::Report(crate::report::Options::new(
-            home, since, html, follow, interval,
+            home, since, html, follow, interval, metrics,
         )?),
         Sub::Check => Command::Check { home },
         Sub::Audit {

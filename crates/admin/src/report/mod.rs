@@ -1,17 +1,20 @@
-//! `posternctl report [--since WHEN] [--html FILE] [--follow [--interval SECS]]`: the
-//! instance's multilog logs summarised — mail in and out per hour, volume, refusals by
-//! category, top senders, recipient domains, blocked IPs, viruses, queue size.
+//! `posternctl report [--since WHEN] [--html FILE] [--follow [--interval SECS]]` and
+//! `posternctl report --metrics FILE`: the instance's multilog logs summarised — mail in
+//! and out per hour, volume, refusals by category, top senders, recipient domains,
+//! blocked IPs, viruses, queue size.
 //!
 //! - [`logs`]: finding the log directories and reading their files in time order.
 //! - [`events`]: the one table mapping producers' events to what is counted.
 //! - [`stats`]: the counting.
 //! - [`text`]: the terminal report; [`html`] and [`svg`]: the one-file HTML page.
 //! - [`follow`]: `--follow`, a live one-line summary.
+//! - [`metrics`]: `--metrics FILE`, the numbers in the Prometheus text format.
 
 pub mod events;
 pub mod follow;
 pub mod html;
 pub mod logs;
+pub mod metrics;
 pub mod stats;
 pub mod svg;
 pub mod text;
@@ -26,7 +29,7 @@ pub const DEFAULT_INTERVAL: u64 = 5;
 pub const MAX_INTERVAL: u64 = 3600;
 
 const USAGE: &str =
-    "posternctl report [--since WHEN] [--html FILE] [--follow [--interval SECS]] [--home DIR]";
+    "posternctl report [--since WHEN] [--html FILE] [--follow [--interval SECS]] [--metrics FILE] [--home DIR]";
 
 /// What `posternctl report` was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,9 @@ pub struct Options {
     pub html: Option<PathBuf>,
     pub follow: bool,
     pub interval: u64,
+    /// Write the numbers in the Prometheus text format to this file instead of a
+    /// report ([`metrics`]).
+    pub metrics: Option<PathBuf>,
 }
 
 impl Options {
@@ -47,7 +53,13 @@ impl Options {
         html: Option<PathBuf>,
         follow: bool,
         interval: Option<u64>,
+        metrics: Option<PathBuf>,
     ) -> Result<Options> {
+        if metrics.is_some() && (since.is_some() || html.is_some() || follow) {
+            return Err(Error::usage(format!(
+                "report: --metrics goes alone: its counters cover every log ({USAGE})"
+            )));
+        }
         let now = chrono::Utc::now().timestamp();
         let since = match since {
             Some(text) => Some(parse_since(&text, now).ok_or_else(|| {
@@ -80,6 +92,7 @@ impl Options {
             html,
             follow,
             interval,
+            metrics,
         })
     }
 }
@@ -165,6 +178,9 @@ pub fn queue_size(home: &Path) -> Option<stats::Queue> {
 
 /// `posternctl report`.
 pub fn run(opts: &Options) -> Result<()> {
+    if let Some(file) = &opts.metrics {
+        return metrics::write(&opts.home, file);
+    }
     if opts.follow {
         return follow::run(opts);
     }

@@ -2,4 +2,5 @@
 
 mod audit;
 mod check;
+mod metrics;
 mod report;
