@@ -3,6 +3,7 @@
 
 mod dovecot_imap;
 mod gateway;
+mod implicit_tls;
 mod install;
 mod instance;
 mod local_workers;

@@ -89,6 +89,14 @@ pub fn main() -> Result<()> {
     };
     let require_tls = control.flag("pop3requiretls")?;
     let tls = TlsControl::from_env()?;
+    // Implicit TLS (POP3S, 995): postern-tlsd -i did the handshake before starting us.
+    let tls_info = match (&tls, std::env::var(starttls::ENV_VERSION)) {
+        (None, Ok(version)) if !version.is_empty() => Some(TlsInfo {
+            version,
+            cipher: std::env::var(starttls::ENV_CIPHER).unwrap_or_default(),
+        }),
+        _ => None,
+    };
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -100,7 +108,7 @@ pub fn main() -> Result<()> {
         timeout,
         require_tls,
         tls,
-        tls_info: None,
+        tls_info,
         input: LineReader::one_byte(lineio::stdin_file().temp("unable to use stdin")?),
         output: TimedWriter::new(lineio::stdout_file().temp("unable to use stdout")?, timeout),
         user: None,

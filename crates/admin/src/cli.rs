@@ -43,6 +43,14 @@ enum Sub {
         /// POP3 port.
         #[arg(long, default_value_t = 110)]
         pop3_port: u16,
+        /// Make the submissions service (SMTP submission over implicit TLS, usually 465)
+        /// listening on this port.
+        #[arg(long)]
+        submissions_port: Option<u16>,
+        /// Make the pop3s service (POP3 over implicit TLS, usually 995) listening on
+        /// this port.
+        #[arg(long)]
+        pop3s_port: Option<u16>,
     },
     /// Compile the access rules, the user database and the filter rules (atomically; a
     /// bad line is named and the old compiled file stays in force).
@@ -101,6 +109,20 @@ enum Sub {
         #[arg(long, value_name = "DAYS", default_value_t = crate::audit::DEFAULT_STALE_DAYS)]
         stale_days: u64,
     },
+    /// The TLS certificate: `cert install CERT KEY` puts a new or renewed one into
+    /// control/tls/ atomically (an ACME client's deploy hook runs it).
+    Cert {
+        #[command(subcommand)]
+        action: CertAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CertAction {
+    /// Check CERT (a PEM chain, leaf first) and KEY as postern-tlsd would, install them
+    /// as control/tls/cert.pem (0644) and key.pem (0600), and restart the TLS services if
+    /// there was no certificate before.
+    Install { cert: PathBuf, key: PathBuf },
 }
 
 /// A parsed command.
@@ -138,6 +160,12 @@ pub enum Command {
     },
     /// `posternctl audit`.
     Audit(crate::audit::Options),
+    /// `posternctl cert install`.
+    CertInstall {
+        home: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    },
     /// Help was asked for and has been printed.
     Printed,
 }
@@ -170,6 +198,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             smtp_port,
             submission_port,
             pop3_port,
+            submissions_port,
+            pop3s_port,
         } => Command::Init(InitOptions {
             home: home.clone(),
             domain,
@@ -183,6 +213,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 smtp: smtp_port,
                 submission: submission_port,
                 pop3: pop3_port,
+                submissions: submissions_port,
+                pop3s: pop3s_port,
             },
         }),
         Sub::Cdb => Command::Cdb { home },
@@ -210,6 +242,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             smtp,
             stale_days,
         } => Command::Audit(crate::audit::Options::new(home, record, smtp, stale_days)?),
+        Sub::Cert {
+            action: CertAction::Install { cert, key },
+        } => Command::CertInstall { home, cert, key },
     })
 }
 

@@ -40,12 +40,15 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-/// The ports the services listen on.
+/// The ports the services listen on. The implicit-TLS services (`submissions`,
+/// `pop3s`) are made only when their port is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     pub smtp: u16,
     pub submission: u16,
     pub pop3: u16,
+    pub submissions: Option<u16>,
+    pub pop3s: Option<u16>,
 }
 
 impl Default for Ports {
@@ -54,6 +57,8 @@ impl Default for Ports {
             smtp: 25,
             submission: 587,
             pop3: 110,
+            submissions: None,
+            pop3s: None,
         }
     }
 }
@@ -181,6 +186,8 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
         smtp_port: opts.ports.smtp,
         submission_port: opts.ports.submission,
         pop3_port: opts.ports.pop3,
+        submissions_port: opts.ports.submissions.unwrap_or(465),
+        pop3s_port: opts.ports.pop3s.unwrap_or(995),
         net_account: String::new(),
         log_runas: String::new(),
         send_runas: String::new(),
@@ -231,8 +238,15 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
     } else {
         true
     };
+    let mut chosen: Vec<Template> = templates::SERVICES.to_vec();
+    if opts.ports.submissions.is_some() {
+        chosen.extend_from_slice(templates::SUBMISSIONS);
+    }
+    if opts.ports.pop3s.is_some() {
+        chosen.extend_from_slice(templates::POP3S);
+    }
     if services {
-        for t in templates::SERVICES {
+        for t in &chosen {
             make_file(
                 &home,
                 t,
@@ -266,7 +280,7 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
             &mut outcome,
         )?;
     }
-    for t in templates::SERVICES.iter().filter(|_| services) {
+    for t in chosen.iter().filter(|_| services) {
         if let Some(service_dir) = Path::new(t.path).parent() {
             let name = service_dir
                 .strip_prefix("service")
@@ -274,6 +288,19 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
                 .and_then(|p| p.iter().next());
             if let (Some(name), false) = (name, service_dir.ends_with("log")) {
                 make_dir(&home.join("log").join(name), 0o755, &mut outcome)?;
+            }
+        }
+    }
+    // An instance made before the submissions service existed has a ratelimit run
+    // script that does not follow its log.
+    let ratelimit_run = home.join("service/ratelimit/run");
+    if services && opts.ports.submissions.is_some() {
+        if let Ok(text) = fs::read_to_string(&ratelimit_run) {
+            if !text.contains("log/submissions") {
+                outcome.warnings.push(format!(
+                    "{} does not follow log/submissions: add it to postern-ratelimit's log directories",
+                    ratelimit_run.display()
+                ));
             }
         }
     }

@@ -8,10 +8,12 @@
 //! - [`report`]: `posternctl report`, the logs summarised as text, HTML or a live line.
 //! - [`check`]: `posternctl check`, every control and rules file parsed, bad lines named.
 //! - [`audit`]: `posternctl audit`, the security checklist (PASS / WARN / FAIL).
+//! - [`cert`]: `posternctl cert install`, a new or renewed certificate put in place.
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod cdb;
+pub mod cert;
 pub mod check;
 pub mod cli;
 pub mod init;
@@ -49,6 +51,7 @@ pub fn main() -> Result<()> {
         cli::Command::Report(opts) => report::run(&opts),
         cli::Command::Check { home } => check::run(&home),
         cli::Command::Audit(opts) => audit::run(&opts),
+        cli::Command::CertInstall { home, cert, key } => cert::run(&home, &cert, &key),
         cli::Command::Printed => Ok(()),
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Templates may contain placeholders, filled in by [`render`] from [`Values`]:
 //! `@POSTERN_HOME@`, `@DOMAIN@`, `@LISTEN@`, `@SMTPPORT@`, `@SUBMISSIONPORT@`,
-//! `@POP3PORT@`, `@NETACCOUNT@`, `@LOGRUNAS@`, `@SENDRUNAS@` and `@RATELIMITRUNAS@`.
+//! `@POP3PORT@`, `@SUBMISSIONSPORT@`, `@POP3SPORT@`, `@NETACCOUNT@`, `@LOGRUNAS@`,
+//! `@SENDRUNAS@` and `@RATELIMITRUNAS@`.
 //! The account ones are empty in a single-user instance; in a root instance (made by
 //! `scripts/install`, see docs/install.md) they name the service accounts.
 
@@ -66,6 +67,13 @@ pub const SERVICES: &[Template] = &[
     service!("ratelimit/log/run"),
 ];
 
+/// The implicit-TLS services (RFC 8314), made only when their port is given to `init`
+/// (`--submissions-port`, `--pop3s-port`): their usual ports 465 and 995 may be taken,
+/// and they need a certificate.
+pub const SUBMISSIONS: &[Template] =
+    &[service!("submissions/run"), service!("submissions/log/run")];
+pub const POP3S: &[Template] = &[service!("pop3s/run"), service!("pop3s/log/run")];
+
 /// The values a template's placeholders stand for.
 #[derive(Debug, Clone)]
 pub struct Values {
@@ -79,6 +87,9 @@ pub struct Values {
     pub smtp_port: u16,
     pub submission_port: u16,
     pub pop3_port: u16,
+    /// `@SUBMISSIONSPORT@`, `@POP3SPORT@`: implicit TLS (465 and 995 unless given).
+    pub submissions_port: u16,
+    pub pop3s_port: u16,
     /// `@NETACCOUNT@`: the network account the listeners' connections run as. With a
     /// certificate, postern-tlsd reads the key as root and then becomes it (`-u`);
     /// without one, the listener itself does. Empty in a single-user instance, where
@@ -103,6 +114,8 @@ pub fn render(contents: &str, v: &Values) -> String {
         .replace("@SMTPPORT@", &v.smtp_port.to_string())
         .replace("@SUBMISSIONPORT@", &v.submission_port.to_string())
         .replace("@POP3PORT@", &v.pop3_port.to_string())
+        .replace("@SUBMISSIONSPORT@", &v.submissions_port.to_string())
+        .replace("@POP3SPORT@", &v.pop3s_port.to_string())
         .replace("@NETACCOUNT@", &v.net_account)
         .replace("@LOGRUNAS@ ", &spaced(&v.log_runas))
         .replace("@SENDRUNAS@ ", &spaced(&v.send_runas))
@@ -130,6 +143,8 @@ mod tests {
             smtp_port: 2525,
             submission_port: 2587,
             pop3_port: 2110,
+            submissions_port: 2465,
+            pop3s_port: 2995,
             net_account: String::new(),
             log_runas: String::new(),
             send_runas: String::new(),
@@ -140,6 +155,8 @@ mod tests {
     fn service(path: &str) -> &'static str {
         SERVICES
             .iter()
+            .chain(SUBMISSIONS)
+            .chain(POP3S)
             .find(|t| t.path == format!("service/{path}"))
             .expect(path)
             .contents
@@ -147,13 +164,20 @@ mod tests {
 
     #[test]
     fn every_placeholder_is_filled() {
-        for t in CONTROL.iter().chain(SERVICES) {
+        for t in CONTROL
+            .iter()
+            .chain(SERVICES)
+            .chain(SUBMISSIONS)
+            .chain(POP3S)
+        {
             let text = render(t.contents, &values());
             for p in [
                 "@POSTERN_HOME@",
                 "@DOMAIN@",
                 "@LISTEN@",
                 "@POP3PORT@",
+                "@SUBMISSIONSPORT@",
+                "@POP3SPORT@",
                 "@NETACCOUNT@",
                 "@LOGRUNAS@",
             ] {
@@ -285,6 +309,76 @@ mod tests {
             head.windows(4).any(|w| w == ["-u", "0", "-g", "0"]),
             "the listener drops: {sub:?}"
         );
+        // Implicit TLS: without a certificate the service does not listen, and sleeps
+        // (a `sleep` first in PATH that returns at once stands in for the real one).
+        let sleep = dir.join("fakebin/sleep");
+        std::fs::create_dir_all(sleep.parent().unwrap()).unwrap();
+        std::fs::write(&sleep, "#!/bin/sh\necho \"slept $1\"\n").unwrap();
+        std::fs::set_permissions(&sleep, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let path = format!(
+            "{}:{}",
+            sleep.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let implicit = |name: &str, net: &str| -> Vec<String> {
+            let mut v = values();
+            v.home = dir.to_string_lossy().into_owned();
+            v.net_account = net.into();
+            let script = dir.join(format!("{name}.run"));
+            std::fs::write(&script, render(service(&format!("{name}/run")), &v)).unwrap();
+            let out = std::process::Command::new("sh")
+                .arg(&script)
+                .env("PATH", &path)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| l.replace(&*dir.to_string_lossy(), "H"))
+                .collect()
+        };
+        let subs = implicit("submissions", "");
+        assert_eq!(
+            subs,
+            [
+                "submissions: no control/tls/cert.pem: not listening on port 2465; looking again in 300 seconds",
+                "slept 300"
+            ]
+        );
+        std::fs::write(dir.join("control/tls/cert.pem"), "x").unwrap();
+        let subs = implicit("submissions", "root");
+        assert_eq!(
+            from(&subs, "2465"),
+            [
+                "2465",
+                "H/bin/postern-tlsd",
+                "-i",
+                "-u",
+                "root",
+                "H/bin/postern-smtpd",
+                "-s",
+                "H/bin/postern-checkpassword",
+                "true"
+            ]
+        );
+        assert!(subs.contains(&"H/control/tcp.submission.cdb".to_string()));
+        assert!(!subs.contains(&"-M".to_string()), "{subs:?}");
+        let pop3s = implicit("pop3s", "");
+        assert_eq!(
+            from(&pop3s, "2995"),
+            [
+                "2995",
+                "H/bin/postern-tlsd",
+                "-i",
+                "H/bin/postern-popup",
+                "mail.example.test",
+                "H/bin/postern-checkpassword",
+                "H/bin/postern-pop3d"
+            ]
+        );
+        assert!(pop3s.contains(&"H/control/tcp.pop3.cdb".to_string()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -85,13 +85,37 @@ pub fn main() -> Result<()> {
             None
         }
     };
+    // Implicit TLS: postern-tlsd -i did the handshake before starting us.
+    let implicit = match (&tls, implicit_tls()) {
+        (None, Some(t)) => Some(t),
+        _ => None,
+    };
     let input = outside::TimedInput::new(stdin.try_clone().temp("unable to use fd 0")?);
     let mut real = outside::Real::new(home, operands, tls, stdin, &cfg);
     let out = std::io::BufWriter::with_capacity(16 * 1024, stdout);
     session::Session::new(input, out, &cfg, &peer, &mut real, submission)
+        .with_tls(implicit)
         .run()
         .temp("network write")?;
     Ok(())
+}
+
+/// The TLS that postern-tlsd `-i` set up before starting us (`POSTERN_TLS_VERSION`,
+/// `POSTERN_TLS_CIPHER`), taken out of the environment.
+fn implicit_tls() -> Option<session::Tls> {
+    use postern_common::starttls::{ENV_CIPHER, ENV_VERSION};
+    let version = std::env::var(ENV_VERSION).ok().filter(|v| !v.is_empty());
+    let cipher = std::env::var(ENV_CIPHER).unwrap_or_default();
+    std::env::remove_var(ENV_VERSION);
+    std::env::remove_var(ENV_CIPHER);
+    Some(session::Tls {
+        version: version?,
+        cipher: if cipher.is_empty() {
+            "unknown".to_string()
+        } else {
+            cipher
+        },
+    })
 }
 
 pub use config::Config;

@@ -27,9 +27,58 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     Ok(data)
 }
 
+/// The first (leaf) certificate of the PEM chain in `cert`, in DER: what a client is
+/// shown, and what `openssl x509 -fingerprint` hashes.
+pub fn leaf_der(cert: &Path) -> Result<Vec<u8>> {
+    let pem = read(cert)?;
+    match CertificateDer::pem_slice_iter(&pem).next() {
+        Some(Ok(der)) => Ok(der.as_ref().to_vec()),
+        Some(Err(e)) => Err(Error::temp(format!(
+            "{}: not a PEM certificate chain: {e:?}",
+            cert.display()
+        ))),
+        None => Err(Error::temp(format!(
+            "{}: no certificate in it",
+            cert.display()
+        ))),
+    }
+}
+
+/// How often a certificate and key that do not match are read again.
+pub const MISMATCH_RETRIES: u32 = 5;
+/// The pause between those reads.
+pub const MISMATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Load `cert` (a chain, leaf first) and `key` (PKCS#8, PKCS#1 or SEC1) into a config.
-/// Errors are temporary (fail closed) and name the file.
+/// Errors are temporary (fail closed) and name the file. A pair that does not match is
+/// read again, up to [`MISMATCH_RETRIES`] times [`MISMATCH_PAUSE`] apart: a renewal
+/// renames the new key and then the new certificate into place (`posternctl cert
+/// install`), and a connection that read one file before and the other after must not
+/// fail for it.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
+    let mut tries = 0;
+    loop {
+        match load_once(cert, key) {
+            Err((_, true)) if tries < MISMATCH_RETRIES => {
+                tries += 1;
+                std::thread::sleep(MISMATCH_PAUSE);
+            }
+            other => return other.map_err(|(e, _)| e),
+        }
+    }
+}
+
+/// One attempt; the error says whether the files were read but do not make a pair.
+fn load_once(
+    cert: &Path,
+    key: &Path,
+) -> std::result::Result<Arc<ServerConfig>, (postern_common::Error, bool)> {
+    let config = build(cert, key).map_err(|e| (e, false))?;
+    config.map_err(|e| (e, true))
+}
+
+/// The config, or (inner error) a certificate and key that were read but do not match.
+fn build(cert: &Path, key: &Path) -> Result<Result<Arc<ServerConfig>>> {
     let cert_pem = read(cert)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<std::result::Result<_, _>>()
@@ -60,8 +109,8 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
                 cert.display(),
                 key.display()
             ))
-        })?;
-    Ok(Arc::new(config))
+        });
+    Ok(config.map(Arc::new))
 }
 
 #[cfg(test)]

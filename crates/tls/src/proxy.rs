@@ -43,8 +43,8 @@ pub struct Ends {
     pub prog_in: File,
     /// The program's stdout (we read from it).
     pub prog_out: File,
-    /// Our end of the control socket.
-    pub ctl: UnixStream,
+    /// Our end of the control socket (none with implicit TLS: nothing to ask for).
+    pub ctl: Option<UnixStream>,
 }
 
 struct Relay {
@@ -65,7 +65,7 @@ struct Relay {
     ip: String,
 }
 
-fn set_nonblocking(f: &impl AsFd) -> Result<()> {
+pub fn set_nonblocking(f: &impl AsFd) -> Result<()> {
     let flags = OFlag::from_bits_truncate(
         fcntl(f, FcntlArg::F_GETFL).temp("unable to get descriptor flags")?,
     );
@@ -93,6 +93,51 @@ fn wait(fd: &impl AsFd, events: PollFlags, deadline: Instant) -> std::result::Re
     }
 }
 
+/// The TLS server handshake on the network descriptors (non-blocking), within `deadline`.
+/// For STARTTLS after the program's `G`, and for implicit TLS (`-i`) before the program
+/// starts.
+pub fn accept(
+    net_in: &mut File,
+    net_out: &mut File,
+    config: &Arc<ServerConfig>,
+    deadline: Instant,
+) -> std::result::Result<ServerConnection, String> {
+    let mut conn = ServerConnection::new(config.clone()).map_err(|e| e.to_string())?;
+    loop {
+        while conn.wants_write() {
+            wait(&*net_out, PollFlags::POLLOUT, deadline)?;
+            match conn.write_tls(net_out) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(format!("write: {e}")),
+            }
+        }
+        if !conn.is_handshaking() {
+            return Ok(conn);
+        }
+        wait(&*net_in, PollFlags::POLLIN, deadline)?;
+        match conn.read_tls(net_in) {
+            Ok(0) => return Err("connection closed during the handshake".to_string()),
+            Ok(_) => {
+                if let Err(e) = conn.process_new_packets() {
+                    let _ = conn.write_tls(net_out); // the alert, if it fits
+                    return Err(e.to_string());
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
 /// How a version is written in logs and in the `ok` answer.
 pub fn version_name(v: Option<ProtocolVersion>) -> String {
     match v {
@@ -101,6 +146,13 @@ pub fn version_name(v: Option<ProtocolVersion>) -> String {
         Some(other) => format!("{other:?}"),
         None => "unknown".to_string(),
     }
+}
+
+/// How a cipher suite is written in logs and in the `ok` answer.
+pub fn cipher_name(conn: &ServerConnection) -> String {
+    conn.negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()))
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 fn is_gone(e: &io::Error) -> bool {
@@ -112,8 +164,15 @@ fn is_gone(e: &io::Error) -> bool {
     )
 }
 
-/// Relay until the program has closed its stdout and everything is flushed.
-pub fn relay(ends: Ends, config: Arc<ServerConfig>, ip: &str) -> Result<()> {
+/// Relay until the program has closed its stdout and everything is flushed. `tls` is a
+/// connection whose handshake is already done (implicit TLS): the network side is TLS
+/// from the first byte.
+pub fn relay(
+    ends: Ends,
+    config: Arc<ServerConfig>,
+    ip: &str,
+    tls: Option<ServerConnection>,
+) -> Result<()> {
     for f in [&ends.net_in, &ends.net_out, &ends.prog_in, &ends.prog_out] {
         set_nonblocking(f)?;
     }
@@ -122,8 +181,8 @@ pub fn relay(ends: Ends, config: Arc<ServerConfig>, ip: &str) -> Result<()> {
         net_out: ends.net_out,
         prog_in: Some(ends.prog_in),
         prog_out: Some(ends.prog_out),
-        ctl: Some(ends.ctl),
-        tls: None,
+        ctl: ends.ctl,
+        tls,
         config,
         to_prog: Vec::with_capacity(BLOCK),
         to_net: Vec::with_capacity(BLOCK),
@@ -133,6 +192,8 @@ pub fn relay(ends: Ends, config: Arc<ServerConfig>, ip: &str) -> Result<()> {
         stalled_since: None,
         ip: ip.to_string(),
     };
+    // Application data that came with the end of the handshake.
+    r.pump_plaintext();
     r.run()
 }
 
@@ -276,10 +337,7 @@ impl Relay {
         match self.handshake(deadline) {
             Ok(conn) => {
                 let version = version_name(conn.protocol_version());
-                let cipher = conn
-                    .negotiated_cipher_suite()
-                    .map(|s| format!("{:?}", s.suite()))
-                    .unwrap_or_else(|| "unknown".to_string());
+                let cipher = cipher_name(&conn);
                 LogLine::event("tls")
                     .kv("ip", &self.ip)
                     .kv("version", &version)
@@ -327,40 +385,7 @@ impl Relay {
                 Err(e) => return Err(format!("unable to send the reply: {e}")),
             }
         }
-        let mut conn = ServerConnection::new(self.config.clone()).map_err(|e| e.to_string())?;
-        loop {
-            while conn.wants_write() {
-                wait(&self.net_out, PollFlags::POLLOUT, deadline)?;
-                match conn.write_tls(&mut self.net_out) {
-                    Ok(_) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => return Err(format!("write: {e}")),
-                }
-            }
-            if !conn.is_handshaking() {
-                return Ok(conn);
-            }
-            wait(&self.net_in, PollFlags::POLLIN, deadline)?;
-            match conn.read_tls(&mut self.net_in) {
-                Ok(0) => return Err("connection closed during the handshake".to_string()),
-                Ok(_) => {
-                    if let Err(e) = conn.process_new_packets() {
-                        let _ = conn.write_tls(&mut self.net_out); // the alert, if it fits
-                        return Err(e.to_string());
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(format!("read: {e}")),
-            }
-        }
+        accept(&mut self.net_in, &mut self.net_out, &self.config, deadline)
     }
 
     /// Move decrypted bytes from rustls to `to_prog`.

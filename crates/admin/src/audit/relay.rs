@@ -647,6 +647,8 @@ mod tests {
             smtp_port: 25,
             submission_port: 587,
             pop3_port: 110,
+            submissions_port: 465,
+            pop3s_port: 995,
             net_account: "postern-net".into(),
             log_runas: String::new(),
             send_runas: String::new(),
@@ -655,9 +657,13 @@ mod tests {
         for (service, port, cdb) in [
             ("smtpd", 25, "tcp.smtp"),
             ("submission", 587, "tcp.submission"),
+            ("submissions", 465, "tcp.submission"),
+            ("pop3s", 995, "tcp.pop3"),
         ] {
             let t = crate::templates::SERVICES
                 .iter()
+                .chain(crate::templates::SUBMISSIONS)
+                .chain(crate::templates::POP3S)
                 .find(|t| t.path == format!("service/{service}/run"))
                 .unwrap();
             let (addr, rules) = parse_run_script(&crate::templates::render(t.contents, &values))

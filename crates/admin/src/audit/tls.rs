@@ -17,7 +17,7 @@ use std::process::Command;
 pub const ITEM_PASSWORDS: &str = "passwords over TLS";
 pub const ITEM_CERT: &str = "TLS certificate";
 /// A certificate that expires sooner than this is a WARN.
-pub const EXPIRY_WARN_DAYS: i64 = 14;
+pub const EXPIRY_WARN_DAYS: i64 = 21;
 /// An address from the outside world (TEST-NET-1) to ask the rules about.
 pub const OUTSIDE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 /// The certificate and key, relative to the instance.
@@ -141,8 +141,7 @@ fn certificate(home: &Path) -> Finding {
         );
     };
     let now = Utc::now().naive_utc();
-    let renew =
-        "renew the certificate, put it in control/tls/cert.pem (tlsd reads it per connection)";
+    let renew = "renew the certificate and install it with posternctl cert install FULLCHAIN KEY (certbot: scripts/certbot-deploy-hook); a renewal needs no restart";
     if now < start {
         return Finding::fail(
             ITEM_CERT,

@@ -533,10 +533,23 @@ fn the_certificate_must_not_expire_soon() {
         line.contains("(364 days)") || line.contains("(365 days)"),
         "{line}"
     );
-    make("5");
+    // 21 days ahead is when renewals are due (certbot renews at 30 days left).
+    make("22");
+    let (_, out, _) = i.audit(&[]);
+    line_starting(&out, "PASS  TLS certificate — valid until ");
+    make("10");
     let (_, out, _) = i.audit(&[]);
     let line = line_starting(&out, "WARN  TLS certificate — expires in ");
-    assert!(line.contains(" days ("), "{line}");
+    assert!(
+        line.contains("expires in 9 days (") || line.contains("expires in 10 days ("),
+        "{line}"
+    );
+    let fix = out
+        .lines()
+        .skip_while(|l| !l.starts_with("WARN  TLS certificate"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(fix.contains("posternctl cert install"), "{fix}");
     fs::remove_file(i.control("tls/key.pem")).unwrap();
     let (code, out, _) = i.audit(&[]);
     assert_eq!(code, Some(100), "{out}");

@@ -122,6 +122,13 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
         }
     }
 
+    /// A connection that is TLS from its first byte (implicit TLS, port 465: postern-tlsd
+    /// `-i`): AUTH is offered as under STARTTLS, and STARTTLS is not.
+    pub fn with_tls(mut self, tls: Option<Tls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Log the connection, serve it, log the disconnect. Errors writing to the client
     /// end the session (`reason=writeerror`); only the log can fail here.
     pub fn run(mut self) -> io::Result<()> {

@@ -409,3 +409,109 @@ p.quit()
     );
     inst.wait_log("reason=quit", 1);
 }
+
+/// The chain with postern-tlsd -i (implicit TLS, POP3S) in front.
+fn implicit_chain(inst: &Instance) -> impl Fn() -> Command + Send + 'static {
+    inst.factory(&[
+        TLSD,
+        "-i",
+        &POPUP,
+        "pop.example.test",
+        inst.checkpw.to_str().unwrap(),
+        &POP3D,
+    ])
+}
+
+#[test]
+fn implicit_tls_pop3s_with_poplib() {
+    let inst = Instance::new();
+    if make_cert(&inst.home.join("control/tls"), false).is_none() {
+        return;
+    }
+    // TLS from the first byte satisfies pop3requiretls; STLS is not offered.
+    inst.control("pop3requiretls", "yes\n");
+    inst.deliver(
+        "new",
+        "1700000000.M1P1.host",
+        b"Subject: over 995\n\nbody\n",
+        1_700_000_000,
+    );
+    let server = Server::start(implicit_chain(&inst));
+    let out = python(
+        &server,
+        &format!(
+            "{CLIENT_CONTEXT}{}",
+            r#"
+p = poplib.POP3_SSL('127.0.0.1', port, context=ctx, timeout=30)
+print(p.sock.version())
+caps = p.capa()
+expect('STLS' not in caps and 'USER' in caps, caps)
+try:
+    p._shortcmd('STLS'); expect(False, 'STLS inside TLS')
+except poplib.error_proto as e:
+    expect(e.args[0] == b'-ERR TLS is already active', e)
+p.user(USER); p.pass_(PASSWORD)
+expect(p.stat()[0] == 1, 'one message')
+resp, lines, octets = p.retr(1)
+expect(lines == [b'Subject: over 995', b'', b'body'], lines)
+p.quit()
+"#
+        ),
+    );
+    assert!(out.starts_with("TLSv1."), "{out}");
+    inst.wait_log("event=logout", 1);
+    let log = inst.log_text();
+    assert!(
+        log.contains("event=tls ip=127.0.0.1 version=TLSv1.3 cipher=TLS13_"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "event=login user={USER} ip=127.0.0.1 tls=yes version=TLSv1.3"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn implicit_tls_needs_a_certificate_and_a_tls_client() {
+    let inst = Instance::new();
+    // No certificate: fatal, never cleartext on a TLS port.
+    let (code, _out, err) = testkit::run(
+        &mut inst.command(&[TLSD, "-i", "true"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(111), "{err}");
+    assert!(err.contains("control/tls/cert.pem"), "{err}");
+    if make_cert(&inst.home.join("control/tls"), false).is_none() {
+        return;
+    }
+    // A client that never starts TLS: the handshake fails, the program never runs.
+    let marker = inst.dir.path().join("ran");
+    let script = format!("echo ran > {}", marker.display());
+    let (code, out, err) = testkit::run(
+        &mut inst.command(&[TLSD, "-i", "sh", "-c", &script]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(!marker.exists(), "the program ran without TLS");
+    let server = Server::start(implicit_chain(&inst));
+    python(
+        &server,
+        r#"
+r = Raw()
+r.send(b'USER someone\r\n')
+data = b''
+try:
+    while True:
+        d = r.s.recv(4096)
+        if not d: break
+        data += d
+except ConnectionResetError:
+    pass
+expect(b'+OK' not in data, data)
+"#,
+    );
+    inst.wait_log("event=tlsfail", 1);
+}
