@@ -1203,24 +1203,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         assert!(!m.contains("EICAR"), "no virus delivered: {m}");
     }
 
-    todo_not_tested();
+    callout_flow(&w, &mut postfix, &inet);
     eprintln!("gateway: all flows passed in {:?}", started.elapsed());
 }
 
-/// What this test does not check yet, said on every run so it is not mistaken for
-/// tested.
-fn todo_not_tested() {
-    eprintln!(
-        "gateway: TODO (not tested): recipient verification by callout (control/verifyrecipients) \
-         has not landed: callout_flow in tests/scenarios/gateway.rs is written but not run"
-    );
-}
-
-/// TODO (issue 14, the callout): recipient verification by callout
-/// (`control/verifyrecipients`, postern-verify) had not landed when this test was
-/// committed, so this flow is **not run and not counted**: when it lands, call
-/// `callout_flow(&w, &mut postfix, &inet)` in place of `todo_not_tested()` and drop the
-/// `allow`. It runs after the other flows (alice holds 2 messages, bob 1) and checks:
+/// Recipient verification by callout (`control/verifyrecipients`, postern-verify). It
+/// runs after the other flows (alice holds 2 messages, bob 1) and checks:
 ///
 /// - corp.test verified by callout instead of `relayrecipients`: `nosuch2@` → 550 5.1.1
 ///   carried back from Postfix ("User unknown in virtual mailbox table"), whose log
@@ -1229,7 +1217,6 @@ fn todo_not_tested() {
 /// - Postfix stopped: alice, verified a moment ago, is accepted from the cache and
 ///   queued; bob, never probed, gets 450 4.4.3 (no `250` on doubt); Postfix back and
 ///   `posternctl doqueue`: alice's message delivered, the gateway's queue empty.
-#[allow(dead_code)]
 fn callout_flow(w: &World, postfix: &mut Postfix, inet: &str) {
     let control = w.home.join("control");
     fs::remove_file(control.join("relayrecipients")).unwrap();
