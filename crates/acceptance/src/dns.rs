@@ -63,6 +63,18 @@ pub fn reverse_name(ip: IpAddr, zone: &str) -> String {
     name
 }
 
+/// The text of a TXT answer from the character-strings of its records, in answer order:
+/// concatenated (as djbdns's dns_txt does), at most [`MAX_TXT`] bytes. Public so that the
+/// fuzz target `dns_txt` can feed it what hickory decodes from arbitrary DNS messages.
+pub fn txt_text<'a>(strings: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut text = Vec::new();
+    for s in strings {
+        text.extend_from_slice(s);
+    }
+    text.truncate(MAX_TXT);
+    text
+}
+
 /// A resolver and the runtime it runs on.
 pub struct Dns {
     rt: tokio::runtime::Runtime,
@@ -138,16 +150,9 @@ impl Dns {
         let name = absolute(name);
         self.run(deadline, |r| async move {
             match classify(r.txt_lookup(name).await) {
-                Answer::Found(lookup) => {
-                    let mut text = Vec::new();
-                    for txt in lookup.iter() {
-                        for s in txt.iter() {
-                            text.extend_from_slice(s);
-                        }
-                    }
-                    text.truncate(MAX_TXT);
-                    Answer::Found(text)
-                }
+                Answer::Found(lookup) => Answer::Found(txt_text(
+                    lookup.iter().flat_map(|txt| txt.iter().map(|s| &s[..])),
+                )),
                 Answer::NotFound => Answer::NotFound,
                 Answer::Failed(e) => Answer::Failed(e),
             }

@@ -118,7 +118,13 @@ fn unescape(raw: &str) -> String {
         if bytes[i] == b'\\' && i + 1 < bytes.len() {
             match bytes[i + 1] {
                 b'x' if i + 3 < bytes.len() => {
-                    if let Ok(b) = u8::from_str_radix(&raw[i + 2..i + 4], 16) {
+                    // Two hex digits, looked at as bytes: slicing the text could cut a
+                    // character in two (`\xaé` in a hostile file panicked here).
+                    let hex = std::str::from_utf8(&bytes[i + 2..i + 4])
+                        .ok()
+                        .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    if let Some(b) = hex {
                         out.push(b);
                         i += 4;
                         continue;
@@ -252,6 +258,15 @@ mod tests {
         let fields = parse("@400000006563a1b20c0ffee0 event=start pid=12\n");
         assert_eq!(get(&fields, "event"), Some("start"));
         assert_eq!(get(&fields, "pid"), Some("12"));
+    }
+
+    #[test]
+    fn a_bad_hex_escape_is_kept_as_text() {
+        // Found by the fuzz target send_state: a character cut by `\x` panicked.
+        let fields = parse("k=\\xa\u{e9} sign=\\x+f");
+        assert_eq!(get(&fields, "k"), Some("\\xa\u{e9}"));
+        assert_eq!(get(&fields, "sign"), Some("\\x+f"));
+        assert_eq!(get(&parse("k=\\x41"), "k"), Some("A"));
     }
 
     #[test]

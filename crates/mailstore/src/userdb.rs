@@ -132,14 +132,18 @@ pub fn parse_user_line(text: &str) -> Result<(String, String, Option<u64>, Strin
             "password hash must be an argon2 PHC string ($argon2id$...) or start with '!'",
         ));
     }
-    let quota = match fields[2].trim() {
-        "" | "0" => None,
-        q => Some(q.parse::<u64>().map_err(|_| {
-            Error::perm(format!(
+    // Digits only (`+5` is not a quota), and every spelling of 0 (`00`) is no quota, as
+    // `0` is: postern-user writes no quota as `0`.
+    let q = fields[2].trim();
+    let quota = match q.parse::<u64>() {
+        _ if q.is_empty() => None,
+        Ok(n) if q.bytes().all(|b| b.is_ascii_digit()) => (n > 0).then_some(n),
+        _ => {
+            return Err(Error::perm(format!(
                 "bad quota \"{}\": not a whole number of bytes",
                 postern_common::logline::printable(q)
-            ))
-        })?),
+            )))
+        }
     };
     let dir = match fields.get(3).map(|d| d.trim()) {
         None | Some("") => default_dir(&address),
@@ -578,6 +582,23 @@ mod tests {
             "a@x.test:!:0:d:e",
         ] {
             assert!(parse_user_line(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn a_zero_quota_is_no_quota_however_written() {
+        // Found by the fuzz target userdb: `+0` and `00` gave a quota of 0 bytes, which
+        // postern-user cannot write back (it writes no quota as `0`).
+        for zero in ["0", "00", ""] {
+            let (_, _, q, _) = parse_user_line(&format!("a@x.test:!:{zero}")).unwrap();
+            assert_eq!(q, None, "quota {zero:?}");
+        }
+        assert_eq!(parse_user_line("a@x.test:!:0100").unwrap().2, Some(100));
+        for bad in ["+0", "+5", "-1", " 1 2"] {
+            assert!(
+                parse_user_line(&format!("a@x.test:!:{bad}")).is_err(),
+                "{bad}"
+            );
         }
     }
 
