@@ -1,7 +1,7 @@
 //! postern-scan against messages built to get past it: ambiguous MIME, zip tricks and a
 //! header too big to parse, each end to end through the real binary.
 
-use postern_testkit::{copy_executable, tempdir, write_script, TempDir};
+use crate::scan::Setup;
 use std::fs::{self, File};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,47 +11,11 @@ use std::time::{Duration, Instant};
 /// 64000000`), which postern-scan inherits from postern-smtpd.
 const SOFTLIMIT: u64 = 64_000_000;
 
-struct Setup {
-    dir: TempDir,
-}
-
+/// The instance of the scan tests; here postern-scan also runs under the memory limit.
 impl Setup {
-    fn new() -> Setup {
-        let dir = tempdir();
-        let home = dir.path();
-        for d in [
-            "bin",
-            "control",
-            "queued",
-            "quarantine/tmp",
-            "quarantine/new",
-            "quarantine/cur",
-        ] {
-            fs::create_dir_all(home.join(d)).unwrap();
-        }
-        copy_executable(
-            Path::new(env!("CARGO_BIN_EXE_postern-scan")),
-            &home.join("bin/postern-scan"),
-        );
-        write_script(
-            &home.join("bin/postern-queue"),
-            &format!(
-                "#!/bin/sh\nn=$(ls {q} | grep -c msg)\ncat > {q}/$n.msg\ncat <&1 > {q}/$n.env\nexit 0\n",
-                q = home.join("queued").display()
-            ),
-        );
-        fs::write(home.join("control/me"), "mx.example.test\n").unwrap();
-        fs::write(home.join("control/rcpthosts"), "example.test\n").unwrap();
-        Setup { dir }
-    }
-
-    fn home(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// Run postern-scan on `message` under the service's memory limit (as `ulimit -v` and
     /// `-d`, what postern-softlimit -m sets); (exit code, stderr). A crash shows as 128+N.
-    fn scan(&self, message: &[u8]) -> (i32, String) {
+    fn scan_under_softlimit(&self, message: &[u8]) -> (i32, String) {
         let msg_path = self.home().join("in.msg");
         let env_path = self.home().join("in.env");
         fs::write(&msg_path, message).unwrap();
@@ -72,12 +36,6 @@ impl Setup {
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
-    }
-
-    fn quarantined(&self) -> usize {
-        fs::read_dir(self.home().join("quarantine/new"))
-            .unwrap()
-            .count()
     }
 }
 
@@ -140,12 +98,12 @@ fn python(dir: &Path, script: &str) -> Vec<u8> {
 }
 
 fn assert_refused(s: &Setup, msg: &[u8], reason: &str, needle: &str) {
-    let before = s.quarantined();
-    let (code, err) = s.scan(msg);
+    let before = s.quarantined().len();
+    let (code, err) = s.scan_under_softlimit(msg);
     assert_eq!(code, 31, "{err}");
     assert!(err.contains(&format!("reason={reason} ")), "{err}");
     assert!(err.contains(needle), "{needle}: {err}");
-    assert_eq!(s.quarantined(), before + 1, "a copy is kept");
+    assert_eq!(s.quarantined().len(), before + 1, "a copy is kept");
 }
 
 #[test]
@@ -250,7 +208,7 @@ fn zip_tricks_cannot_carry_a_forbidden_name() {
         "Content-Type: application/zip; name=\"report.zip\"",
         &clean,
     )]);
-    let (code, err) = s.scan(&msg);
+    let (code, err) = s.scan_under_softlimit(&msg);
     assert_eq!(code, 0, "{err}");
 }
 
@@ -265,7 +223,7 @@ fn a_huge_header_is_refused_not_a_crash() {
     }
     msg.extend_from_slice(b"\r\nSubject: big\r\n\r\nbody\r\n");
     assert!(msg.len() > 9_600_000 && msg.len() < 10_240_000);
-    let (code, err) = s.scan(&msg);
+    let (code, err) = s.scan_under_softlimit(&msg);
     assert_eq!(code, 31, "a permanent refusal (554), not a crash: {err}");
     assert!(err.contains("reason=mime"), "{err}");
     assert!(
@@ -273,12 +231,12 @@ fn a_huge_header_is_refused_not_a_crash() {
         "{err}"
     );
     assert!(!err.contains("memory allocation"), "{err}");
-    assert_eq!(s.quarantined(), 1);
+    assert_eq!(s.quarantined().len(), 1);
 
     // The same in a MIME part, by size: one 2 MB line.
     let big = format!("X-Filler: {}", "a".repeat(2 << 20));
     let msg = message(&[format!("{big}\r\nContent-Type: text/plain\r\n\r\nx").as_bytes()]);
-    let (code, err) = s.scan(&msg);
+    let (code, err) = s.scan_under_softlimit(&msg);
     assert_eq!(code, 31, "{err}");
     assert!(
         err.contains("detail=\"header section of a MIME part over 1048576 bytes\""),
@@ -286,6 +244,7 @@ fn a_huge_header_is_refused_not_a_crash() {
     );
 
     // An ordinary message still passes under the same memory limit.
-    let (code, err) = s.scan(b"From: a@outside.test\r\nSubject: hi\r\n\r\nhello\r\n");
+    let (code, err) =
+        s.scan_under_softlimit(b"From: a@outside.test\r\nSubject: hi\r\n\r\nhello\r\n");
     assert_eq!(code, 0, "{err}");
 }

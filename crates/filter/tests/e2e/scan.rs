@@ -11,12 +11,12 @@ const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-
 
 /// An instance with postern-scan copied into bin/ beside a postern-queue that records
 /// what it is given (message, envelope) under `queued/N.{msg,env}`.
-struct Setup {
+pub(crate) struct Setup {
     dir: TempDir,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let dir = tempdir();
         let home = dir.path();
         for d in [
@@ -45,7 +45,7 @@ impl Setup {
         Setup { dir }
     }
 
-    fn home(&self) -> &Path {
+    pub(crate) fn home(&self) -> &Path {
         self.dir.path()
     }
 
@@ -128,7 +128,7 @@ impl Setup {
         out
     }
 
-    fn quarantined(&self) -> Vec<PathBuf> {
+    pub(crate) fn quarantined(&self) -> Vec<PathBuf> {
         fs::read_dir(self.home().join("quarantine/new"))
             .unwrap()
             .map(|e| e.unwrap().path())
