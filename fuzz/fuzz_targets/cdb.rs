@@ -9,8 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_acceptance::cdb::{self, Reader, Writer};
-use postern_acceptance::rules::lookup::{self, Client};
+use postern_ucspi::cdb::{self, Reader, Writer};
+use postern_ucspi::rules::lookup::{self, Client};
 
 fuzz_target!(|data: &[u8]| {
     let reader = Reader::from_bytes(data);

@@ -13,8 +13,8 @@
 use hickory_resolver::proto::op::Message;
 use hickory_resolver::proto::rr::RData;
 use libfuzzer_sys::fuzz_target;
-use postern_acceptance::dns::{self, MAX_TXT};
-use postern_acceptance::rblsmtpd::dialogue::{self, GREETING, MAX_REASON};
+use postern_ucspi::dns::{self, MAX_TXT};
+use postern_ucspi::rblsmtpd::dialogue::{self, GREETING, MAX_REASON};
 
 fuzz_target!(|data: &[u8]| {
     let parts = postern_fuzz::parts(data);

@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_access::maildir::{
+use postern_pop3::maildir::{
     cur_name, name_w_size, sent_size, uidl_of, unique_part, Stuffer, MAX_UID,
 };
 use postern_mailstore::maildir::{parse_size_file, Quota, Usage};

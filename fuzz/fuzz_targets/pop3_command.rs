@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_access::command;
-use postern_access::lineio::{Input, LineReader, Source, MAX_COMMAND_LINE};
+use postern_pop3::command;
+use postern_pop3::lineio::{Input, LineReader, Source, MAX_COMMAND_LINE};
 use postern_common::sasl;
 use std::time::Duration;
 

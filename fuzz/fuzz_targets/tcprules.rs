@@ -12,9 +12,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_acceptance::cdb::{Reader, Writer};
-use postern_acceptance::rules::lookup::{self, Client};
-use postern_acceptance::rules::source;
+use postern_ucspi::cdb::{Reader, Writer};
+use postern_ucspi::rules::lookup::{self, Client};
+use postern_ucspi::rules::source;
 use std::net::IpAddr;
 
 fuzz_target!(|data: &[u8]| {

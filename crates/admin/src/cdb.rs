@@ -25,7 +25,7 @@ pub fn compile_rules(control: &Control, name: &str) -> Result<()> {
         control.path(&format!("{name}.cdb")).into(),
         control.path(&format!("{name}.tmp")).into(),
     ];
-    postern_acceptance::tcprules::run(&args, &mut input)
+    postern_ucspi::tcprules::run(&args, &mut input)
         .map_err(|e| e.context(format!("control/{name}")))
 }
 

@@ -5,13 +5,13 @@
 //! Nothing is written. Each problem is one line, `control/FILE:LINE: why`; a summary
 //! follows, and any problem makes the command fail (exit 100).
 //!
-//! The parsers are the real ones, never copies: `postern_acceptance::rules` (tcp.*),
+//! The parsers are the real ones, never copies: `postern_ucspi::rules` (tcp.*),
 //! `postern_mailstore::userdb` (domains, users, aliases), `postern_filter::rules`
 //! (filter.rules), `postern_filter::engines` (scanners), `postern_filter::ratelimit`
 //! (ratelimit), `postern_delivery::remote::route` (smtproutes),
 //! `postern_mailstore::relayrecipients` and `postern_mailstore::verify`
 //! (relayrecipients, verifyrecipients and the `verify*` settings),
-//! `postern_acceptance::dns::parse_server` (resolvers) and
+//! `postern_ucspi::dns::parse_server` (resolvers) and
 //! `postern_common::control::Control::number` (the numbers). Where a parser stops at the
 //! first bad line, the line is set aside and the parser run again, so every bad line is
 //! found (up to [`MAX_PROBLEMS_PER_FILE`]).
@@ -97,7 +97,7 @@ pub fn check(home: &Path) -> Findings {
         &control,
         "resolvers",
         &mut f,
-        |line| match postern_acceptance::dns::parse_server(&line.text) {
+        |line| match postern_ucspi::dns::parse_server(&line.text) {
             Some(_) => Ok(()),
             None => Err(Error::perm(format!(
                 "control/resolvers:{}: not ip[:port]: {}",
@@ -316,7 +316,7 @@ fn control_names(control: &Control) -> Vec<String> {
     names
 }
 
-/// One tcprules source, line by line through `postern_acceptance::rules::parse_line`.
+/// One tcprules source, line by line through `postern_ucspi::rules::parse_line`.
 fn rules_file(control: &Control, name: &str) -> Vec<String> {
     let bytes = match std::fs::read(control.path(name)) {
         Ok(b) => b,
@@ -329,7 +329,7 @@ fn rules_file(control: &Control, name: &str) -> Vec<String> {
     };
     let mut out = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        if let Err(why) = postern_acceptance::rules::parse_line(line) {
+        if let Err(why) = postern_ucspi::rules::parse_line(line) {
             let shown = &line[..line.len().min(200)];
             out.push(format!(
                 "control/{name}:{}: {why}: {}",

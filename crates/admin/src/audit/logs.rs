@@ -166,7 +166,7 @@ pub fn usage(log: &Path) -> Usage {
 pub fn stale_in(source: &[u8], usage: &Usage, since: i64) -> Vec<String> {
     let mut out = Vec::new();
     for (i, line) in source.split(|&b| b == b'\n').enumerate() {
-        let Ok(Some(rule)) = postern_acceptance::rules::parse_line(line) else {
+        let Ok(Some(rule)) = postern_ucspi::rules::parse_line(line) else {
             continue;
         };
         let used = rule.keys.iter().any(|k| {

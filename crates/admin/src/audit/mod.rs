@@ -192,36 +192,36 @@ pub fn run(opts: &Options) -> Result<()> {
 /// The access rules of `control/NAME` as tcpserver sees them: the compiled cdb if there
 /// is one (what is in force), else the source compiled in memory. `None` when neither
 /// exists or the source does not compile.
-pub fn rules(control: &Control, name: &str) -> Option<postern_acceptance::cdb::Reader<[u8]>> {
+pub fn rules(control: &Control, name: &str) -> Option<postern_ucspi::cdb::Reader<[u8]>> {
     if let Ok(bytes) = std::fs::read(control.path(&format!("{name}.cdb"))) {
-        return Some(postern_acceptance::cdb::Reader::from_bytes(&bytes));
+        return Some(postern_ucspi::cdb::Reader::from_bytes(&bytes));
     }
     let source = std::fs::read(control.path(name)).ok()?;
-    let records = postern_acceptance::rules::compile(&source).ok()?;
-    let mut w = postern_acceptance::cdb::Writer::new();
+    let records = postern_ucspi::rules::compile(&source).ok()?;
+    let mut w = postern_ucspi::cdb::Writer::new();
     for (k, v) in records {
         w.add(&k, &v).ok()?;
     }
-    Some(postern_acceptance::cdb::Reader::from_bytes(
+    Some(postern_ucspi::cdb::Reader::from_bytes(
         &w.finish().ok()?,
     ))
 }
 
 /// What the rules decide for a client at `ip` with no host name.
 pub fn decide(
-    reader: &postern_acceptance::cdb::Reader<[u8]>,
+    reader: &postern_ucspi::cdb::Reader<[u8]>,
     ip: std::net::IpAddr,
-) -> Option<postern_acceptance::rules::Decision> {
-    let client = postern_acceptance::rules::Client {
+) -> Option<postern_ucspi::rules::Decision> {
+    let client = postern_ucspi::rules::Client {
         ip,
         host: None,
         info: None,
     };
-    postern_acceptance::rules::lookup(reader, &client).ok()
+    postern_ucspi::rules::lookup(reader, &client).ok()
 }
 
 /// Whether a decision lets the client relay.
-pub fn gives_relay(d: &postern_acceptance::rules::Decision) -> bool {
+pub fn gives_relay(d: &postern_ucspi::rules::Decision) -> bool {
     !d.deny && d.env.iter().any(|(k, _)| k == "RELAYCLIENT")
 }
 

@@ -549,11 +549,11 @@ fn rules_finding(control: &Control, s: &Session) -> Finding {
     };
     let (mut everyone, mut wide, mut names, mut narrow) = (vec![], vec![], vec![], vec![]);
     for (i, line) in source.split(|&b| b == b'\n').enumerate() {
-        let Ok(Some(rule)) = postern_acceptance::rules::parse_line(line) else {
+        let Ok(Some(rule)) = postern_ucspi::rules::parse_line(line) else {
             continue;
         };
         for key in rule.keys {
-            let d = postern_acceptance::rules::lookup::decode(key.clone(), &rule.value);
+            let d = postern_ucspi::rules::lookup::decode(key.clone(), &rule.value);
             if !gives_relay(&d) {
                 continue;
             }

@@ -2,7 +2,7 @@
 //! the workspace), with Python's poplib and ssl as the client and a certificate made by
 //! the `openssl` command line tool.
 
-#[path = "../../../access/tests/e2e/support.rs"]
+#[path = "../../../pop3/tests/e2e/support.rs"]
 mod support;
 mod tlsd;
 

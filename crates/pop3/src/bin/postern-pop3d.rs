@@ -6,5 +6,5 @@
 //! See docs/postern-pop3d.md.
 
 fn main() {
-    postern_common::exit::run("postern-pop3d", postern_access::pop3d::main)
+    postern_common::exit::run("postern-pop3d", postern_pop3::pop3d::main)
 }

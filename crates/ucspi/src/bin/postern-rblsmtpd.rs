@@ -10,7 +10,7 @@
 
 fn main() {
     postern_common::exit::run(
-        postern_acceptance::rblsmtpd::PROG,
-        postern_acceptance::rblsmtpd::main,
+        postern_ucspi::rblsmtpd::PROG,
+        postern_ucspi::rblsmtpd::main,
     )
 }

@@ -7,5 +7,5 @@
 //! Exit 0 done, 100 bad usage or a bad line, 111 I/O trouble. See docs/postern-tcprules.md.
 
 fn main() {
-    postern_common::exit::run("postern-tcprules", postern_acceptance::tcprules::main)
+    postern_common::exit::run("postern-tcprules", postern_ucspi::tcprules::main)
 }

@@ -10,7 +10,7 @@
 
 fn main() {
     postern_common::exit::run(
-        postern_acceptance::tcpserver::PROG,
-        postern_acceptance::tcpserver::main,
+        postern_ucspi::tcpserver::PROG,
+        postern_ucspi::tcpserver::main,
     )
 }

@@ -9,6 +9,6 @@
 fn main() {
     postern_common::exit::run(
         "postern-tcprulescheck",
-        postern_acceptance::tcprulescheck::main,
+        postern_ucspi::tcprulescheck::main,
     )
 }

@@ -7,5 +7,5 @@
 //! on fd 3. See docs/postern-popup.md.
 
 fn main() {
-    postern_common::exit::run("postern-popup", postern_access::popup::main)
+    postern_common::exit::run("postern-popup", postern_pop3::popup::main)
 }
