@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_filter::envelope::Envelope;
-use postern_filter::{mime, policy, rules};
+use postern_filter::scan::envelope::Envelope;
+use postern_filter::scan::{mime, policy, rules};
 use std::sync::OnceLock;
 
 fn shipped_rules() -> &'static [rules::Rule] {

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_filter::envelope::Envelope as ScanEnvelope;
+use postern_filter::scan::envelope::Envelope as ScanEnvelope;
 use postern_queue::file::{self, Envelope};
 use postern_queue::protocol;
 

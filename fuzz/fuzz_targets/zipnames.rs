@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use postern_common::sasl::encode_base64;
-use postern_filter::{mime, zipnames};
+use postern_filter::scan::{mime, zipnames};
 
 fuzz_target!(|zip: &[u8]| {
     let _ = zipnames::names(zip);

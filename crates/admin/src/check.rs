@@ -6,8 +6,8 @@
 //! follows, and any problem makes the command fail (exit 100).
 //!
 //! The parsers are the real ones, never copies: `postern_ucspi::rules` (tcp.*),
-//! `postern_mailstore::userdb` (domains, users, aliases), `postern_filter::rules`
-//! (filter.rules), `postern_filter::engines` (scanners), `postern_filter::ratelimit`
+//! `postern_mailstore::userdb` (domains, users, aliases), `postern_filter::scan::rules`
+//! (filter.rules), `postern_filter::scan::engines` (scanners), `postern_filter::ratelimit`
 //! (ratelimit), `postern_delivery::remote::route` (smtproutes),
 //! `postern_mailstore::relayrecipients` and `postern_mailstore::verify`
 //! (relayrecipients, verifyrecipients and the `verify*` settings),
@@ -74,7 +74,7 @@ pub fn check(home: &Path) -> Findings {
         f.problems.extend(filter_rules(&control));
     }
     per_line(&control, "scanners", &mut f, |line| {
-        postern_filter::engines::parse(std::slice::from_ref(line)).map(|_| ())
+        postern_filter::scan::engines::parse(std::slice::from_ref(line)).map(|_| ())
     });
     per_line(
         &control,
@@ -270,7 +270,7 @@ fn exists(control: &Control, name: &str) -> bool {
 
 /// The access-rule sources: the three of `posternctl cdb`, and any other `tcp.NAME`.
 fn rule_files(control: &Control) -> Vec<String> {
-    let mut names: Vec<String> = crate::cdb::RULE_FILES
+    let mut names: Vec<String> = crate::cdb_compile::RULE_FILES
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -388,7 +388,7 @@ fn line_of(msg: &str, name: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// `filter.rules` through `postern_filter::rules::parse`; after a bad line the parse goes
+/// `filter.rules` through `postern_filter::scan::rules::parse`; after a bad line the parse goes
 /// on from the next one (earlier lines blanked, so the numbers stay right).
 fn filter_rules(control: &Control) -> Vec<String> {
     let text = match control.read("filter.rules") {
@@ -401,7 +401,7 @@ fn filter_rules(control: &Control) -> Vec<String> {
     let mut out = Vec::new();
     while from < lines.len() && out.len() < MAX_PROBLEMS_PER_FILE {
         let rest = "\n".repeat(from) + &lines[from..].join("\n");
-        match postern_filter::rules::parse(&rest) {
+        match postern_filter::scan::rules::parse(&rest) {
             Ok(_) => break,
             Err(e) => {
                 let number = line_of(&e.msg, "filter.rules");
@@ -460,7 +460,7 @@ mod tests {
             ("tcp.smtp", "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n"),
             ("databytes", "1000\n"),
             ("timeoutsmtpd", "300\n"),
-            ("filter.rules", postern_filter::rules::DEFAULT_RULES),
+            ("filter.rules", postern_filter::scan::rules::DEFAULT_RULES),
             ("resolvers", "127.0.0.1:53\n::1\n"),
             ("smtproutes", ":smarthost.test:2525\n"),
         ]);

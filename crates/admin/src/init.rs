@@ -327,7 +327,7 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
     outcome.kept += 2 - run_made.len();
     outcome.created.extend(run_made);
     // Compiled forms the daemons need, made only where missing (never replaced).
-    let compiled = crate::cdb::compile_all(&home, true);
+    let compiled = crate::cdb_compile::compile_all(&home, true);
     outcome.created.extend(
         compiled
             .compiled

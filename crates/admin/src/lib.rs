@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
-pub mod cdb;
+pub mod cdb_compile;
 pub mod cert;
 pub mod check;
 pub mod cli;
@@ -39,7 +39,7 @@ pub fn main() -> Result<()> {
             );
             Ok(())
         }
-        cli::Command::Cdb { home } => cdb::run(&home),
+        cli::Command::Cdb { home } => cdb_compile::run(&home),
         cli::Command::Svc {
             home,
             flags,

@@ -1,6 +1,9 @@
-//! Exit codes are an interface (DESIGN §5): 0 success, 100 permanent failure or bad
-//! usage, 111 temporary failure. Library code returns [`Error`] with a [`Kind`]; only a
-//! binary's `main` turns it into a process exit, through [`run`].
+//! Exit codes are an interface: 0 success, 100 permanent failure or bad usage, 111
+//! temporary failure. Some programs speak an older interface with codes of its own
+//! (qmail-queue's 11–91, checkpassword's 1 and 2, postern-pop3d's refusal to run as
+//! root): those are [`Kind::Code`], carried the same way. Library code returns [`Error`]
+//! with a [`Kind`]; only a binary's `main` turns it into a process exit, through [`run`],
+//! so every program ends in one place and words its last line one way.
 
 use std::fmt;
 use std::io;
@@ -21,6 +24,10 @@ pub enum Kind {
     Perm,
     /// Temporary failure: exit 111.
     Temp,
+    /// An interface's own exit code (qmail-queue, checkpassword, …). The message, when
+    /// not empty, is printed as a `fatal:` line; an empty message exits silently (a
+    /// checkpassword refusal is an answer, not an error).
+    Code(i32),
 }
 
 impl Kind {
@@ -28,6 +35,7 @@ impl Kind {
         match self {
             Kind::Usage | Kind::Perm => EXIT_PERM,
             Kind::Temp => EXIT_TEMP,
+            Kind::Code(code) => code,
         }
     }
 }
@@ -57,6 +65,13 @@ impl Error {
     pub fn temp(msg: impl Into<String>) -> Self {
         Error {
             kind: Kind::Temp,
+            msg: msg.into(),
+        }
+    }
+    /// Exit with an interface's own `code`, printing `msg` (if any) as a `fatal:` line.
+    pub fn code(code: i32, msg: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::Code(code),
             msg: msg.into(),
         }
     }
@@ -118,7 +133,7 @@ impl<T> ResultExt<T> for nix::Result<T> {
 pub fn error_line(prog: &str, err: &Error) -> String {
     match err.kind {
         Kind::Usage => format!("{prog}: usage: {}", err.msg),
-        Kind::Perm | Kind::Temp => format!("{prog}: fatal: {}", err.msg),
+        Kind::Perm | Kind::Temp | Kind::Code(_) => format!("{prog}: fatal: {}", err.msg),
     }
 }
 
@@ -133,7 +148,9 @@ pub fn run(prog: &str, body: impl FnOnce() -> Result<()>) -> ! {
     match body() {
         Ok(()) => std::process::exit(EXIT_OK),
         Err(err) => {
-            eprintln!("{}", error_line(prog, &err));
+            if !(matches!(err.kind, Kind::Code(_)) && err.msg.is_empty()) {
+                eprintln!("{}", error_line(prog, &err));
+            }
             std::process::exit(err.kind.code())
         }
     }
@@ -148,6 +165,8 @@ mod tests {
         assert_eq!(Kind::Usage.code(), 100);
         assert_eq!(Kind::Perm.code(), 100);
         assert_eq!(Kind::Temp.code(), 111);
+        assert_eq!(Kind::Code(81).code(), 81);
+        assert_eq!(Kind::Code(1).code(), 1);
     }
 
     #[test]

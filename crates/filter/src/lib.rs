@@ -1,25 +1,13 @@
-//! Content filtering and antivirus in the queue path: `postern-scan`, which sits in
-//! `$QMAILQUEUE` position between postern-smtpd and postern-queue (both directions: mail
-//! from outside and mail our own users send).
+//! The two programs that sit beside the queue path and judge mail, each in a module tree
+//! of its own:
 //!
-//! - [`envelope`]: the qmail-queue envelope on fd 1.
-//! - [`rules`]: `control/filter.rules` (qmail-scanner's quarantine-attachments format).
-//! - [`mime`], [`zipnames`]: taking a message apart, bounded.
-//! - [`policy`]: applying the rules (pure).
-//! - [`engines`]: clamd (INSTREAM) and command-line virus scanners.
-//! - [`quarantine`], [`alert`]: keeping a copy and telling the admin.
-//! - [`qq`]: qmail-queue exit codes and running postern-queue.
-//! - [`scan`]: the flow.
+//! - [`scan`]: `postern-scan`, content filtering and antivirus in `$QMAILQUEUE`
+//!   position (both directions: mail from outside and mail our own users send).
+//! - [`ratelimit`]: `postern-ratelimit`, which follows smtpd's logs and limits how much
+//!   mail one sender, client or login can send (blocks, holds, alerts).
+//!
+//! They share only the alert recipient (`scan::alert::recipient`).
 #![forbid(unsafe_code)]
 
-pub mod alert;
-pub mod engines;
-pub mod envelope;
-pub mod mime;
-pub mod policy;
-pub mod qq;
-pub mod quarantine;
 pub mod ratelimit;
-pub mod rules;
 pub mod scan;
-pub mod zipnames;

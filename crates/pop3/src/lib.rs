@@ -3,12 +3,12 @@
 //!
 //! - [`lineio`]: bounded command lines with an idle timeout, and writes with a deadline.
 //! - [`command`]: splitting a POP3 command line into verb and argument; message numbers.
-//! - [`sasl`]: base64 and the SASL PLAIN message (RFC 4616).
 //! - [`maildir`]: scanning a Maildir, octet counts with CRLF, dot-stuffing, flags.
 //! - [`popup`]: the authorization state (USER/PASS, AUTH PLAIN, STLS, CAPA).
 //! - [`pop3d`]: the transaction and update states over a Maildir.
-//! - [`starttls`]: the program side of postern-tlsd's control-fd protocol (smtpd reuses it).
-//! - [`sys`]: the two fd operations std and nix cannot do safely (the only `unsafe` here).
+//!
+//! SASL PLAIN and the program side of postern-tlsd's STARTTLS protocol are shared with
+//! smtpd and live in `postern_common` (`sasl`, `starttls`).
 //!
 //! None of this links a TLS library: TLS lives in postern-tlsd (crates/tls).
 #![forbid(unsafe_code)]

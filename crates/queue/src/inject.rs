@@ -2,7 +2,7 @@
 //! (docs/postern-inject.md). Reads a message on stdin, adds `Date:`, `Message-ID:` and
 //! `From:` when missing, drops `Bcc:`, and hands it to the queue program with the
 //! qmail-queue protocol ([`crate::client`]). Called as `sendmail` (a symlink), it is the
-//! same program under that name. `-bs` runs a minimal SMTP dialogue ([`crate::bs`]).
+//! same program under that name. `-bs` runs a minimal SMTP dialogue ([`crate::inject_smtp`]).
 
 use crate::client::{self, MessageSink};
 use crate::file::MAX_ADDRESS;
@@ -35,7 +35,7 @@ pub struct Options {
     /// `-F NAME`: the full name for an added `From:`.
     pub full_name: Option<String>,
     pub recipients: Vec<String>,
-    /// `-bs`: speak SMTP on stdin/stdout ([`crate::bs`]).
+    /// `-bs`: speak SMTP on stdin/stdout ([`crate::inject_smtp`]).
     pub smtp: bool,
 }
 
@@ -183,7 +183,7 @@ pub fn main() -> Result<()> {
     let mut input = stdin.lock();
     if opts.smtp {
         let stdout = std::io::stdout();
-        let session = crate::bs::Session {
+        let session = crate::inject_smtp::Session {
             host: &host,
             opts: &opts,
             default_sender: &sender,

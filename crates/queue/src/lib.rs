@@ -11,10 +11,10 @@
 //! - [`state`]: reading postern-send's `state/ID` files.
 //!
 //! The programs: [`enqueue`] (postern-queue), [`inject`] with [`header`]
-//! (postern-inject) and [`bs`] (its `-bs`), [`qstat`] (postern-qstat), [`qread`] (postern-qread).
+//! (postern-inject) and [`inject_smtp`] (its `-bs`), [`qstat`] (postern-qstat), [`qread`] (postern-qread).
 #![forbid(unsafe_code)]
 
-pub mod bs;
+pub mod inject_smtp;
 pub mod client;
 pub mod enqueue;
 pub mod file;

@@ -8,7 +8,7 @@
 use super::{Finding, Status};
 use chrono::{NaiveDateTime, Utc};
 use postern_common::control::Control;
-use postern_filter::engines::Engine;
+use postern_filter::scan::engines::Engine;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
@@ -35,7 +35,7 @@ pub fn finding(control: &Control) -> Finding {
             "install clamav-daemon and put clamd:/run/clamav/clamd.ctl in control/scanners",
         );
     }
-    let engines = match postern_filter::engines::parse(&lines) {
+    let engines = match postern_filter::scan::engines::parse(&lines) {
         Ok(e) => e,
         Err(e) => return Finding::fail(ITEM, e.msg, "fix control/scanners (posternctl check)"),
     };

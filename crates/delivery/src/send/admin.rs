@@ -14,8 +14,8 @@ impl Scheduler {
         for name in names.into_iter().take(MAX_CTL) {
             let request = self.q.path("ctl", &name);
             let (action, id) = name.split_once('.').unwrap_or((name.as_str(), ""));
-            let in_mess = takeover::valid_id(id) && takeover::exists(&self.q.path("mess", id));
-            let in_new = takeover::valid_id(id) && takeover::exists(&self.q.path("new", id));
+            let in_mess = queue_dirs::valid_id(id) && queue_dirs::exists(&self.q.path("mess", id));
+            let in_new = queue_dirs::valid_id(id) && queue_dirs::exists(&self.q.path("new", id));
             if !in_mess && in_new && !self.corrupt.contains(id) {
                 continue; // not taken over yet: the request waits
             }

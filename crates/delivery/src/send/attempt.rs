@@ -29,7 +29,7 @@ impl Scheduler {
                 }
                 if st.from.is_none() {
                     // A state file written without from=: the queue file knows.
-                    st.from = takeover::read_sender(&self.q, id).ok();
+                    st.from = queue_dirs::read_sender(&self.q, id).ok();
                 }
                 Active {
                     state: st,
@@ -145,8 +145,8 @@ impl Scheduler {
         let path = self.q.path("state", id);
         match State::load(&path) {
             Ok(st) => return Ok(Some(st)),
-            Err(e) if !takeover::absent(&path) => {
-                return if takeover::exists(&self.q.path("mess", id)) {
+            Err(e) if !queue_dirs::absent(&path) => {
+                return if queue_dirs::exists(&self.q.path("mess", id)) {
                     Err(e)
                 } else {
                     Ok(None)
@@ -154,11 +154,11 @@ impl Scheduler {
             }
             Err(_) => {}
         }
-        if takeover::absent(&self.q.path("mess", id)) {
+        if queue_dirs::absent(&self.q.path("mess", id)) {
             return Ok(None);
         }
-        let mut hosted = takeover::Hosted::new(&self.home);
-        takeover::initial_state(&self.q, "mess", id, &self.cfg, &mut hosted)
+        let mut hosted = queue_dirs::Hosted::new(&self.home);
+        queue_dirs::initial_state(&self.q, "mess", id, &self.cfg, &mut hosted)
             .map(|(st, _, _)| Some(st))
     }
 
@@ -301,7 +301,7 @@ impl Scheduler {
     }
 
     pub(super) fn bounce(&self, id: &str, failures: &[(String, String)]) -> Result<()> {
-        let (sender, message) = takeover::read_message(&self.q, id, MAX_BOUNCE_READ)?;
+        let (sender, message) = queue_dirs::read_message(&self.q, id, MAX_BOUNCE_READ)?;
         let sender = String::from_utf8_lossy(&sender).into_owned();
         match bounce::plan(&sender, &self.cfg.double_bounce_to) {
             bounce::Plan::Drop => {

@@ -65,7 +65,7 @@ pub(super) fn run(mut s: Scheduler, rx: mpsc::Receiver<Event>) -> Result<()> {
             s.refresh_holds(t);
         }
         if t >= next_cleanup {
-            takeover::clean_tmp(&s.q);
+            queue_dirs::clean_tmp(&s.q);
             next_cleanup = t + CLEANUP_SECS;
         }
         if scan && !s.stopping {

@@ -9,7 +9,7 @@
 //! postern-remote's stdout is its report; its stderr goes to our log.
 
 use super::state::Channel;
-use super::takeover::Queue;
+use super::queue_dirs::Queue;
 use super::Event;
 use crate::local_worker::Pool;
 use crate::queuefile;

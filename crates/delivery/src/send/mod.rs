@@ -8,7 +8,7 @@
 //! - [`hold`] — the rate limiter's holds (`holdbulk`, `ratelimit.holdauth`): held
 //!   messages are *parked* out of the schedule until their hold is over.
 //! - [`schedule`] — the in-memory priority lane and bulk heap.
-//! - [`takeover`] — the queue directories, takeover, recovery.
+//! - [`queue_dirs`] — the queue directories: takeover, recovery, removal.
 //! - [`jobs`] — running postern-local / postern-remote; [`bounce`] — QSBMF bounces.
 //!
 //! The scheduler itself, in parts: `startup` (the lock, recovery), `event_loop`,
@@ -27,7 +27,7 @@ pub mod schedule;
 mod scheduling;
 mod startup;
 pub mod state;
-pub mod takeover;
+pub mod queue_dirs;
 
 use config::Config;
 use jobs::{Job, Programs};
@@ -42,7 +42,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
-use takeover::Queue;
+use queue_dirs::Queue;
 
 /// new/ and ctl/ are rescanned this often even without a trigger (qmail: 25 minutes).
 pub const RESCAN_SECS: u64 = 1500;

@@ -38,7 +38,7 @@ impl Scheduler {
     /// Take over what is in new/ and carry out admin requests.
     pub(super) fn scan(&mut self) {
         let (list, trouble) =
-            takeover::take_over_new(&self.q, &self.home, &self.cfg, &mut self.corrupt);
+            queue_dirs::take_over_new(&self.q, &self.home, &self.cfg, &mut self.corrupt);
         for (id, st) in list {
             self.schedule(&id, &st);
             self.keep_fresh(id, st);

@@ -55,7 +55,7 @@ pub(super) fn start() -> Result<(Scheduler, Lock, mpsc::Receiver<Event>)> {
         tx,
         stopping: false,
     };
-    let recovered = takeover::recover(&s.q, &s.home, &s.cfg)?;
+    let recovered = queue_dirs::recover(&s.q, &s.home, &s.cfg)?;
     // Every marker (after recovery, which removes those of finished messages): one left
     // out would let a held message go.
     for id in s.q.list_all("hold")? {

@@ -6,8 +6,8 @@
 //! a blocked mask survives `exec`, and std's `Command` does not reset it. The queue
 //! program is therefore started through `with_default_signals`.
 
-use crate::envelope::Envelope;
-use crate::qq;
+use crate::scan::envelope::Envelope;
+use crate::scan::qq;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;

@@ -384,7 +384,7 @@ impl Engine {
                 (format!("[postern] rate limit: {n} events"), body)
             }
         };
-        let result = crate::alert::recipient(&self.control).and_then(|to| {
+        let result = crate::scan::alert::recipient(&self.control).and_then(|to| {
             let me = self
                 .control
                 .value_or("me", &postern_common::control::system_hostname())?;

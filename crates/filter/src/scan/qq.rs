@@ -2,7 +2,7 @@
 //! queue injector. postern-scan sits in `$QMAILQUEUE` position, so it must answer the
 //! way qmail-queue does: smtpd turns 11–40 into `554` and anything else into `451`.
 
-use crate::envelope::Envelope;
+use crate::scan::envelope::Envelope;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;

@@ -8,9 +8,9 @@
 //! exit 31, qmail's plain "permanently rejected". A scanner error is exit 71 (451)
 //! unless `control/scanfailopen` says to let the mail through.
 
-use crate::envelope::{Envelope, EnvelopeError};
-use crate::quarantine::Refusal;
-use crate::{alert, engines, mime, policy, qq, quarantine, rules};
+use crate::scan::envelope::{Envelope, EnvelopeError};
+use crate::scan::quarantine::Refusal;
+use crate::scan::{alert, engines, mime, policy, qq, quarantine, rules};
 use postern_common::control::Control;
 use postern_common::custom_error;
 use postern_common::logline::LogLine;

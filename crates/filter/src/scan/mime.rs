@@ -20,7 +20,7 @@
 //! file name given more than one way (two `name=`, `filename` and `filename*`, two
 //! headers) is not refused: every candidate is an attachment name.
 
-use crate::zipnames;
+use crate::scan::zipnames;
 use mailparse::body::Body;
 use mailparse::{MailHeader, ParsedContentType};
 use std::borrow::Cow;
@@ -761,7 +761,7 @@ mod tests {
 
     #[test]
     fn an_unnamed_zip_part_is_still_opened() {
-        let zip = crate::zipnames::tests::make_zip(&[("evil.exe", b"MZ")]);
+        let zip = crate::scan::zipnames::tests::make_zip(&[("evil.exe", b"MZ")]);
         let mut msg = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
         msg.extend_from_slice(&zip);
         msg.extend_from_slice(b"\r\n--B--\r\n");
@@ -948,7 +948,7 @@ mod tests {
 
     #[test]
     fn every_name_in_a_zip_counts_local_headers_too() {
-        let mut zip = crate::zipnames::tests::make_zip(&[("invoice.exe", b"MZ")]);
+        let mut zip = crate::scan::zipnames::tests::make_zip(&[("invoice.exe", b"MZ")]);
         // The central directory says invoice.txt; the local header still says .exe.
         let cd = zip.windows(4).rposition(|w| w == b"PK\x01\x02").unwrap();
         let at = cd
@@ -969,7 +969,7 @@ mod tests {
     fn a_zip_behind_junk_in_any_part_is_opened() {
         let mut data = b"\xff\xd8\xff\xe0".to_vec();
         data.extend(std::iter::repeat_n(0x5a, 4096));
-        data.extend(crate::zipnames::tests::make_zip(&[("c.exe", b"MZ")]));
+        data.extend(crate::scan::zipnames::tests::make_zip(&[("c.exe", b"MZ")]));
         let a = analyse(&zip_part(
             &data,
             "Content-Type: image/jpeg; name=\"photo.jpg\"",
@@ -981,10 +981,10 @@ mod tests {
 
     #[test]
     fn zips_inside_zips_are_opened_to_a_limit() {
-        let inner = crate::zipnames::tests::make_zip(&[("c.exe", b"MZ")]);
+        let inner = crate::scan::zipnames::tests::make_zip(&[("c.exe", b"MZ")]);
         // Named like anything but a zip: the content decides.
         let outer =
-            crate::zipnames::tests::make_zip(&[("readme.txt", b"hi"), ("data.bin", &inner)]);
+            crate::scan::zipnames::tests::make_zip(&[("readme.txt", b"hi"), ("data.bin", &inner)]);
         let a = analyse(&zip_part(
             &outer,
             "Content-Type: application/zip; name=\"a.zip\"",
@@ -993,8 +993,8 @@ mod tests {
         assert_eq!(names(&a), vec!["a.zip", "readme.txt", "data.bin", "c.exe"]);
         assert_eq!(a.attachments[3].source, "zip:a.zip/data.bin");
         let mut deep = inner;
-        for level in 0..crate::zipnames::MAX_ZIP_DEPTH {
-            deep = crate::zipnames::tests::make_zip(&[(&format!("level{level}.zip"), &deep)]);
+        for level in 0..crate::scan::zipnames::MAX_ZIP_DEPTH {
+            deep = crate::scan::zipnames::tests::make_zip(&[(&format!("level{level}.zip"), &deep)]);
         }
         let a = analyse(&zip_part(
             &deep,
@@ -1004,7 +1004,7 @@ mod tests {
             a.suspicious,
             vec![format!(
                 "zip archives nested deeper than {} in a.zip",
-                crate::zipnames::MAX_ZIP_DEPTH
+                crate::scan::zipnames::MAX_ZIP_DEPTH
             )]
         );
     }

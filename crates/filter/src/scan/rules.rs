@@ -187,7 +187,7 @@ pub fn parse(text: &str) -> Result<Vec<Rule>> {
 }
 
 /// The shipped default policy (`control/filter.rules`: the classic unsafe-extension list).
-pub const DEFAULT_RULES: &str = include_str!("../../../control/filter.rules");
+pub const DEFAULT_RULES: &str = include_str!("../../../../control/filter.rules");
 
 #[cfg(test)]
 mod tests {

@@ -34,7 +34,7 @@ pub fn activate_filter_rules(control: &Control) -> Result<()> {
     let Some(text) = control.read("filter.rules")? else {
         return Ok(());
     };
-    postern_filter::rules::parse(&text)?;
+    postern_filter::scan::rules::parse(&text)?;
     atomic::write_atomic(&control.path("filter.rules.active"), text.as_bytes(), 0o644)
         .temp("unable to write control/filter.rules.active")
 }

@@ -3,9 +3,9 @@
 //! envelope, the client, the message's headers and where the copy is. Sent with an empty
 //! envelope sender so that a failed alert can never bounce back into a loop.
 
-use crate::envelope::Envelope;
-use crate::qq;
-use crate::quarantine::Refusal;
+use crate::scan::envelope::Envelope;
+use crate::scan::qq;
+use crate::scan::quarantine::Refusal;
 use postern_common::control::Control;
 use postern_common::logline::printable;
 use postern_common::Result;

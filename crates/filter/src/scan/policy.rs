@@ -1,10 +1,10 @@
 //! The decision: apply the content rules to a message's analysis. Pure — no I/O — so
 //! every rule type is unit-tested on its own.
 
-use crate::envelope::Envelope;
-use crate::mime::Analysis;
-use crate::quarantine::Refusal;
-use crate::rules::{Field, Rule, RuleKind};
+use crate::scan::envelope::Envelope;
+use crate::scan::mime::Analysis;
+use crate::scan::quarantine::Refusal;
+use crate::scan::rules::{Field, Rule, RuleKind};
 
 /// Facts about the message that are not in its bytes.
 pub struct Context<'a> {
@@ -110,7 +110,7 @@ pub fn check(analysis: &Analysis, rules: &[Rule], cx: &Context) -> Option<Refusa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{mime, rules};
+    use crate::scan::{mime, rules};
 
     fn run(rules_text: &str, message: &str, sender: &str, ip: &str) -> Option<Refusal> {
         let rules = rules::parse(rules_text).unwrap();
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn names_inside_zip_archives() {
         use base64_free as b64;
-        let zip = crate::zipnames::tests::make_zip(&[("docs/invoice.pdf.scr", b"MZ")]);
+        let zip = crate::scan::zipnames::tests::make_zip(&[("docs/invoice.pdf.scr", b"MZ")]);
         let msg = format!(
             "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: application/zip; name=\"invoice.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--B--\r\n",
             b64::encode(&zip)

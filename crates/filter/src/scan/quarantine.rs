@@ -3,7 +3,7 @@
 //! record the decision, the envelope and the client — values cleaned of control bytes so
 //! nothing in them can forge a header. Written tmp → fsync → link into new → fsync dir.
 
-use crate::envelope::Envelope;
+use crate::scan::envelope::Envelope;
 use postern_common::atomic::fsync_dir;
 use postern_common::logline::printable;
 use std::fs::{self, OpenOptions};
