@@ -1,0 +1,1 @@
+//! (being moved here; see lib.rs)
