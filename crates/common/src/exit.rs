@@ -184,6 +184,20 @@ mod tests {
     }
 
     #[test]
+    fn interface_codes_keep_their_code_and_the_fatal_wording() {
+        let e = Error::code(1, "refusing to run as root");
+        assert_eq!(e.kind.code(), 1);
+        assert_eq!(
+            error_line("postern-pop3d", &e),
+            "postern-pop3d: fatal: refusing to run as root"
+        );
+        // A checkpassword refusal is an answer: no message, only the code.
+        let refusal = Error::code(1, "");
+        assert!(refusal.msg.is_empty());
+        assert_eq!(refusal.kind, Kind::Code(1));
+    }
+
+    #[test]
     fn io_errors_lose_the_os_error_suffix() {
         let e = io::Error::from_raw_os_error(libc::ENOENT);
         assert_eq!(describe_io(&e), "no such file or directory");

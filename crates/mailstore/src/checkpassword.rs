@@ -238,62 +238,55 @@ fn enter_home(home: &Path, uid: u32, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn fatal(code: i32, msg: impl std::fmt::Display) -> i32 {
-    eprintln!("{PROG}: fatal: {msg}");
-    code
+/// Carry `err`'s reason with one of checkpassword's own exit codes.
+fn with_code(code: i32) -> impl Fn(Error) -> Error {
+    move |err| Error::code(code, err.msg)
 }
 
-/// The program: returns the exit code (it does not return on success: it execs).
-pub fn main() -> i32 {
+/// The program, run through the exit funnel ([`postern_common::exit::run`]): on
+/// success it does not return (it execs `prog`) unless `prog` is `true` answered here.
+/// A refused login is [`EXIT_DENIED`] with no message (the answer, not an error).
+pub fn main() -> Result<()> {
     let prog: Vec<OsString> = std::env::args_os().skip(1).collect();
     if prog.is_empty() {
-        eprintln!("{PROG}: usage: {PROG} prog [arg...]");
-        return EXIT_MISUSE;
+        // The interface's misuse code, with the usual `usage:` line.
+        let usage = Error::usage(format!("{PROG} prog [arg...]"));
+        eprintln!("{}", postern_common::exit::error_line(PROG, &usage));
+        return Err(Error::code(EXIT_MISUSE, ""));
     }
     let Some(fd) = postern_common::sys::take_fd3() else {
-        return fatal(EXIT_MISUSE, "descriptor 3 is not open");
+        return Err(Error::code(EXIT_MISUSE, "descriptor 3 is not open"));
     };
     let mut input = Vec::with_capacity(MAX_INPUT + 1);
-    if let Err(e) = fd.take(MAX_INPUT as u64 + 1).read_to_end(&mut input) {
-        return fatal(
-            EXIT_TEMP,
-            format!(
-                "unable to read descriptor 3: {}",
-                postern_common::exit::describe_io(&e)
-            ),
-        );
-    }
+    fd.take(MAX_INPUT as u64 + 1)
+        .read_to_end(&mut input)
+        .temp("unable to read descriptor 3")
+        .map_err(with_code(EXIT_TEMP))?;
     if input.len() > MAX_INPUT {
-        return fatal(
+        return Err(Error::code(
             EXIT_MISUSE,
             format!("input on descriptor 3 is longer than {MAX_INPUT} bytes"),
-        );
+        ));
     }
     let Some(req) = parse_request(&input) else {
-        return fatal(
+        return Err(Error::code(
             EXIT_MISUSE,
             "input on descriptor 3 is not user\\0password\\0",
-        );
+        ));
     };
     // Installed setuid to the mailbox owner (scripts/install): the instance is the one
     // we are installed in, and we become that account for good before anything else.
     let home = postern_common::home::trusted_home();
-    let setid = match privilege::settle_setid(&home) {
-        Ok(setid) => setid,
-        Err(e) => return fatal(EXIT_TEMP, e),
-    };
+    let setid = privilege::settle_setid(&home).map_err(with_code(EXIT_TEMP))?;
     if setid {
-        if let Err(e) = setid_program(&home, &prog) {
-            return fatal(EXIT_MISUSE, e);
-        }
+        setid_program(&home, &prog).map_err(with_code(EXIT_MISUSE))?;
     }
     let ip = std::env::var("TCPREMOTEIP").unwrap_or_else(|_| "unknown".to_string());
-    match authenticate(&home, &req, &ip) {
-        Err(e) => fatal(EXIT_TEMP, e),
-        Ok(Err(_)) => EXIT_DENIED,
+    match authenticate(&home, &req, &ip).map_err(with_code(EXIT_TEMP))? {
+        Err(_) => Err(Error::code(EXIT_DENIED, "")),
         // `true` (SMTP AUTH) is answered here: never looked up in a PATH.
-        Ok(Ok(_)) if setid && prog[0] == "true" => 0,
-        Ok(Ok(user)) => fatal(EXIT_TEMP, exec_as(&home, &user, &prog, setid)),
+        Ok(_) if setid && prog[0] == "true" => Ok(()),
+        Ok(user) => Err(with_code(EXIT_TEMP)(exec_as(&home, &user, &prog, setid))),
     }
 }
 

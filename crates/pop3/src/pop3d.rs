@@ -78,8 +78,7 @@ pub fn main() -> Result<()> {
             .kv("user", &user)
             .kv("ip", &ip)
             .emit();
-        eprintln!("postern-pop3d: fatal: refusing to run as root");
-        std::process::exit(EXIT_ROOT);
+        return Err(Error::code(EXIT_ROOT, "refusing to run as root"));
     }
     let root = match args.first() {
         Some(dir) => PathBuf::from(dir),

@@ -5,7 +5,7 @@
 //! kernel answers ENXIO. This probe is shared with svstat and svc.
 #![forbid(unsafe_code)]
 
-use postern_common::exit::{self, Error, Result, EXIT_OK, EXIT_PERM};
+use postern_common::exit::{Error, Result, EXIT_PERM};
 use postern_common::ResultExt;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -13,7 +13,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-const PROG: &str = "postern-svok";
+pub const PROG: &str = "postern-svok";
 const USAGE: &str = "postern-svok dir";
 
 /// Open a FIFO for writing without blocking: ENXIO when nobody reads it.
@@ -54,15 +54,12 @@ pub fn check(args: &[OsString]) -> Result<bool> {
     supervise_running(dir).temp(format!("unable to open {}/supervise/ok", dir.display()))
 }
 
-/// Exit 0 when supervise runs, 100 (silently) when not, 100 on bad usage and 111 on
-/// trouble, each error as one line on stderr.
-pub fn main() -> i32 {
-    match check(&postern_common::getopt::args()) {
-        Ok(true) => EXIT_OK,
-        Ok(false) => EXIT_PERM,
-        Err(err) => {
-            eprintln!("{}", exit::error_line(PROG, &err));
-            err.kind.code()
-        }
+/// Exit 0 when supervise runs, 100 (silently) when not; bad usage (100) and trouble
+/// (111) are errors, each one line on stderr through the exit funnel.
+pub fn main() -> Result<()> {
+    if check(&postern_common::getopt::args())? {
+        Ok(())
+    } else {
+        Err(Error::code(EXIT_PERM, ""))
     }
 }

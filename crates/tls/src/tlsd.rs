@@ -106,8 +106,11 @@ pub fn main() -> Result<()> {
             &err,
         ));
     };
-    let code = serve(config, &program, implicit)?;
-    std::process::exit(code)
+    // The program's status is ours: passed on silently, as an interface code.
+    match serve(config, &program, implicit)? {
+        0 => Ok(()),
+        code => Err(Error::code(code, "")),
+    }
 }
 
 /// Start the program on pipes, relay, and return its exit code. With `implicit`, the

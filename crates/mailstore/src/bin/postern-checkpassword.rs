@@ -7,5 +7,8 @@
 //! See docs/postern-checkpassword.md.
 
 fn main() {
-    std::process::exit(postern_mailstore::checkpassword::main())
+    postern_common::exit::run(
+        postern_mailstore::checkpassword::PROG,
+        postern_mailstore::checkpassword::main,
+    )
 }

@@ -6,5 +6,8 @@
 //! See docs/postern-svok.md.
 
 fn main() {
-    std::process::exit(postern_supervision::svok::main())
+    postern_common::exit::run(
+        postern_supervision::svok::PROG,
+        postern_supervision::svok::main,
+    )
 }
