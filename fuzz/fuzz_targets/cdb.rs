@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_ucspi::cdb::{self, Reader, Writer};
+use postern_common::cdb::{self, Reader, Writer};
 use postern_ucspi::rules::lookup::{self, Client};
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! DNS TXT answers as postern-rblsmtpd gets them from a blocklist: the DNS message
 //! decoded by hickory (the resolver postern uses), the TXT character-strings joined and
-//! bounded (`dns::txt_text`), made safe as the block reason, and the SMTP dialogue
+//! bounded (`postern_dns::txt_text`), made safe as the block reason, and the SMTP dialogue
 //! rblsmtpd then holds with the blocked client.
 //!
 //! Input: a DNS response message, then optionally a `==` line and what the client sends.
@@ -10,10 +10,10 @@
 //! reply, whatever the TXT record holds.
 #![no_main]
 
-use hickory_resolver::proto::op::Message;
-use hickory_resolver::proto::rr::RData;
 use libfuzzer_sys::fuzz_target;
-use postern_ucspi::dns::{self, MAX_TXT};
+use postern_dns::proto::op::Message;
+use postern_dns::proto::rr::RData;
+use postern_dns::{txt_text, MAX_TXT};
 use postern_ucspi::rblsmtpd::dialogue::{self, GREETING, MAX_REASON};
 
 fuzz_target!(|data: &[u8]| {
@@ -38,12 +38,12 @@ fuzz_target!(|data: &[u8]| {
                 .flat_map(|txt| txt.iter().map(|s| &s[..]))
                 .collect();
             let total: usize = strings.iter().map(|s| s.len()).sum();
-            let text = dns::txt_text(strings);
+            let text = txt_text(strings);
             assert_eq!(text.len(), total.min(MAX_TXT));
             text
         }
         // Not a DNS message: take the bytes as the TXT text itself.
-        Err(_) => dns::txt_text([wire]),
+        Err(_) => txt_text([wire]),
     };
 
     let reason = dialogue::sanitise(&text);

@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_ucspi::cdb::{Reader, Writer};
+use postern_common::cdb::{Reader, Writer};
 use postern_ucspi::rules::lookup::{self, Client};
 use postern_ucspi::rules::source;
 use std::net::IpAddr;

@@ -11,7 +11,7 @@
 //! (ratelimit), `postern_delivery::remote::route` (smtproutes),
 //! `postern_mailstore::relayrecipients` and `postern_mailstore::verify`
 //! (relayrecipients, verifyrecipients and the `verify*` settings),
-//! `postern_ucspi::dns::parse_server` (resolvers) and
+//! `postern_common::resolvers::parse_server` (resolvers) and
 //! `postern_common::control::Control::number` (the numbers). Where a parser stops at the
 //! first bad line, the line is set aside and the parser run again, so every bad line is
 //! found (up to [`MAX_PROBLEMS_PER_FILE`]).
@@ -97,7 +97,7 @@ pub fn check(home: &Path) -> Findings {
         &control,
         "resolvers",
         &mut f,
-        |line| match postern_ucspi::dns::parse_server(&line.text) {
+        |line| match postern_common::resolvers::parse_server(&line.text) {
             Some(_) => Ok(()),
             None => Err(Error::perm(format!(
                 "control/resolvers:{}: not ip[:port]: {}",

@@ -7,6 +7,7 @@
 //! - [`tai64n`]: TAI64N stamps as daemontools and multilog write them.
 //! - [`privilege`]: looking up accounts and dropping root for good.
 //! - [`getopt`]: djb-style option parsing for the classic-compatible programs.
+//! - [`cdb`]: djb's constant database, read and written (rules, users, recipients).
 //! - [`atomic`]: write-temp-fsync-rename, the one way postern replaces a file.
 //! - [`home`]: where the instance is (`POSTERN_HOME`).
 //! - [`resolvers`]: which DNS servers to ask (`control/resolvers`, else resolv.conf).
@@ -20,6 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod atomic;
+pub mod cdb;
 pub mod control;
 pub mod custom_error;
 pub mod exit;

@@ -16,11 +16,12 @@
 
 use crate::address::{self, AliasKey};
 use crate::owner;
+use postern_common::cdb;
 use postern_common::control::{Control, Line};
 use postern_common::{Error, Result, ResultExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -307,11 +308,11 @@ pub(crate) fn write_cdb(
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
         }
-        let mut maker = cdb::CDBMake::new(file.try_clone()?)?;
+        let mut writer = cdb::Writer::new();
         for (k, v) in records {
-            maker.add(k, v)?;
+            writer.add(k, v)?;
         }
-        maker.finish()?;
+        (&file).write_all(&writer.finish()?)?;
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp, path)?;
@@ -389,68 +390,43 @@ pub fn compile_all(home: &Path) -> Result<()> {
 
 /// Size of a cdb's header (256 hash table pointers), and of a cdb with no records.
 const CDB_HEADER: usize = 2048;
-/// The `cdb` crate refuses files shorter than this (header plus one record header and
-/// one table slot), which includes every valid cdb without records.
-const CDB_MIN_OPEN: u64 = 2048 + 8 + 8;
+/// Shorter than this (the header, one record's lengths and one table slot) a file holds
+/// no record, so it must be a cdb without records to be a cdb at all.
+const CDB_MIN_RECORDS: u64 = 2048 + 8 + 8;
 
-/// An open cdb; `None` for a valid cdb with no records, which the `cdb` crate refuses to
-/// open: every hash table empty (the 2048-byte file this module, tinycdb's `cdb -c` and
-/// `cdbmake` write for no records). Anything else it refuses is a temporary error.
-pub(crate) fn open_cdb(control: &Control, name: &str) -> Result<Option<cdb::CDB>> {
+/// An open cdb. A valid cdb with no records — every hash table empty, the 2048-byte file
+/// this module, tinycdb's `cdb -c` and `cdbmake` write for no records — finds nothing;
+/// a shorter file, or one too short for a record whose tables are not empty, is a
+/// temporary error, as is a missing file. The checks and the lookups read the same open
+/// file, so an atomic replacement in between cannot mislead them.
+pub(crate) fn open_cdb(control: &Control, name: &str) -> Result<cdb::Reader<fs::File>> {
+    use std::io::Read;
     let path = control.path(name);
     let what = format!("unable to open control/{name}");
-    // Decide on the bytes of one open file, so an atomic replacement between looking
-    // and opening cannot mislead us; a race lost to a replacement is retried once.
-    for _ in 0..2 {
-        if let Some(empty) = small_cdb(&path, name)? {
-            if empty {
-                return Ok(None);
-            }
-        }
-        match cdb::CDB::open(&path) {
-            Ok(db) => return Ok(Some(db)),
-            // Replaced by a small (empty) file since we looked: look again.
-            Err(e) if e.kind() == io::ErrorKind::Other => continue,
-            Err(e) => return Err(Error::io(what, &e)),
-        }
-    }
-    Err(Error::temp(format!("{what}: not a cdb file")))
-}
-
-/// For a file too short for the `cdb` crate: `Some(true)` when it is a valid cdb without
-/// records, else an error naming the file. `None` for a file long enough to open.
-fn small_cdb(path: &Path, name: &str) -> Result<Option<bool>> {
-    use std::io::Read;
-    let what = format!("unable to open control/{name}");
-    let file = fs::File::open(path).temp(&what)?;
-    let mut head = Vec::with_capacity(CDB_MIN_OPEN as usize);
-    file.take(CDB_MIN_OPEN)
+    let file = fs::File::open(&path).temp(&what)?;
+    let mut head = Vec::with_capacity(CDB_MIN_RECORDS as usize);
+    (&file)
+        .take(CDB_MIN_RECORDS)
         .read_to_end(&mut head)
         .temp(format!("unable to read control/{name}"))?;
-    if head.len() as u64 >= CDB_MIN_OPEN {
-        return Ok(None);
+    if (head.len() as u64) < CDB_MIN_RECORDS {
+        let empty_tables = head.len() >= CDB_HEADER
+            && head[..CDB_HEADER]
+                .chunks_exact(8)
+                .all(|slot| slot[4..8] == [0, 0, 0, 0]);
+        if !empty_tables {
+            return Err(Error::temp(format!(
+                "{what}: not a cdb file ({} bytes)",
+                head.len()
+            )));
+        }
     }
-    let empty_tables = head.len() >= CDB_HEADER
-        && head[..CDB_HEADER]
-            .chunks_exact(8)
-            .all(|slot| slot[4..8] == [0, 0, 0, 0]);
-    if empty_tables {
-        Ok(Some(true))
-    } else {
-        Err(Error::temp(format!(
-            "{what}: not a cdb file ({} bytes)",
-            head.len()
-        )))
-    }
+    Ok(cdb::Reader::from_file(file))
 }
 
-pub(crate) fn get(db: &Option<cdb::CDB>, name: &str, key: &str) -> Result<Option<Vec<u8>>> {
-    let Some(db) = db else { return Ok(None) };
-    match db.get(key.as_bytes()) {
-        None => Ok(None),
-        Some(Ok(v)) => Ok(Some(v)),
-        Some(Err(e)) => Err(Error::io(format!("unable to read control/{name}"), &e)),
-    }
+pub(crate) fn get(db: &cdb::Reader<fs::File>, name: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    db.find(key.as_bytes())
+        .map_err(|e| Error::io(format!("unable to read control/{name}"), &e))
 }
 
 /// The mailbox `addr` of the instance at `home`, from `users.cdb`. The address is
@@ -772,6 +748,46 @@ mod tests {
         );
         assert!(alias_targets(home, "a@x.test").unwrap().is_none());
         assert!(is_hosted_domain(home, "x.test").unwrap());
+    }
+
+    #[test]
+    fn compiled_cdbs_are_byte_identical_to_tinycdbs() {
+        let Some(tinycdb) = postern_testkit::require("cdb", "tinycdb") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ours.cdb");
+        let mut records: Vec<(Vec<u8>, Vec<u8>)> = (0..300)
+            .map(|i| {
+                (
+                    format!("u{i}@x.test").into_bytes(),
+                    format!("h\0{i}\0d\0").into_bytes(),
+                )
+            })
+            .collect();
+        records.push((b"@x.test".to_vec(), b"a@y.test\0".to_vec()));
+        records.push((b"x.test".to_vec(), Vec::new()));
+        write_cdb(&path, &records, 0o644, None).unwrap();
+        // tinycdb's `cdb -c` reads cdbmake's input: `+KLEN,DLEN:KEY->DATA` lines.
+        let mut input = Vec::new();
+        for (k, v) in &records {
+            input.extend_from_slice(format!("+{},{}:", k.len(), v.len()).as_bytes());
+            input.extend_from_slice(k);
+            input.extend_from_slice(b"->");
+            input.extend_from_slice(v);
+            input.push(b'\n');
+        }
+        input.push(b'\n');
+        let theirs = dir.path().join("theirs.cdb");
+        let mut child = std::process::Command::new(tinycdb)
+            .arg("-c")
+            .arg(&theirs)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(fs::read(&path).unwrap(), fs::read(&theirs).unwrap());
     }
 
     #[test]

@@ -5,12 +5,9 @@
 //! - [`tcprules`] / [`tcprulescheck`]: compile access rules into the classic cdb; show
 //!   which rule applies.
 //! - [`rblsmtpd`]: the DNS blocklist gate in front of an SMTP server.
-//! - [`rules`]: the rules syntax and lookup; [`cdb`]: the constant database;
-//!   [`dns`]: resolvers and the lookups the programs make.
+//! - [`rules`]: the rules syntax and lookup (in the cdb of [`postern_common::cdb`]).
 #![forbid(unsafe_code)]
 
-pub mod cdb;
-pub mod dns;
 pub mod rblsmtpd;
 pub mod rules;
 pub mod tcprules;

@@ -3,7 +3,7 @@
 //! leaves the old cdb in force; then TMP is written, fsynced and renamed onto CDB, and
 //! the directory fsynced.
 
-use crate::cdb::Writer;
+use postern_common::cdb::Writer;
 use crate::rules::compile;
 use postern_common::{getopt, Error, Result, ResultExt};
 use std::ffi::OsString;

@@ -1,14 +1,14 @@
 //! DNS blocklists are configured and answering. The zones are `control/rblzones` (one per
 //! line; service/smtpd/run turns each into `postern-rblsmtpd -r ZONE`). Each zone is
 //! asked, through the servers of `control/resolvers` and postern's own resolver
-//! (`postern_ucspi::dns`), for its RFC 5782 test entries: `2.0.0.127.ZONE` must be
+//! (`postern_dns`), for its RFC 5782 test entries: `2.0.0.127.ZONE` must be
 //! listed (with TXT, which rblsmtpd's `-r` blocks on) and `1.0.0.127.ZONE` must not — a
 //! zone that lists 127.0.0.1 lists everybody (retired zones do that) and would refuse
 //! all mail.
 
 use super::Finding;
-use postern_ucspi::dns::{Answer, Dns};
 use postern_common::control::Control;
+use postern_dns::{Answer, Dns};
 use std::time::Duration;
 
 pub const ITEM: &str = "DNS blocklist";
@@ -30,7 +30,7 @@ pub fn finding(control: &Control) -> Finding {
              of use) and restart smtpd",
         );
     }
-    let servers = match postern_ucspi::dns::servers(control) {
+    let servers = match postern_dns::servers(control) {
         Ok(s) => s,
         Err(e) => return Finding::fail(ITEM, e.msg, "fix control/resolvers"),
     };

@@ -192,24 +192,22 @@ pub fn run(opts: &Options) -> Result<()> {
 /// The access rules of `control/NAME` as tcpserver sees them: the compiled cdb if there
 /// is one (what is in force), else the source compiled in memory. `None` when neither
 /// exists or the source does not compile.
-pub fn rules(control: &Control, name: &str) -> Option<postern_ucspi::cdb::Reader<[u8]>> {
+pub fn rules(control: &Control, name: &str) -> Option<postern_common::cdb::Reader<[u8]>> {
     if let Ok(bytes) = std::fs::read(control.path(&format!("{name}.cdb"))) {
-        return Some(postern_ucspi::cdb::Reader::from_bytes(&bytes));
+        return Some(postern_common::cdb::Reader::from_bytes(&bytes));
     }
     let source = std::fs::read(control.path(name)).ok()?;
     let records = postern_ucspi::rules::compile(&source).ok()?;
-    let mut w = postern_ucspi::cdb::Writer::new();
+    let mut w = postern_common::cdb::Writer::new();
     for (k, v) in records {
         w.add(&k, &v).ok()?;
     }
-    Some(postern_ucspi::cdb::Reader::from_bytes(
-        &w.finish().ok()?,
-    ))
+    Some(postern_common::cdb::Reader::from_bytes(&w.finish().ok()?))
 }
 
 /// What the rules decide for a client at `ip` with no host name.
 pub fn decide(
-    reader: &postern_ucspi::cdb::Reader<[u8]>,
+    reader: &postern_common::cdb::Reader<[u8]>,
     ip: std::net::IpAddr,
 ) -> Option<postern_ucspi::rules::Decision> {
     let client = postern_ucspi::rules::Client {

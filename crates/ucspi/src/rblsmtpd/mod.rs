@@ -9,9 +9,9 @@
 
 pub mod dialogue;
 
-use crate::dns::{self, Answer, Dns};
 use postern_common::logline::LogLine;
 use postern_common::{getopt, Error, Result};
+use postern_dns::{reverse_name, Answer, Dns};
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
@@ -163,7 +163,7 @@ pub fn decide(
         };
         let answer = match ip {
             Some(ip) => {
-                let q = dns::reverse_name(ip, name);
+                let q = reverse_name(ip, name);
                 if is_block {
                     match dns.txt(&q) {
                         Answer::Found(t) => Answer::Found(t),
@@ -285,8 +285,7 @@ pub fn main() -> Result<()> {
             &mut Broken(String::new()),
         )
     } else {
-        let servers = dns::servers(&postern_common::control::Control::from_env());
-        match servers.and_then(|s| Dns::new(&s)) {
+        match Dns::from_env() {
             Ok(dns) => decide(
                 &c,
                 ip,
@@ -504,7 +503,7 @@ mod tests {
         verdict("-r zen.test p", "2001:db8::1", None, &mut f);
         assert_eq!(
             f.asked[0],
-            dns::reverse_name("2001:db8::1".parse().unwrap(), "zen.test")
+            reverse_name("2001:db8::1".parse().unwrap(), "zen.test")
         );
     }
 }

@@ -6,7 +6,7 @@
 //! for each suffix of the host name, `=`, and the empty key.
 
 use super::source::cidr_text;
-use crate::cdb::{Reader, Source};
+use postern_common::cdb::{Reader, Source};
 use std::ffi::OsString;
 use std::io;
 use std::net::IpAddr;
@@ -128,7 +128,7 @@ pub fn lookup<S: Source + ?Sized>(reader: &Reader<S>, client: &Client) -> io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdb::Writer;
+    use postern_common::cdb::Writer;
     use crate::rules::compile;
 
     fn cdb(source: &str) -> Reader<[u8]> {

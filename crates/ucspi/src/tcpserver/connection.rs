@@ -11,10 +11,10 @@
 
 use super::options::{Config, Verbosity};
 use super::plain_ip;
-use crate::cdb::Reader;
-use crate::dns::{Answer, Dns};
 use crate::rules::{lookup, Client, Decision};
+use postern_common::cdb::Reader;
 use postern_common::logline::LogLine;
+use postern_dns::{Answer, Dns};
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::{IpAddr, TcpStream};
@@ -76,7 +76,7 @@ fn remote_name(dns: &Dns, ip: IpAddr, paranoid: bool) -> Option<String> {
         return None;
     }
     if paranoid {
-        match dns.ips(&name, NAME_LOOKUP_TIMEOUT) {
+        match dns.a_else_aaaa(&name, NAME_LOOKUP_TIMEOUT) {
             Answer::Found(ips) if ips.iter().any(|&a| plain_ip(a) == ip) => {}
             _ => return None,
         }

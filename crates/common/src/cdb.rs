@@ -1,12 +1,15 @@
-//! djb's constant database (interop §4), the format tcprules writes and tcpserver reads:
-//! a 2048-byte header of 256 `(table_pos, slots)` pairs, the records
+//! djb's constant database (interop §4), the one implementation of it in postern: the
+//! format tcprules writes and tcpserver reads, and that of `users.cdb`, `aliases.cdb`,
+//! `recipients.cdb` and `relayrecipients.cdb`. A 2048-byte header of 256 `(table_pos, slots)` pairs, the records
 //! (`klen, dlen, key, data`), then 256 open-addressing hash tables; every integer is a
 //! little-endian u32. [`Writer`] builds one in memory in insertion order (so duplicate
 //! keys keep their order, and the first wins on lookup); [`Reader`] looks keys up with
 //! positioned reads, so a large file is never read whole.
 //!
-//! Written here rather than taken from a crate: the format is a page long, and we need
-//! byte-for-byte agreement with tinycdb and ucspi-tcp, which the tests check.
+//! Written here rather than taken from a crate: the format is a page long, we need
+//! byte-for-byte agreement with tinycdb and ucspi-tcp (which the tests check), and the
+//! reader must turn a damaged file into an error — never a panic, a huge allocation or a
+//! SIGBUS (docs/architecture.md, "One cdb").
 
 use std::fs::File;
 use std::io;
@@ -132,9 +135,14 @@ pub struct Reader<S: Source + ?Sized> {
 
 impl Reader<File> {
     pub fn open(path: &std::path::Path) -> io::Result<Self> {
-        Ok(Reader {
-            src: Box::new(File::open(path)?),
-        })
+        Ok(Reader::from_file(File::open(path)?))
+    }
+
+    /// A reader of a file already open (so what was checked is what is read).
+    pub fn from_file(file: File) -> Self {
+        Reader {
+            src: Box::new(file),
+        }
     }
 }
 
