@@ -9,6 +9,7 @@ mod instance;
 mod local_workers;
 mod mail_flow;
 mod pop3_service;
+mod pregreet;
 mod quickstart;
 mod quickstart_rerun;
 mod reinstall;

@@ -278,6 +278,22 @@ mod tests {
                 "true"
             ],
         );
+        // The pre-greeting check goes right before smtpd when pregreetwait is not 0.
+        std::fs::write(dir.join("control/pregreetwait"), "0\n").unwrap();
+        assert!(!run("smtpd", "").iter().any(|a| a.contains("pregreet")));
+        std::fs::write(dir.join("control/pregreetwait"), "# seconds\n3\n").unwrap();
+        let smtpd = run("smtpd", "");
+        let tail = from(&smtpd, "2525");
+        assert_eq!(
+            tail[5..8],
+            [
+                "bl.example",
+                "H/bin/postern-pregreet",
+                "H/bin/postern-smtpd"
+            ],
+            "{smtpd:?}"
+        );
+        std::fs::remove_file(dir.join("control/pregreetwait")).unwrap();
         std::fs::write(dir.join("control/tls/cert.pem"), "x").unwrap();
         let smtpd = run("smtpd", "");
         let tail = from(&smtpd, "2525");

@@ -1,6 +1,7 @@
 //! End-to-end tests of the acceptance family: the real binaries, in temp dirs, on
 //! loopback, against the classic ucspi-tcp tools, tinycdb and dnsmasq where they matter.
 
+mod pregreet;
 mod rblsmtpd;
 mod tcprules;
 mod tcprulescheck;
@@ -22,6 +23,7 @@ pub fn bin(name: &str) -> PathBuf {
         "postern-tcprules" => PathBuf::from(env!("CARGO_BIN_EXE_postern-tcprules")),
         "postern-tcprulescheck" => PathBuf::from(env!("CARGO_BIN_EXE_postern-tcprulescheck")),
         "postern-rblsmtpd" => PathBuf::from(env!("CARGO_BIN_EXE_postern-rblsmtpd")),
+        "postern-pregreet" => PathBuf::from(env!("CARGO_BIN_EXE_postern-pregreet")),
         other => panic!("unknown binary {other}"),
     }
 }

@@ -1,0 +1,202 @@
+//! The clients postern-pregreet remembers, in `run/pregreet/` (made by `posternctl
+//! init` and `scripts/install`, writable by the network account): an empty file per
+//! client and outcome — `d-ADDRESS` for one that talked first, `p-ADDRESS` for one that
+//! waited — whose modification time is when it was last seen. The name is the address
+//! as tcpserver reported it, reprinted from its parsed form, so it holds only hex
+//! digits, dots and colons.
+//!
+//! The memory is an optimisation and a convenience, never a reason to refuse mail on
+//! its own account: a missing or unwritable directory means "nothing remembered".
+//! It stays bounded: now and then (one connection in [`SWEEP_EVERY`]) a session removes
+//! the expired entries, and the oldest ones beyond [`MAX_ENTRIES`].
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Most entries kept; a sweep cuts the directory back to half of this.
+pub const MAX_ENTRIES: usize = 50_000;
+/// One recording in this many also sweeps the directory.
+pub const SWEEP_EVERY: u32 = 64;
+
+/// What the memory says about a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remembered {
+    Nothing,
+    /// It talked first within the drop TTL.
+    Dropped,
+    /// It waited within the pass TTL.
+    Passed,
+}
+
+pub struct Memory {
+    dir: PathBuf,
+    ip: IpAddr,
+}
+
+impl Memory {
+    pub fn new(home: &Path, ip: IpAddr) -> Memory {
+        Memory::at(home.join("run/pregreet"), ip)
+    }
+
+    pub fn at(dir: PathBuf, ip: IpAddr) -> Memory {
+        Memory { dir, ip }
+    }
+
+    fn path(&self, kind: char) -> PathBuf {
+        self.dir.join(format!("{kind}-{}", self.ip))
+    }
+
+    fn fresh(&self, kind: char, now: SystemTime, ttl: u64) -> bool {
+        let Ok(seen) = fs::metadata(self.path(kind)).and_then(|m| m.modified()) else {
+            return false;
+        };
+        // A time in the future (the clock went back) counts as just now.
+        let age = now.duration_since(seen).unwrap_or(Duration::ZERO);
+        age < Duration::from_secs(ttl)
+    }
+
+    /// What is remembered about this client at `now`.
+    pub fn recall(&self, now: SystemTime, drop_ttl: u64, pass_ttl: u64) -> Remembered {
+        if drop_ttl > 0 && self.fresh('d', now, drop_ttl) {
+            Remembered::Dropped
+        } else if pass_ttl > 0 && self.fresh('p', now, pass_ttl) {
+            Remembered::Passed
+        } else {
+            Remembered::Nothing
+        }
+    }
+
+    /// Remember that the client talked first (and forget that it once waited).
+    pub fn dropped(&self, ttl: u64) {
+        let _ = fs::remove_file(self.path('p'));
+        if ttl > 0 {
+            self.touch('d', ttl);
+        }
+    }
+
+    /// Remember that the client waited.
+    pub fn passed(&self, ttl: u64) {
+        if ttl > 0 {
+            self.touch('p', ttl);
+        }
+    }
+
+    fn touch(&self, kind: char, ttl: u64) {
+        let made = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.path(kind))
+            .and_then(|f| f.set_modified(SystemTime::now()));
+        if made.is_ok() && sweep_now() {
+            sweep(&self.dir, SystemTime::now(), Duration::from_secs(ttl), MAX_ENTRIES);
+        }
+    }
+}
+
+/// One time in [`SWEEP_EVERY`], by the clock's nanoseconds (no shared counter needed).
+fn sweep_now() -> bool {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % SWEEP_EVERY == 0)
+        .unwrap_or(false)
+}
+
+/// Remove entries older than `ttl`, then the oldest beyond `max / 2` when more than
+/// `max` remain. Returns how many were removed. Errors are ignored: another session may
+/// be sweeping too.
+pub fn sweep(dir: &Path, now: SystemTime, ttl: Duration, max: usize) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut kept: Vec<(SystemTime, PathBuf)> = Vec::new();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("d-") || name.starts_with("p-")) {
+            continue;
+        }
+        let Ok(seen) = entry.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
+        if now.duration_since(seen).unwrap_or(Duration::ZERO) >= ttl {
+            if fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        } else {
+            kept.push((seen, entry.path()));
+        }
+    }
+    if kept.len() > max {
+        kept.sort();
+        let excess = kept.len() - max / 2;
+        for (_, path) in kept.into_iter().take(excess) {
+            if fs::remove_file(path).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn remembers_drops_before_passes_and_forgets_after_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Memory::at(dir.path().to_path_buf(), ip("192.0.2.7"));
+        let now = SystemTime::now();
+        assert_eq!(m.recall(now, 60, 60), Remembered::Nothing);
+        m.passed(60);
+        assert_eq!(m.recall(now, 60, 60), Remembered::Passed);
+        assert_eq!(m.recall(now, 60, 0), Remembered::Nothing, "pass TTL 0: always wait");
+        m.dropped(60);
+        assert!(!dir.path().join("p-192.0.2.7").exists(), "a drop forgets the pass");
+        assert_eq!(m.recall(now, 60, 60), Remembered::Dropped);
+        let later = now + Duration::from_secs(61);
+        assert_eq!(m.recall(later, 60, 60), Remembered::Nothing);
+        let other = Memory::at(dir.path().to_path_buf(), ip("2001:db8::1"));
+        assert_eq!(other.recall(now, 60, 60), Remembered::Nothing);
+        other.passed(60);
+        assert!(dir.path().join("p-2001:db8::1").exists());
+    }
+
+    #[test]
+    fn a_missing_directory_remembers_nothing_and_fails_nothing() {
+        let m = Memory::at(PathBuf::from("/nonexistent/run/pregreet"), ip("192.0.2.7"));
+        m.dropped(60);
+        m.passed(60);
+        assert_eq!(m.recall(SystemTime::now(), 60, 60), Remembered::Nothing);
+    }
+
+    #[test]
+    fn a_sweep_removes_the_expired_and_the_oldest_beyond_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        for i in 0..10u64 {
+            let path = dir.path().join(format!("p-192.0.2.{i}"));
+            let f = fs::File::create(&path).unwrap();
+            f.set_modified(now - Duration::from_secs(i * 10)).unwrap();
+        }
+        fs::write(dir.path().join("other"), "").unwrap();
+        // Older than 75 s: .8 and .9.
+        assert_eq!(sweep(dir.path(), now, Duration::from_secs(75), 100), 2);
+        // 8 left, limit 6: cut back to 3, the newest.
+        assert_eq!(sweep(dir.path(), now, Duration::from_secs(75), 6), 5);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["other", "p-192.0.2.0", "p-192.0.2.1", "p-192.0.2.2"]);
+    }
+}
