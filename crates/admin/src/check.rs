@@ -47,6 +47,8 @@ pub const NUMBER_FILES: &[&str] = &[
     "verifytempfail",
     "verifycachesize",
     "verifytimeout",
+    "pregreetttl",
+    "pregreetpassttl",
 ];
 
 /// What `check` found.
@@ -124,6 +126,15 @@ pub fn check(home: &Path) -> Findings {
         smtpd,
         "postern-smtpd would refuse every connection with 421",
     );
+    if exists(&control, "pregreetwait") {
+        f.checked += 1;
+        if let Err(e) = postern_ucspi::pregreet::Settings::load(&control, None) {
+            f.problems.push(format!(
+                "{} (postern-pregreet would close every SMTP connection)",
+                e.msg
+            ));
+        }
+    }
     let send = postern_delivery::send::config::Config::load(&control).err();
     loader_problem(&mut f, send, "postern-send would not start");
     f
