@@ -9,6 +9,7 @@
 //! - [`getopt`]: djb-style option parsing for the classic-compatible programs.
 //! - [`cdb`]: djb's constant database, read and written (rules, users, recipients).
 //! - [`atomic`]: write-temp-fsync-rename, the one way postern replaces a file.
+//! - [`expiring`]: directories of entries that expire by age, swept now and then.
 //! - [`home`]: where the instance is (`POSTERN_HOME`).
 //! - [`resolvers`]: which DNS servers to ask (`control/resolvers`, else resolv.conf).
 //! - [`sasl`]: base64 and SASL PLAIN, for SMTP and POP3 AUTH.
@@ -25,6 +26,7 @@ pub mod cdb;
 pub mod control;
 pub mod custom_error;
 pub mod exit;
+pub mod expiring;
 pub mod getopt;
 pub mod home;
 pub mod logline;

@@ -7,9 +7,11 @@
 //!
 //! The memory is an optimisation and a convenience, never a reason to refuse mail on
 //! its own account: a missing or unwritable directory means "nothing remembered".
-//! It stays bounded: now and then (one connection in [`SWEEP_EVERY`]) a session removes
-//! the expired entries, and the oldest ones beyond [`MAX_ENTRIES`].
+//! It stays bounded: now and then (one recording in [`SWEEP_EVERY`]) a session removes
+//! the expired entries, and the oldest ones beyond [`MAX_ENTRIES`]
+//! ([`postern_common::expiring`]).
 
+use postern_common::expiring;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -49,12 +51,7 @@ impl Memory {
     }
 
     fn fresh(&self, kind: char, now: SystemTime, ttl: u64) -> bool {
-        let Ok(seen) = fs::metadata(self.path(kind)).and_then(|m| m.modified()) else {
-            return false;
-        };
-        // A time in the future (the clock went back) counts as just now.
-        let age = now.duration_since(seen).unwrap_or(Duration::ZERO);
-        age < Duration::from_secs(ttl)
+        expiring::age(&self.path(kind), now).is_some_and(|age| age < Duration::from_secs(ttl))
     }
 
     /// What is remembered about this client at `now`.
@@ -90,56 +87,16 @@ impl Memory {
             .truncate(true)
             .open(self.path(kind))
             .and_then(|f| f.set_modified(SystemTime::now()));
-        if made.is_ok() && sweep_now() {
-            sweep(&self.dir, SystemTime::now(), Duration::from_secs(ttl), MAX_ENTRIES);
+        if made.is_ok() && expiring::sweep_now(SWEEP_EVERY) {
+            expiring::sweep(
+                &self.dir,
+                SystemTime::now(),
+                Duration::from_secs(ttl),
+                MAX_ENTRIES,
+                |name| name.starts_with("d-") || name.starts_with("p-"),
+            );
         }
     }
-}
-
-/// One time in [`SWEEP_EVERY`], by the clock's nanoseconds (no shared counter needed).
-fn sweep_now() -> bool {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() % SWEEP_EVERY == 0)
-        .unwrap_or(false)
-}
-
-/// Remove entries older than `ttl`, then the oldest beyond `max / 2` when more than
-/// `max` remain. Returns how many were removed. Errors are ignored: another session may
-/// be sweeping too.
-pub fn sweep(dir: &Path, now: SystemTime, ttl: Duration, max: usize) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut kept: Vec<(SystemTime, PathBuf)> = Vec::new();
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with("d-") || name.starts_with("p-")) {
-            continue;
-        }
-        let Ok(seen) = entry.metadata().and_then(|m| m.modified()) else {
-            continue;
-        };
-        if now.duration_since(seen).unwrap_or(Duration::ZERO) >= ttl {
-            if fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
-            }
-        } else {
-            kept.push((seen, entry.path()));
-        }
-    }
-    if kept.len() > max {
-        kept.sort();
-        let excess = kept.len() - max / 2;
-        for (_, path) in kept.into_iter().take(excess) {
-            if fs::remove_file(path).is_ok() {
-                removed += 1;
-            }
-        }
-    }
-    removed
 }
 
 #[cfg(test)]
@@ -176,27 +133,5 @@ mod tests {
         m.dropped(60);
         m.passed(60);
         assert_eq!(m.recall(SystemTime::now(), 60, 60), Remembered::Nothing);
-    }
-
-    #[test]
-    fn a_sweep_removes_the_expired_and_the_oldest_beyond_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = SystemTime::now();
-        for i in 0..10u64 {
-            let path = dir.path().join(format!("p-192.0.2.{i}"));
-            let f = fs::File::create(&path).unwrap();
-            f.set_modified(now - Duration::from_secs(i * 10)).unwrap();
-        }
-        fs::write(dir.path().join("other"), "").unwrap();
-        // Older than 75 s: .8 and .9.
-        assert_eq!(sweep(dir.path(), now, Duration::from_secs(75), 100), 2);
-        // 8 left, limit 6: cut back to 3, the newest.
-        assert_eq!(sweep(dir.path(), now, Duration::from_secs(75), 6), 5);
-        let mut left: Vec<String> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["other", "p-192.0.2.0", "p-192.0.2.1", "p-192.0.2.2"]);
     }
 }
