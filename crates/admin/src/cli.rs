@@ -203,11 +203,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         } => Command::Init(InitOptions {
             home: home.clone(),
             domain,
-            bin_source: bin.or_else(|| {
-                std::env::current_exe()
-                    .ok()
-                    .and_then(|p| p.parent().map(|d| d.to_path_buf()))
-            }),
+            bin_source: bin.or_else(postern_common::sibling::own_dir),
             listen,
             ports: crate::init::Ports {
                 smtp: smtp_port,

@@ -9,7 +9,7 @@
 //! - [`getopt`]: djb-style option parsing for the classic-compatible programs.
 //! - [`cdb`]: djb's constant database, read and written (rules, users, recipients).
 //! - [`atomic`]: write-temp-fsync-rename, the one way postern replaces a file.
-//! - [`expiring`]: directories of entries that expire by age, swept now and then.
+//! - [`follow`]: following a multilog directory's `current` across rotations, each line once.
 //! - [`home`]: where the instance is (`POSTERN_HOME`).
 //! - [`resolvers`]: which DNS servers to ask (`control/resolvers`, else resolv.conf).
 //! - [`sasl`]: base64 and SASL PLAIN, for SMTP and POP3 AUTH.
@@ -26,7 +26,7 @@ pub mod cdb;
 pub mod control;
 pub mod custom_error;
 pub mod exit;
-pub mod expiring;
+pub mod follow;
 pub mod getopt;
 pub mod home;
 pub mod logline;

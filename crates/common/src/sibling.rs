@@ -4,11 +4,17 @@
 
 use std::path::PathBuf;
 
-/// `name` beside the running executable if it is a file there, else `name` itself.
-pub fn program(name: &str) -> PathBuf {
+/// The directory the running executable is in, if the system says.
+pub fn own_dir() -> Option<PathBuf> {
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .and_then(|exe| exe.parent().map(|dir| dir.to_path_buf()))
+}
+
+/// `name` beside the running executable if it is a file there, else `name` itself.
+pub fn program(name: &str) -> PathBuf {
+    own_dir()
+        .map(|dir| dir.join(name))
         .filter(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from(name))
 }

@@ -2,106 +2,69 @@
 //! log's `current`, reads the lines appended since, and every `--interval` seconds prints
 //! one line: what happened in the last interval, and in total since it started.
 //!
-//! A rotation is noticed by `current`'s inode changing: the rest of the old file is read
-//! from the archive (or `previous`) that now has that inode, then the new `current` from
-//! its start. A line still being written (no newline yet) waits for the next round.
+//! Each log is read by [`postern_common::follow::Follower`], the follower postern-ratelimit
+//! uses: across rotations without losing or repeating a line, and a line still being
+//! written (no newline yet) waits for the next round.
 //! SIGINT and SIGTERM are taken through a signalfd, so Ctrl-C ends it cleanly with exit 0.
 
 use super::events::Category;
-use super::logs::{self, LogFile};
+use super::logs;
 use super::stats::{local_time, Stats};
 use super::text::bytes;
 use super::Options;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use postern_common::follow::Follower;
 use postern_common::{Result, ResultExt};
 use std::collections::HashMap;
-use std::fs;
 use std::io::Write as _;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Where reading stopped in one log's `current`.
-#[derive(Debug, Clone, Copy)]
-struct Pos {
-    ino: u64,
-    offset: u64,
-}
-
-/// The read positions of every log directory.
+/// The followers of every log directory.
 pub struct Tail {
     home: PathBuf,
-    pos: HashMap<PathBuf, Pos>,
+    logs: HashMap<PathBuf, Follower>,
 }
 
 impl Tail {
     /// Start at the end of every log's `current`: only new lines count.
     pub fn start(home: &Path) -> Result<Tail> {
-        let mut pos = HashMap::new();
-        for dir in logs::find(home)? {
-            if let Ok(m) = fs::metadata(dir.path.join("current")) {
-                pos.insert(
-                    dir.path,
-                    Pos {
-                        ino: m.ino(),
-                        offset: m.len(),
-                    },
-                );
-            }
-        }
+        let logs = logs::find(home)?
+            .into_iter()
+            .map(|dir| {
+                let follower = Follower::at_end(&dir.path).quiet();
+                (dir.path, follower)
+            })
+            .collect();
         Ok(Tail {
             home: home.to_path_buf(),
-            pos,
+            logs,
         })
     }
 
-    /// The number of logs being watched.
+    /// The number of logs being watched (those with a `current` at the start).
     pub fn watched(&self) -> usize {
-        self.pos.len()
+        self.logs
+            .values()
+            .filter(|f| f.position().is_some())
+            .count()
     }
 
     /// Feed every complete line appended since the last call to `stats`.
     pub fn read_new(&mut self, stats: &mut Stats) -> Result<()> {
         for dir in logs::find(&self.home)? {
-            let current = dir.path.join("current");
-            let Ok(meta) = fs::metadata(&current) else {
-                continue;
-            };
-            let mut each = |t: Option<i64>, line: &str| stats.add(&dir.name, t, line);
-            let mut from = 0;
-            match self.pos.get(&dir.path) {
-                // A log that appeared since we started: all of it is new.
-                None => {}
-                Some(p) if p.ino == meta.ino() => from = p.offset,
-                Some(p) => {
-                    // Rotated: finish the old file under its new name.
-                    let old = logs::files(&dir.path)?
-                        .into_iter()
-                        .filter(|f| f.path != current)
-                        .find(|f| fs::metadata(&f.path).is_ok_and(|m| m.ino() == p.ino));
-                    if let Some(old) = old {
-                        logs::read_from(&old, p.offset, true, &mut each)?;
-                    }
-                }
-            }
-            if meta.len() < from {
-                from = 0; // truncated by hand: start again
-            }
-            let file = LogFile {
-                path: current,
-                rotated: None,
-            };
-            let offset = logs::read_from(&file, from, false, &mut each)?;
-            self.pos.insert(
-                dir.path.clone(),
-                Pos {
-                    ino: meta.ino(),
-                    offset,
-                },
-            );
+            // A log that appeared since we started: all of it is new.
+            let follower = self
+                .logs
+                .entry(dir.path.clone())
+                .or_insert_with(|| Follower::new(&dir.path, None).quiet());
+            follower.poll(&mut |line| {
+                let (t, rest) = logs::split_stamp(line);
+                stats.add(&dir.name, t, rest);
+            })?;
         }
         Ok(())
     }
@@ -273,5 +236,55 @@ mod tests {
         );
         assert!(line.contains("in 2, out 0, rejected 2"), "{line}");
         assert!(line.ends_with("queue ?"), "{line}");
+    }
+
+    /// Lines written while the report reads, with multilog's rotations in between, are
+    /// each counted once (the old reader opened `current` by name after looking at it,
+    /// and lost a file rotated in between).
+    #[test]
+    fn lines_written_during_rotations_are_counted_once() {
+        use std::fs;
+        use std::io::Write;
+        const LINES: usize = 20_000;
+        for round in 0..4 {
+            let home = postern_testkit::tempdir();
+            let dir = home.path().join("log/smtpd");
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("current"), "event=accept before=1\n").unwrap();
+            let mut tail = Tail::start(home.path()).unwrap();
+            assert_eq!(tail.watched(), 1);
+            let mut stats = Stats::default();
+            let every = LINES / (2 + round) + round;
+            let writer = {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let current = dir.join("current");
+                    let open = || {
+                        fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&current)
+                            .unwrap()
+                    };
+                    let mut file = open();
+                    for i in 0..LINES {
+                        file.write_all(format!("event=accept n={i}\n").as_bytes())
+                            .unwrap();
+                        if i % every == every - 1 {
+                            drop(file);
+                            let label = postern_common::tai64n::Tai64n::now().label();
+                            fs::rename(&current, dir.join(format!("{label}.s"))).unwrap();
+                            file = open();
+                        }
+                    }
+                })
+            };
+            while !writer.is_finished() {
+                tail.read_new(&mut stats).unwrap();
+            }
+            writer.join().unwrap();
+            tail.read_new(&mut stats).unwrap();
+            assert_eq!(stats.lines, LINES as u64, "round {round}");
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! postern-ratelimit: follow the smtpd logs and limit how much mail one sender address,
 //! one client IP or one authenticated user can push through in a sliding window — what
 //! spamguard did for qmail, plus blocking and hijacked-account holds. See
-//! docs/postern-ratelimit.md for the contract files it writes.
+//! docs/postern-ratelimit.md for the contract files it writes. The logs are read by
+//! [`postern_common::follow`], across multilog's rotations.
 //!
 //! - [`accept`]: reading smtpd's `event=accept` lines.
-//! - [`follow`]: following multilog's `current` across rotations.
 //! - [`window`]: sliding-window counters, bounded.
 //! - [`policy`]: `control/ratelimit`, thresholds, the hijack rule.
 //! - [`ignore`]: the whitelist, `control/ratelimit.ignore`.
@@ -19,18 +19,17 @@
 pub mod accept;
 pub mod alerts;
 pub mod blocklist;
-pub mod follow;
 pub mod ignore;
 pub mod policy;
 pub mod state;
 pub mod window;
 
 use blocklist::{Entry, Layout};
-use follow::Follower;
 use ignore::Ignore;
 use policy::{Baseline, Kind, Level, Settings};
 use postern_common::atomic::write_atomic;
 use postern_common::control::Control;
+use postern_common::follow::Follower;
 use postern_common::logline::LogLine;
 use postern_common::ratelimit_keys;
 use postern_common::{getopt, Error, Result, ResultExt};

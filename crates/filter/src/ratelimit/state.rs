@@ -17,10 +17,10 @@
 //!
 //! (`WARN`…`HOLD`: when that level last fired, unix seconds, or `-`.)
 
-use super::follow::Position;
 use super::policy::{Baseline, Kind};
 use super::window::{Saved, LEVELS};
 use postern_common::atomic::write_atomic;
+use postern_common::follow::Position;
 use postern_common::{Result, ResultExt};
 use std::collections::HashMap;
 use std::fs;
