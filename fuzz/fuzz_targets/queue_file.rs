@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use postern_filter::scan::envelope::Envelope as ScanEnvelope;
-use postern_queue::file::{self, Envelope};
+use postern_wire::queue_file::{self as file, Envelope};
 use postern_queue::protocol;
 
 fuzz_target!(|data: &[u8]| {

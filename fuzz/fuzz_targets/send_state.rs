@@ -9,12 +9,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use postern_common::logline;
-use postern_delivery::send::state::{State, MAX_LAST};
-use postern_queue::state as qstate;
+use postern_wire::send_state::{State, Summary, MAX_LAST};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = qstate::parse(&text);
+    let _ = Summary::parse(&text);
     for line in text.lines().take(8) {
         let _ = logline::parse(line);
     }
@@ -35,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(back, st, "state changed through render+parse:\n{rendered}");
 
-    let q = qstate::parse(&rendered);
+    let q = Summary::parse(&rendered);
     assert_eq!(q.tries, Some(u64::from(st.tries)));
     assert_eq!(q.next, Some(st.next));
     assert_eq!(q.priority, st.priority);

@@ -2,7 +2,6 @@
 //! client). The contract with the queue is docs/queue.md; each program has its page in
 //! docs/.
 //!
-//! - [`queuefile`] — reading the queue file (`PQ1` header, envelope, message offset).
 //! - [`progs`] — finding sibling programs and queueing a message through postern-queue.
 //! - [`local`], [`resolve`], [`maildir`] — postern-local: user database lookups and the
 //!   Maildir write.
@@ -15,7 +14,6 @@ pub mod local;
 pub mod local_worker;
 pub mod maildir;
 pub mod progs;
-pub mod queuefile;
 pub mod remote;
 pub mod resolve;
 pub mod send;

@@ -25,6 +25,7 @@ use nix::sys::socket::{
 };
 use postern_common::exit::Kind;
 use postern_common::{Error, Result, ResultExt};
+use postern_wire::verdict::Outcome;
 use std::fs::File;
 use std::io::{BufReader, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -42,9 +43,6 @@ pub const MAX_IDLE: Duration = Duration::from_secs(60);
 pub const MAX_REQUEST: usize = 8192;
 /// Largest answer packet.
 pub const MAX_ANSWER: usize = 4096;
-
-/// One delivery's outcome: `K`, `D` or `Z`, and the reason.
-pub type Outcome = (u8, String);
 
 /// The top bit of the sender's length: the message is in the priority lane
 /// (`Ipriority=1`), so a forwarded copy keeps it. A sender is never that long.
@@ -70,17 +68,16 @@ fn decode_request(packet: &[u8]) -> Option<(&[u8], &[u8], bool)> {
     })
 }
 
+/// The answer packet: the verdict's letter and the text on one line, cut to fit.
 fn encode_answer(outcome: &Outcome) -> Vec<u8> {
-    let mut out = vec![outcome.0];
-    let text = postern_common::logline::printable(&outcome.1);
-    out.extend_from_slice(&text.as_bytes()[..text.len().min(MAX_ANSWER - 1)]);
-    out
+    // printable() is ASCII, so any cut is on a character boundary.
+    let mut text = postern_common::logline::printable(&outcome.text);
+    text.truncate(MAX_ANSWER - 1);
+    Outcome::new(outcome.verdict, text).encode()
 }
 
 fn decode_answer(packet: &[u8]) -> Option<Outcome> {
-    let (&letter, text) = packet.split_first()?;
-    matches!(letter, b'K' | b'D' | b'Z')
-        .then(|| (letter, String::from_utf8_lossy(text).into_owned()))
+    Outcome::decode(packet)
 }
 
 /// The outcome of one request in the worker.
@@ -88,22 +85,19 @@ fn serve_one(home: &Path, packet: &[u8], mut files: Vec<OwnedFd>) -> Outcome {
     let (Some((sender, recipient, priority)), Some(message), true) =
         (decode_request(packet), files.pop(), files.is_empty())
     else {
-        return (
-            b'Z',
-            "postern-local: malformed request from postern-send (#4.3.0)".into(),
-        );
+        return Outcome::deferred("postern-local: malformed request from postern-send (#4.3.0)");
     };
     let Ok(recipient) = std::str::from_utf8(recipient) else {
-        return (b'D', "recipient is not valid UTF-8 (#5.1.3)".into());
+        return Outcome::failed("recipient is not valid UTF-8 (#5.1.3)");
     };
     let mut input = BufReader::new(File::from(message));
     match local::deliver(home, sender, recipient, priority, &mut input) {
-        Ok(reason) => (b'K', reason),
+        Ok(reason) => Outcome::delivered(reason),
         Err(Error {
             kind: Kind::Temp,
             msg,
-        }) => (b'Z', msg),
-        Err(e) => (b'D', e.msg),
+        }) => Outcome::deferred(msg),
+        Err(e) => Outcome::failed(e.msg),
     }
 }
 
@@ -136,7 +130,7 @@ pub fn serve(home: &Path) -> Result<()> {
             return Ok(()); // postern-send closed its end
         }
         let outcome = if cut {
-            (b'Z', "postern-local: request too long (#4.3.0)".into())
+            Outcome::deferred("postern-local: request too long (#4.3.0)")
         } else {
             serve_one(home, &buf[..n], files)
         };
@@ -290,10 +284,10 @@ impl Pool {
             let (w, reused) = match self.take() {
                 Ok(x) => x,
                 Err(e) => {
-                    return (
-                        b'Z',
-                        format!("unable to run {}: {e} (#4.3.0)", self.program.display()),
-                    )
+                    return Outcome::deferred(format!(
+                        "unable to run {}: {e} (#4.3.0)",
+                        self.program.display()
+                    ))
                 }
             };
             if let Err(e) = w.ask(message, sender, recipient, priority) {
@@ -301,10 +295,9 @@ impl Pool {
                 if reused {
                     continue;
                 }
-                return (
-                    b'Z',
-                    format!("unable to hand the delivery to postern-local: {e} (#4.3.0)"),
-                );
+                return Outcome::deferred(format!(
+                    "unable to hand the delivery to postern-local: {e} (#4.3.0)"
+                ));
             }
             return match w.answer() {
                 Some(outcome) => {
@@ -313,7 +306,7 @@ impl Pool {
                 }
                 None => {
                     w.retire();
-                    (b'Z', "postern-local crashed (#4.3.0)".into())
+                    Outcome::deferred("postern-local crashed (#4.3.0)")
                 }
             };
         }
@@ -349,15 +342,15 @@ mod tests {
             "length past the end"
         );
         assert_eq!(decode_request(b"\0\0"), None);
-        let a = encode_answer(&(b'D', "no mailbox\nhere".into()));
+        let a = encode_answer(&Outcome::failed("no mailbox\nhere"));
         assert_eq!(a[0], b'D');
         assert!(!a.contains(&b'\n'), "one line");
         assert_eq!(
-            decode_answer(&encode_answer(&(b'K', "ok".into()))),
-            Some((b'K', "ok".into()))
+            decode_answer(&encode_answer(&Outcome::delivered("ok"))),
+            Some(Outcome::delivered("ok"))
         );
         assert_eq!(decode_answer(b"Xwhat"), None);
         assert_eq!(decode_answer(b""), None);
-        assert!(encode_answer(&(b'Z', "x".repeat(10_000))).len() <= MAX_ANSWER);
+        assert!(encode_answer(&Outcome::deferred("x".repeat(10_000))).len() <= MAX_ANSWER);
     }
 }

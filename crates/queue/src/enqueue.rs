@@ -6,7 +6,7 @@
 //! but the two descriptors: `POSTERN_HOME` is honoured only when the real and effective
 //! ids agree, and it execs nothing.
 
-use crate::file::{self, Envelope};
+use postern_wire::queue_file::{self as file, Envelope};
 use crate::layout::{self, Id, Queue};
 use crate::protocol::{self, EnvelopeError};
 use crate::qq;

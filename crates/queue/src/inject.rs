@@ -5,7 +5,7 @@
 //! same program under that name. `-bs` runs a minimal SMTP dialogue ([`crate::inject_smtp`]).
 
 use crate::client::{self, MessageSink};
-use crate::file::MAX_ADDRESS;
+use postern_wire::queue_file::MAX_ADDRESS;
 use crate::header::{self, CrlfToLf, Header};
 use postern_common::control::{system_hostname, Control};
 use postern_common::getopt;

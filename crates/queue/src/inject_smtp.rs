@@ -8,7 +8,7 @@
 //! that ends inside DATA queues nothing.
 
 use crate::client::{self, Failure};
-use crate::file::MAX_RECIPIENTS;
+use postern_wire::queue_file::MAX_RECIPIENTS;
 use crate::header;
 use crate::inject::{added_fields, qualify, write_message, Options};
 use postern_common::{Error, Result, ResultExt};

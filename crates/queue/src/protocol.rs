@@ -1,9 +1,9 @@
 //! The qmail-queue protocol's envelope (interop §5.1), read by postern-queue from fd 1
 //! and written by its callers: `F<sender>\0`, zero or more `T<recipient>\0`, then `\0`.
 //! Read one buffered byte at a time, as qmail-queue does, so a hostile caller can make it
-//! hold no more than [`crate::file::MAX_ADDRESS`] bytes of one address.
+//! hold no more than [`postern_wire::queue_file::MAX_ADDRESS`] bytes of one address.
 
-use crate::file::{MAX_ADDRESS, MAX_RECIPIENTS};
+use postern_wire::queue_file::{MAX_ADDRESS, MAX_RECIPIENTS};
 use crate::qq;
 use std::io::{self, BufRead};
 

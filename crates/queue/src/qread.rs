@@ -4,14 +4,14 @@
 //! (docs/queue.md, *Admin actions*).
 //!
 //! The listing reads each directory once and each message's header (at most
-//! [`crate::file::MAX_ENVELOPE`] bytes) once, so 100 000 messages cost a few hundred
+//! [`queue_file::MAX_ENVELOPE`] bytes) once, so 100 000 messages cost a few hundred
 //! thousand system calls, never a quadratic scan.
 
-use crate::file;
 use crate::layout::{self, Action, Id, Queue};
-use crate::state::{self, State};
 use postern_common::logline::LogLine;
 use postern_common::{Error, Result, ResultExt};
+use postern_wire::queue_file;
+use postern_wire::send_state::Summary;
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -124,7 +124,7 @@ pub fn describe(
     } else {
         queue.mess_file(&ids)
     };
-    let qf = match file::open(&path) {
+    let qf = match queue_file::open(&path) {
         Ok(qf) => qf,
         // Gone since the directory was read: delivered meanwhile.
         Err(_) if path.symlink_metadata().is_err() => return None,
@@ -132,7 +132,7 @@ pub fn describe(
     };
     let env = &qf.envelope;
     let birth = env.time.unwrap_or(entry.id.secs);
-    let st: Option<State> = state::read(&queue.state_file(&ids));
+    let st: Option<Summary> = Summary::read(&queue.state_file(&ids));
     let held = queue.hold_file(&ids).symlink_metadata().is_ok();
     let mut line = LogLine::event("m")
         .kv("id", &ids)

@@ -6,18 +6,21 @@
 //! - [`dns`] — MX and A/AAAA lookups.
 //! - [`smtp`], [`reply`] — the client and its bounded reply reader.
 //! - [`tls`] — STARTTLS: opportunistic, or required (and verified) by a route.
-//! - [`report`] — the result records written on fd 1 (qmail-remote's format).
+//!
+//! The report it writes on fd 1 (qmail-remote's format) is
+//! [`postern_wire::delivery_report`].
 
 pub mod auth;
 pub mod dns;
 pub mod reply;
-pub mod report;
 pub mod route;
 pub mod smtp;
 pub mod tls;
 
 use postern_common::control::Control;
 use postern_common::{getopt, Error, Result, ResultExt};
+use postern_wire::delivery_report::{self, Report};
+use postern_wire::verdict::Outcome;
 use route::Route;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
@@ -49,20 +52,20 @@ fn route_for(
     Ok(route::lookup(&routes, domain))
 }
 
-/// The servers for `domain` by `route`, in order, or the report letter and text if there
+/// The servers for `domain` by `route`, in order, or the outcome to report if there
 /// are none.
 fn targets(
     control: &Control,
     domain: &str,
     route: Route,
-) -> std::result::Result<Vec<Target>, (u8, String)> {
-    let temp = |e: Error| (b'Z', e.msg);
-    let dns = || -> std::result::Result<dns::Dns, (u8, String)> {
+) -> std::result::Result<Vec<Target>, Outcome> {
+    let temp = |e: Error| Outcome::deferred(e.msg);
+    let dns = || -> std::result::Result<dns::Dns, Outcome> {
         let servers = dns::servers(control).map_err(temp)?;
         dns::Dns::new(&servers).map_err(temp)
     };
     let addrs_of =
-        |d: &dns::Dns, host: &str, port: u16| -> std::result::Result<Vec<Target>, (u8, String)> {
+        |d: &dns::Dns, host: &str, port: u16| -> std::result::Result<Vec<Target>, Outcome> {
             match d.ips(host) {
                 dns::Answer::Found(ips) => Ok(ips
                     .into_iter()
@@ -71,14 +74,12 @@ fn targets(
                         addr: SocketAddr::new(ip, port),
                     })
                     .collect()),
-                dns::Answer::NotFound => Err((
-                    b'D',
-                    format!("Sorry, I couldn't find any host named {host}. (#5.1.2)"),
-                )),
-                dns::Answer::Failed(e) => Err((
-                    b'Z',
-                    format!("CNAME lookup failed temporarily for {host}: {e}. (#4.4.3)"),
-                )),
+                dns::Answer::NotFound => Err(Outcome::failed(format!(
+                    "Sorry, I couldn't find any host named {host}. (#5.1.2)"
+                ))),
+                dns::Answer::Failed(e) => Err(Outcome::deferred(format!(
+                    "CNAME lookup failed temporarily for {host}: {e}. (#4.4.3)"
+                ))),
             }
         };
     match route {
@@ -95,23 +96,19 @@ fn targets(
             let d = dns()?;
             match d.mx(domain) {
                 dns::Answer::Found(mx) if mx.is_empty() || mx.iter().all(|(_, h)| h == ".") => {
-                    Err((
-                        b'D',
-                        format!("Sorry, {domain} does not accept mail (null MX). (#5.1.10)"),
-                    ))
+                    Err(Outcome::failed(format!(
+                        "Sorry, {domain} does not accept mail (null MX). (#5.1.10)"
+                    )))
                 }
                 dns::Answer::Found(mx) => {
                     let me = control
                         .value_or("me", &postern_common::control::system_hostname())
                         .map_err(temp)?;
                     let mx = drop_self(mx, &me).ok_or_else(|| {
-                        (
-                            b'D',
-                            format!(
-                                "Sorry. Although I'm listed as a best-preference MX for {domain}, \
+                        Outcome::failed(format!(
+                            "Sorry. Although I'm listed as a best-preference MX for {domain}, \
                                  I don't host it and have no route for it. (#5.4.6)"
-                            ),
-                        )
+                        ))
                     })?;
                     let mut out = Vec::new();
                     let mut last = None;
@@ -122,15 +119,14 @@ fn targets(
                         }
                     }
                     match (out.is_empty(), last) {
-                        (true, Some((_, text))) => Err((b'Z', text)),
+                        (true, Some(e)) => Err(Outcome::deferred(e.text)),
                         _ => Ok(out),
                     }
                 }
                 dns::Answer::NotFound => addrs_of(&d, domain, route::DEFAULT_PORT),
-                dns::Answer::Failed(e) => Err((
-                    b'Z',
-                    format!("MX lookup failed temporarily for {domain}: {e}. (#4.4.3)"),
-                )),
+                dns::Answer::Failed(e) => Err(Outcome::deferred(format!(
+                    "MX lookup failed temporarily for {domain}: {e}. (#4.4.3)"
+                ))),
             }
         }
     }
@@ -172,7 +168,7 @@ pub fn main() -> Result<()> {
         .read_to_end(&mut message)
         .temp("unable to read the message")?;
     let out = deliver(&Control::from_env(), &domain, &sender, &rcpts, &message);
-    report::write(&mut std::io::stdout().lock(), &out).temp("unable to write the report")
+    delivery_report::write(&mut std::io::stdout().lock(), &out).temp("unable to write the report")
 }
 
 /// Deliver and describe the outcome (no I/O besides the network).
@@ -182,11 +178,11 @@ pub fn deliver(
     sender: &[u8],
     rcpts: &[Vec<u8>],
     message: &[u8],
-) -> report::Report {
-    let fail = |letter: u8, text: String| report::Report {
+) -> Report {
+    let fail = |o: Outcome| Report {
         rcpts: vec![],
-        letter,
-        text,
+        verdict: o.verdict,
+        text: o.text,
     };
     let setting = |name: &str, default: u64| control.number(name, default);
     let (timeout, connect_timeout) = match (
@@ -194,24 +190,24 @@ pub fn deliver(
         setting("timeoutconnect", 60),
     ) {
         (Ok(a), Ok(b)) => (Duration::from_secs(a.max(1)), Duration::from_secs(b.max(1))),
-        (Err(e), _) | (_, Err(e)) => return fail(b'Z', e.msg),
+        (Err(e), _) | (_, Err(e)) => return fail(Outcome::deferred(e.msg)),
     };
     let helo = match control.value("helohost").and_then(|h| match h {
         Some(h) => Ok(h),
         None => control.value_or("me", &postern_common::control::system_hostname()),
     }) {
         Ok(h) => h,
-        Err(e) => return fail(b'Z', e.msg),
+        Err(e) => return fail(Outcome::deferred(e.msg)),
     };
     let (route, options) = match route_for(control, domain) {
         Ok(r) => r,
-        Err(text) => return fail(b'Z', text),
+        Err(text) => return fail(Outcome::deferred(text)),
     };
     // The route's TLS policy and credentials, before any connection: trouble with them
     // (no CA file, credentials open to everyone…) keeps the message queued.
     let policy = match tls::policy(control, domain, &options) {
         Ok(p) => p,
-        Err(text) => return fail(b'Z', text),
+        Err(text) => return fail(Outcome::deferred(text)),
     };
     let credentials = match options
         .auth
@@ -220,11 +216,11 @@ pub fn deliver(
     {
         None => None,
         Some(Ok(c)) => Some(c),
-        Some(Err(text)) => return fail(b'Z', text),
+        Some(Err(text)) => return fail(Outcome::deferred(text)),
     };
     let list = match targets(control, domain, route) {
         Ok(l) => l,
-        Err((letter, text)) => return fail(letter, text),
+        Err(o) => return fail(o),
     };
     let mut last = format!("No host to deliver {domain} to. (#4.4.1)");
     for t in list.iter().take(MAX_TRIES) {
@@ -243,12 +239,12 @@ pub fn deliver(
             match smtp::attempt(&p, sender, rcpts, message) {
                 smtp::Attempt::Done {
                     rcpts,
-                    letter,
+                    verdict,
                     text,
                 } => {
-                    return report::Report {
+                    return Report {
                         rcpts,
-                        letter,
+                        verdict,
                         text,
                     }
                 }
@@ -266,7 +262,7 @@ pub fn deliver(
             }
         }
     }
-    fail(b'Z', last)
+    fail(Outcome::deferred(last))
 }
 
 #[cfg(test)]

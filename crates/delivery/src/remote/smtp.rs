@@ -12,6 +12,8 @@
 use super::auth;
 use super::reply::{self, Reply};
 use super::tls;
+use postern_wire::delivery_report::RcptVerdict;
+use postern_wire::verdict::Verdict;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -62,8 +64,8 @@ pub struct Params<'a> {
     pub auth: Option<&'a auth::Credentials>,
 }
 
-/// Per-recipient letter (qmail-remote's `r` accepted, `h` refused, `s` deferred) with text.
-pub type RcptResult = (u8, String);
+/// What the server said to one recipient, with text.
+pub type RcptResult = (RcptVerdict, String);
 
 /// How one attempt ended.
 pub enum Attempt {
@@ -71,10 +73,10 @@ pub enum Attempt {
     NextHost(String),
     /// The TLS handshake failed: try this server again without TLS.
     TlsFailed(String),
-    /// A transaction result: recipient reports and the message letter (`K`/`Z`/`D`).
+    /// A transaction result: recipient reports and the message's verdict.
     Done {
         rcpts: Vec<RcptResult>,
-        letter: u8,
+        verdict: Verdict,
         text: String,
     },
 }
@@ -275,7 +277,7 @@ fn authenticate(s: &mut Session, ext: &[String], c: &auth::Credentials) -> Resul
     quit(s);
     Err(Attempt::Done {
         rcpts: vec![],
-        letter: b'Z',
+        verdict: Verdict::Deferred,
         text: s.said(
             &format!("authentication with auth={} (AUTH {mech}) failed", c.name),
             &r,
@@ -403,15 +405,15 @@ fn transaction(
     rcpts: &[Vec<u8>],
     message: &[u8],
 ) -> Attempt {
-    let done = |rcpts: Vec<RcptResult>, letter: u8, text: String| Attempt::Done {
+    let done = |rcpts: Vec<RcptResult>, verdict: Verdict, text: String| Attempt::Done {
         rcpts,
-        letter,
+        verdict,
         text,
     };
     let Some(from) = path(sender) else {
         return done(
             vec![],
-            b'D',
+            Verdict::Failed,
             "sender address contains a forbidden character".into(),
         );
     };
@@ -421,7 +423,7 @@ fn transaction(
         quit(s);
         return done(
             vec![],
-            b'D',
+            Verdict::Failed,
             format!(
                 "message too big for {} (SIZE {limit}): it is {size} bytes. (#5.3.4)",
                 s.host
@@ -442,8 +444,9 @@ fn transaction(
         rcpt_cmds.push(path(r).map(|p| format!("RCPT TO:{p}\r\n")));
     }
     let pipelining = offers(ext, "PIPELINING");
-    let io_fail =
-        |s: &Session, when: &str, e: io::Error| done(vec![], b'Z', lost(&s.host, when, &e));
+    let io_fail = |s: &Session, when: &str, e: io::Error| {
+        done(vec![], Verdict::Deferred, lost(&s.host, when, &e))
+    };
 
     // MAIL
     let mut batch = mail.clone().into_bytes();
@@ -465,7 +468,7 @@ fn transaction(
     for cmd in &rcpt_cmds {
         let Some(cmd) = cmd else {
             results.push((
-                b'h',
+                RcptVerdict::Refused,
                 "recipient address contains a forbidden character".into(),
             ));
             continue;
@@ -483,10 +486,10 @@ fn transaction(
             match r.class() {
                 2 => {
                     accepted += 1;
-                    results.push((b'r', String::new()));
+                    results.push((RcptVerdict::Accepted, String::new()));
                 }
-                5 => results.push((b'h', s.said("recipient was rejected", &r))),
-                _ => results.push((b's', s.said("recipient was deferred", &r))),
+                5 => results.push((RcptVerdict::Refused, s.said("recipient was rejected", &r))),
+                _ => results.push((RcptVerdict::Deferred, s.said("recipient was deferred", &r))),
             }
         }
     }
@@ -495,8 +498,12 @@ fn transaction(
             let _ = s.reply(); // DATA's reply
         }
         quit(s);
-        let letter = if mail_reply.class() == 5 { b'D' } else { b'Z' };
-        return done(vec![], letter, s.said("sender was rejected", &mail_reply));
+        let verdict = if mail_reply.class() == 5 {
+            Verdict::Failed
+        } else {
+            Verdict::Deferred
+        };
+        return done(vec![], verdict, s.said("sender was rejected", &mail_reply));
     }
     // DATA
     if !pipelining && accepted > 0 {
@@ -513,7 +520,7 @@ fn transaction(
         quit(s);
         return done(
             results,
-            b'D',
+            Verdict::Failed,
             format!("Giving up on {}: no recipient was accepted.", s.host),
         );
     }
@@ -523,13 +530,17 @@ fn transaction(
     };
     if r.code != 354 {
         quit(s);
-        let letter = if r.class() == 5 { b'D' } else { b'Z' };
-        return done(results, letter, s.said("DATA command failed", &r));
+        let verdict = if r.class() == 5 {
+            Verdict::Failed
+        } else {
+            Verdict::Deferred
+        };
+        return done(results, verdict, s.said("DATA command failed", &r));
     }
     if let Err(e) = s.send(&data) {
         return done(
             results,
-            b'Z',
+            Verdict::Deferred,
             lost(&s.host, "while sending the message", &e),
         );
     }
@@ -538,7 +549,7 @@ fn transaction(
         Err(e) => {
             return done(
                 results,
-                b'Z',
+                Verdict::Deferred,
                 format!(
                     "{} Possible duplicate!",
                     lost(&s.host, "after the message was sent", &e)
@@ -550,15 +561,23 @@ fn transaction(
     match r.class() {
         2 => done(
             results,
-            b'K',
+            Verdict::Delivered,
             format!(
                 "{} accepted message.\nRemote host said: {}",
                 s.host,
                 r.text()
             ),
         ),
-        5 => done(results, b'D', s.said("failed after I sent the message", &r)),
-        _ => done(results, b'Z', s.said("failed after I sent the message", &r)),
+        5 => done(
+            results,
+            Verdict::Failed,
+            s.said("failed after I sent the message", &r),
+        ),
+        _ => done(
+            results,
+            Verdict::Deferred,
+            s.said("failed after I sent the message", &r),
+        ),
     }
 }
 

@@ -162,28 +162,28 @@ impl Scheduler {
             .map(|(st, _, _)| Some(st))
     }
 
-    pub(super) fn done(&mut self, job: Job, results: Vec<(u8, String)>) {
+    pub(super) fn done(&mut self, job: Job, results: Vec<Outcome>) {
         let l = lane(job.channel);
         self.running[l] -= 1;
         let Some(a) = self.active.get_mut(&job.id) else {
             return;
         };
         for (k, &i) in job.idxs.iter().enumerate() {
-            let (letter, text) = results
+            let Outcome { verdict, text } = results
                 .get(k)
                 .cloned()
-                .unwrap_or((b'Z', "no result (#4.3.0)".into()));
+                .unwrap_or_else(|| Outcome::deferred("no result (#4.3.0)"));
             let r = &mut a.state.rcpts[i];
             r.tries += 1;
-            let (status, text, word) = match letter {
-                b'K' => (Status::Done, text, "ok"),
-                b'D' => (Status::Failed, text, "fail"),
-                _ if job.expired => (
+            let (status, text, word) = match verdict {
+                Verdict::Delivered => (Status::Done, text, "ok"),
+                Verdict::Failed => (Status::Failed, text, "fail"),
+                Verdict::Deferred if job.expired => (
                     Status::Failed,
                     format!("{}\n{TEMP_EXPIRED}", text.trim_end()),
                     "fail",
                 ),
-                _ => (Status::Deferred, text, "defer"),
+                Verdict::Deferred => (Status::Deferred, text, "defer"),
             };
             r.status = status;
             r.last = text;
@@ -215,7 +215,7 @@ impl Scheduler {
         {
             // This channel's attempt is over: its next one, on qmail's schedule.
             let t = now();
-            let next = state::next_try(a.state.birth, t, job.channel).max(t + 1);
+            let next = retry::next_try(a.state.birth, t, job.channel).max(t + 1);
             let priority = a.state.priority;
             self.sched[l].insert(&job.id, next, priority);
         }

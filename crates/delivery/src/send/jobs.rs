@@ -8,11 +8,13 @@
 //! and stderr share one pipe and whose last line is the reason.
 //! postern-remote's stdout is its report; its stderr goes to our log.
 
-use super::state::Channel;
 use super::queue_dirs::Queue;
 use super::Event;
 use crate::local_worker::Pool;
-use crate::queuefile;
+use postern_wire::delivery_report;
+use postern_wire::queue_file;
+use postern_wire::send_state::Channel;
+use postern_wire::verdict::{Outcome, Verdict};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -86,8 +88,8 @@ pub fn reason(out: &[u8]) -> String {
         .to_string()
 }
 
-fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<(u8, String)>, String> {
-    let qf = queuefile::open(&q.path("mess", &job.id)).map_err(|e| e.msg)?;
+fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<Outcome>, String> {
+    let qf = queue_file::open(&q.path("mess", &job.id)).map_err(|e| e.msg)?;
     let sender = std::ffi::OsStr::from_bytes(&qf.envelope.sender).to_os_string();
     let n = job.idxs.len();
     let f = qf.file;
@@ -132,19 +134,19 @@ fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<(u8, String)>, Stri
                 .wait()
                 .map_err(|e| format!("unable to wait for postern-local: {e}"))?;
             let text = reason(&out);
-            let letter = match status.code() {
-                Some(0) => b'K',
-                Some(100) => b'D',
-                Some(111) => b'Z',
+            // The one-shot program's exit code is its verdict (docs/postern-local.md).
+            let verdict = match status.code() {
+                Some(0) => Verdict::Delivered,
+                Some(100) => Verdict::Failed,
+                Some(111) => Verdict::Deferred,
                 Some(c) => {
-                    return Ok(vec![(
-                        b'Z',
-                        format!("postern-local exited {c}: {text} (#4.3.0)"),
-                    )])
+                    return Ok(vec![Outcome::deferred(format!(
+                        "postern-local exited {c}: {text} (#4.3.0)"
+                    ))])
                 }
-                None => return Ok(vec![(b'Z', "postern-local crashed (#4.3.0)".into())]),
+                None => return Ok(vec![Outcome::deferred("postern-local crashed (#4.3.0)")]),
             };
-            Ok(vec![(letter, text)])
+            Ok(vec![Outcome::new(verdict, text)])
         }
         Channel::Remote => {
             let mut cmd = Command::new(&progs.remote);
@@ -169,16 +171,17 @@ fn run(q: &Queue, progs: &Programs, job: &Job) -> Result<Vec<(u8, String)>, Stri
                 .wait()
                 .map_err(|e| format!("unable to wait for postern-remote: {e}"))?;
             match status.code() {
-                Some(0) => Ok(crate::remote::report::per_recipient(&out, n)),
+                Some(0) => Ok(delivery_report::per_recipient(&out, n)),
                 Some(100) => Ok(vec![
-                    (
-                        b'D',
-                        "postern-remote refused its arguments (#5.3.5)".into()
+                    Outcome::failed(
+                        "postern-remote refused its arguments (#5.3.5)"
                     );
                     n
                 ]),
                 _ => Ok(vec![
-                    (b'Z', "Unable to run postern-remote. (#4.3.0)".into());
+                    Outcome::deferred(
+                        "Unable to run postern-remote. (#4.3.0)"
+                    );
                     n
                 ]),
             }
@@ -197,7 +200,7 @@ pub fn start(q: Queue, progs: Programs, job: Job, tx: Sender<Event>) {
             let n = job.idxs.len();
             let results = match run(&q, &progs, &job) {
                 Ok(r) => r,
-                Err(text) => vec![(b'Z', text); n],
+                Err(text) => vec![Outcome::deferred(text); n],
             };
             let _ = tx.send(Event::Done { job, results });
         });
@@ -207,7 +210,7 @@ pub fn start(q: Queue, progs: Programs, job: Job, tx: Sender<Event>) {
         let text = format!("unable to start a delivery thread: {e} (#4.3.0)");
         let _ = spare_tx.send(Event::Done {
             job: spare_job,
-            results: vec![(b'Z', text); n],
+            results: vec![Outcome::deferred(text); n],
         });
     }
 }

@@ -4,7 +4,8 @@
 //! [`Event`]s on one channel: the trigger FIFO, signals (through a signalfd, so no
 //! signal handler and no unsafe code), and finished deliveries.
 //!
-//! - [`config`] — control files; [`state`] — the state file and the retry schedule.
+//! - [`config`] — control files; [`retry`] — qmail's retry schedule. The state file
+//!   `state/ID` is `postern_wire::send_state`.
 //! - [`hold`] — the rate limiter's holds (`holdbulk`, `ratelimit.holdauth`): held
 //!   messages are *parked* out of the schedule until their hold is over.
 //! - [`schedule`] — the in-memory priority lane and bulk heap.
@@ -23,26 +24,27 @@ mod event_loop;
 pub mod hold;
 pub mod jobs;
 mod parking;
+pub mod queue_dirs;
+pub mod retry;
 pub mod schedule;
 mod scheduling;
 mod startup;
-pub mod state;
-pub mod queue_dirs;
 
 use config::Config;
 use jobs::{Job, Programs};
 use postern_common::control::Control;
 use postern_common::logline::LogLine;
 use postern_common::{Error, Result, ResultExt};
+use postern_wire::send_state::{Channel, State, Status};
+use postern_wire::verdict::{Outcome, Verdict};
+use queue_dirs::Queue;
 use schedule::Schedule;
-use state::{Channel, State, Status};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
-use queue_dirs::Queue;
 
 /// new/ and ctl/ are rescanned this often even without a trigger (qmail: 25 minutes).
 pub const RESCAN_SECS: u64 = 1500;
@@ -65,10 +67,7 @@ const TEMP_EXPIRED: &str =
 pub enum Event {
     Trigger,
     Signal(i32),
-    Done {
-        job: Job,
-        results: Vec<(u8, String)>,
-    },
+    Done { job: Job, results: Vec<Outcome> },
 }
 
 struct Active {

@@ -5,11 +5,11 @@
 //! (`mess/ID` first — the commit point of "done" — then hold, bounce, state).
 
 use super::config::Config;
-use super::state::{Channel, Rcpt, State, Status};
-use crate::queuefile;
 use postern_common::atomic::fsync_dir;
 use postern_common::logline::LogLine;
 use postern_common::{Result, ResultExt};
+use postern_wire::queue_file;
+use postern_wire::send_state::{Channel, Rcpt, State, Status};
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
@@ -170,7 +170,7 @@ pub fn initial_state(
     cfg: &Config,
     hosted: &mut Hosted,
 ) -> Result<(State, String, u64)> {
-    let mut qf = queuefile::open(&q.path(dir, id))?;
+    let mut qf = queue_file::open(&q.path(dir, id))?;
     let mtime = qf
         .file
         .metadata()
@@ -493,7 +493,7 @@ pub fn clean_tmp(q: &Queue) {
 
 /// The sender and the message bytes (up to `max`) of `mess/ID`.
 pub fn read_message(q: &Queue, id: &str, max: u64) -> Result<(Vec<u8>, Vec<u8>)> {
-    let mut qf = queuefile::open(&q.path("mess", id))?;
+    let mut qf = queue_file::open(&q.path("mess", id))?;
     let mut body = Vec::new();
     (&mut qf.file)
         .take(max)
@@ -504,7 +504,7 @@ pub fn read_message(q: &Queue, id: &str, max: u64) -> Result<(Vec<u8>, Vec<u8>)>
 
 /// The envelope sender of `mess/ID` (for state files written without `from=`).
 pub fn read_sender(q: &Queue, id: &str) -> Result<String> {
-    let qf = queuefile::open(&q.path("mess", id))?;
+    let qf = queue_file::open(&q.path("mess", id))?;
     Ok(String::from_utf8_lossy(&qf.envelope.sender).into_owned())
 }
 
@@ -522,7 +522,7 @@ pub fn absent(p: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::send::state::{Channel, Rcpt, State, Status};
+    use postern_wire::send_state::{Channel, Rcpt, State, Status};
 
     fn state() -> State {
         State {
@@ -569,13 +569,13 @@ mod tests {
             .unwrap();
         fs::write(q.path("hold", "1700000001.000000000.1"), b"").unwrap();
         let fresh = "1700000002.000000000.1";
-        let env = postern_queue::file::Envelope::new(
+        let env = postern_wire::queue_file::Envelope::new(
             b"s@x.test".to_vec(),
             vec![b"b@y.test".to_vec(), b"c@z.test".to_vec()],
         );
         fs::write(
             q.path("mess", fresh),
-            postern_queue::file::encode_file(&env, b"Subject: s\n\nbody\n"),
+            postern_wire::queue_file::encode_file(&env, b"Subject: s\n\nbody\n"),
         )
         .unwrap();
         let cfg = Config::load(&postern_common::control::Control::for_home(dir.path())).unwrap();

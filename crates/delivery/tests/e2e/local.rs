@@ -3,6 +3,7 @@
 
 use crate::helpers::*;
 use postern_testkit::run;
+use postern_wire::verdict::Verdict;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -214,18 +215,18 @@ fn unsafe_mailboxes_defer_in_worker_mode() {
     let pool = postern_delivery::local_worker::Pool::new(wrapper);
     let ask = |rcpt: &str| {
         let f = std::fs::File::open(&message).unwrap();
-        let (letter, text) = pool.deliver(&f, b"a@b.test", rcpt.as_bytes(), false);
-        (letter as char, text)
+        let outcome = pool.deliver(&f, b"a@b.test", rcpt.as_bytes(), false);
+        (outcome.verdict, outcome.text)
     };
-    let (letter, text) = ask("carol@example.test");
-    assert_eq!(letter, 'Z', "{text}");
+    let (verdict, text) = ask("carol@example.test");
+    assert_eq!(verdict, Verdict::Deferred, "{text}");
     assert!(
         text.contains("symbolic link") && text.contains("(#4.3.5)"),
         "{text}"
     );
     if root {
-        let (letter, text) = ask("dave@example.test");
-        assert_eq!(letter, 'Z', "{text}");
+        let (verdict, text) = ask("dave@example.test");
+        assert_eq!(verdict, Verdict::Deferred, "{text}");
         assert!(
             text.contains("belongs to uid 0") && text.contains("(#4.3.5)"),
             "{text}"
@@ -234,8 +235,8 @@ fn unsafe_mailboxes_defer_in_worker_mode() {
     }
     assert_eq!(inst.count("alice"), 0);
     // The same worker still delivers to a sound mailbox.
-    let (letter, text) = ask("alice@example.test");
-    assert_eq!(letter, 'K', "{text}");
+    let (verdict, text) = ask("alice@example.test");
+    assert_eq!(verdict, Verdict::Delivered, "{text}");
     assert_eq!(inst.count("alice"), 1);
 }
 
@@ -276,7 +277,7 @@ fn aliases_and_catch_all_forward_through_the_queue() {
     assert_eq!(files.len(), 2);
     let mut seen = Vec::new();
     for f in files {
-        let mut qf = postern_queue::file::open(&f).unwrap();
+        let mut qf = postern_wire::queue_file::open(&f).unwrap();
         assert_eq!(qf.envelope.sender, b"s@x.test");
         let mut body = Vec::new();
         std::io::Read::read_to_end(&mut qf.file, &mut body).unwrap();
@@ -344,7 +345,7 @@ fn a_forwarded_copy_keeps_the_priority_lane() {
             .map(|e| e.path())
             .collect();
         assert_eq!(files.len(), 1);
-        let qf = postern_queue::file::open(&files[0]).unwrap();
+        let qf = postern_wire::queue_file::open(&files[0]).unwrap();
         assert_eq!(qf.envelope.priority, priority, "priority {priority}");
     }
 }

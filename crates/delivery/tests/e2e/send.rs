@@ -383,7 +383,7 @@ fn admin_requests_hold_release_requeue_delete() {
 
 #[test]
 fn crash_states_are_recovered_at_start() {
-    use postern_queue::file::{encode_file, Envelope};
+    use postern_wire::queue_file::{encode_file, Envelope};
     let inst = Instance::new(&[("alice", 0)], "");
     let q = inst.queue();
     let msg = |n: u32| format!("Message-ID: <{n}@t>\n\nbody {n}\n").into_bytes();
@@ -600,7 +600,7 @@ fn hold_request_written_before_the_takeover_is_honoured() {
 /// (and logged), and the message in mess/ is delivered as it is.
 #[test]
 fn takeover_never_replaces_a_message_already_in_mess() {
-    use postern_queue::file::{encode_file, Envelope};
+    use postern_wire::queue_file::{encode_file, Envelope};
     let inst = Instance::new(&[("alice", 0)], "");
     let q = inst.queue();
     let id = "1700000000.000000001.1";
@@ -639,7 +639,7 @@ fn takeover_never_replaces_a_message_already_in_mess() {
 /// message whose state says so is only removed.
 #[test]
 fn duplicate_bounce_after_a_crash_between_bounce_and_removal() {
-    use postern_queue::file::{encode_file, Envelope};
+    use postern_wire::queue_file::{encode_file, Envelope};
     let inst = Instance::new(&[("alice", 0)], "");
     let q = inst.queue();
     let env = Envelope::new(b"alice@example.test".to_vec(), vec![b"x@far.test".to_vec()]);

@@ -3,7 +3,7 @@
 //! random, at least 30 times; afterwards every message is in a Maildir, whole.
 
 use crate::helpers::*;
-use postern_queue::file::{encode_file, Envelope};
+use postern_wire::queue_file::{encode_file, Envelope};
 use postern_testkit::{expect_within, Daemon};
 use std::collections::HashMap;
 use std::fs;

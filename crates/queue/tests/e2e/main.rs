@@ -6,7 +6,7 @@ mod inject;
 mod qread;
 mod queue;
 
-use postern_queue::file::{self, QueueFile};
+use postern_wire::queue_file::{self, QueueFile};
 use postern_queue::layout::{self, Queue};
 use postern_testkit::TempDir;
 use std::fs::{self, File};
@@ -60,7 +60,7 @@ pub fn names(dir: &Path) -> Vec<String> {
 }
 
 pub fn read_queue_file(path: &Path) -> (QueueFile, Vec<u8>) {
-    let mut qf = file::open(path).expect("parse queue file");
+    let mut qf = queue_file::open(path).expect("parse queue file");
     let mut msg = Vec::new();
     std::io::Read::read_to_end(&mut qf.file, &mut msg).unwrap();
     (qf, msg)

@@ -1,7 +1,7 @@
 //! postern-qstat and postern-qread: counts, listing, admin requests.
 
 use crate::*;
-use postern_queue::file::{encode_file, Envelope};
+use postern_wire::queue_file::{encode_file, Envelope};
 use postern_queue::layout::{Action, Id};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;

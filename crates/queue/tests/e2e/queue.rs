@@ -2,7 +2,7 @@
 //! fd 1), every exit code, durability order (strace), full disk, concurrency, filters.
 
 use crate::*;
-use postern_queue::file::{Envelope, MAX_ADDRESS};
+use postern_wire::queue_file::{Envelope, MAX_ADDRESS};
 use postern_queue::protocol::encode_envelope;
 use postern_queue::qq;
 use std::io::Read;
@@ -129,7 +129,7 @@ fn every_failure_has_its_qmail_queue_code_and_leaves_nothing() {
     let longest = "y".repeat(MAX_ADDRESS);
     let too_many = encode_envelope(
         b"a@b",
-        &vec![b"r@x".to_vec(); postern_queue::file::MAX_RECIPIENTS + 1],
+        &vec![b"r@x".to_vec(); postern_wire::queue_file::MAX_RECIPIENTS + 1],
     );
     let cases: Vec<(&str, Vec<u8>, i32)> = vec![
         (
