@@ -126,7 +126,14 @@ mod tests {
         /// Whatever bytes arrive: what is read is written back as the same bytes (text
         /// that is UTF-8), and reads the same again.
         #[test]
-        fn arbitrary_bytes_read_back_the_same(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn arbitrary_bytes_read_back_the_same(
+            // Random bytes, and a verdict's letter followed by random bytes.
+            bytes in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..64),
+                (verdict(), proptest::collection::vec(any::<u8>(), 0..32))
+                    .prop_map(|(v, text)| [vec![v.letter()], text].concat()),
+            ],
+        ) {
             if let Some(o) = Outcome::decode(&bytes) {
                 let again = o.encode();
                 if std::str::from_utf8(&bytes[1..]).is_ok() {
