@@ -9,8 +9,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use postern_common::sasl;
-use postern_smtpd::command::{self, Address, Verb};
+use postern_smtpd::command::{self, Verb};
 use postern_smtpd::{auth, data};
+use postern_wire::smtp_path::{self, Address};
 
 /// The parsed address and the one read back from its envelope form agree.
 fn same_mailbox(a: &Address, b: &Address) {
@@ -23,14 +24,14 @@ fuzz_target!(|line: &[u8]| {
     assert!(!arg.ends_with(b" "), "argument keeps a trailing space");
 
     for keyword in ["FROM", "TO"] {
-        let Ok(path) = command::parse_path_arg(arg, keyword) else {
+        let Ok(path) = smtp_path::parse_path_arg(arg, keyword) else {
             continue;
         };
-        assert!(path.params.len() <= command::MAX_PARAMS);
+        assert!(path.params.len() <= smtp_path::MAX_PARAMS);
         let mut again = format!("{keyword}:<");
         if let Some(a) = &path.address {
             let env = a.envelope();
-            let back = command::parse_address(&env)
+            let back = smtp_path::parse_address(&env)
                 .unwrap_or_else(|e| panic!("envelope {env:?} of {a:?} does not parse: {e:?}"));
             same_mailbox(a, &back);
             again.push_str(&env);
@@ -44,7 +45,7 @@ fuzz_target!(|line: &[u8]| {
                 again.push_str(v);
             }
         }
-        let reparsed = command::parse_path_arg(again.as_bytes(), keyword)
+        let reparsed = smtp_path::parse_path_arg(again.as_bytes(), keyword)
             .unwrap_or_else(|e| panic!("{again:?} (from {arg:?}) does not parse: {e:?}"));
         assert_eq!(reparsed.params, path.params);
         match (&reparsed.address, &path.address) {
@@ -55,13 +56,13 @@ fuzz_target!(|line: &[u8]| {
     }
 
     if let Ok(text) = std::str::from_utf8(arg) {
-        if let Ok(a) = command::parse_address(text) {
-            assert!(a.local.len() <= command::MAX_LOCAL);
+        if let Ok(a) = smtp_path::parse_address(text) {
+            assert!(a.local.len() <= smtp_path::MAX_LOCAL);
             if let Some(d) = &a.domain {
                 assert_eq!(*d, d.to_ascii_lowercase());
                 assert!(!d.ends_with('.'));
             }
-            let back = command::parse_address(&a.envelope()).expect("envelope parses");
+            let back = smtp_path::parse_address(&a.envelope()).expect("envelope parses");
             same_mailbox(&a, &back);
         }
     }

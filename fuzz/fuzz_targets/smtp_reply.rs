@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_delivery::remote::reply::{self, Reply, MAX_LINES};
+use postern_wire::smtp_reply::{self as reply, Reply, MAX_LINES};
 use std::io::BufReader;
 
 fn read_all(data: &[u8], buffer: usize) -> (Vec<Reply>, Option<String>) {

@@ -31,7 +31,6 @@ pub mod getopt;
 pub mod home;
 pub mod logline;
 pub mod privilege;
-pub mod ratelimit_keys;
 pub mod resolvers;
 pub mod sasl;
 pub mod sibling;

@@ -7,19 +7,20 @@
 //! network account, reads `control/` and talks SMTP to the domain's route only:
 //! `EHLO`, `MAIL FROM:<>`, `RCPT TO:<ADDRESS>`, `RSET`, `QUIT` — never `DATA`. The route
 //! and its addresses come from postern-remote's code ([`remote::route`], [`remote::dns`],
-//! [`remote::drop_self`]), replies are read by its strict reader ([`remote::reply`]),
-//! and the route's TLS policy is honoured as postern-remote honours it ([`remote::tls`]):
+//! [`remote::drop_self`]), replies are read by the strict reader postern-remote uses
+//! ([`postern_wire::smtp_reply`]), and the route's TLS policy is honoured as
+//! postern-remote honours it ([`remote::tls`]):
 //! a route that requires TLS is probed inside TLS or not at all. A route with `auth=` is
 //! never probed (the credentials are postern-remote's alone): its recipients get
 //! `tempfail`. One probe, connections and replies included, has `verifytimeout` seconds.
 
-use crate::remote::reply::{self, Reply};
 use crate::remote::smtp::Conn;
 use crate::remote::{self, dns, route, tls, Target};
 use postern_common::control::Control;
 use postern_common::{getopt, Error, Result};
 use postern_mailstore::verify::Settings;
 use postern_mailstore::verifycache::{self, Cache, Outcome};
+use postern_wire::smtp_reply::{self as reply, Reply};
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

@@ -5,13 +5,15 @@
 //!
 //! Verbs: HELO, EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT (VRFY answers 252); anything
 //! else 502. DATA ends at a line holding a single `.`; leading dots are unstuffed. Input
-//! that ends inside DATA queues nothing.
+//! that ends inside DATA queues nothing. `MAIL FROM:` / `RCPT TO:` arguments are parsed as
+//! postern-smtpd parses them ([`postern_wire::smtp_path`]).
 
 use crate::client::{self, Failure};
 use postern_wire::queue_file::MAX_RECIPIENTS;
 use crate::header;
 use crate::inject::{added_fields, qualify, write_message, Options};
 use postern_common::{Error, Result, ResultExt};
+use postern_wire::smtp_path;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
@@ -37,17 +39,12 @@ fn reply(out: &mut impl Write, text: &str) -> Result<()> {
         .temp("unable to write to stdout")
 }
 
-/// The address in `FROM:<a@b> PARAMS` / `TO:<a@b>`, after the keyword.
+/// The address of a `FROM:<a@b> PARAMS` / `TO:<a@b>` argument, parsed as postern-smtpd
+/// parses it ([`smtp_path::parse_path_arg`]), in envelope form: `""` for `<>`, `None`
+/// when the argument is malformed. Parameters are accepted and ignored.
 fn path(arg: &str, keyword: &str) -> Option<String> {
-    let rest = arg
-        .get(..keyword.len())
-        .filter(|k| k.eq_ignore_ascii_case(keyword))
-        .map(|_| &arg[keyword.len()..])?;
-    let rest = rest.trim_start();
-    if let Some(inner) = rest.strip_prefix('<') {
-        return inner.find('>').map(|end| inner[..end].to_string());
-    }
-    rest.split_whitespace().next().map(str::to_string)
+    let parsed = smtp_path::parse_path_arg(arg.as_bytes(), keyword).ok()?;
+    Some(parsed.address.map(|a| a.envelope()).unwrap_or_default())
 }
 
 impl Session<'_> {
@@ -91,7 +88,7 @@ impl Session<'_> {
                     )?
                 }
                 "MAIL" if sender.is_some() => reply(out, "503 MAIL already given")?,
-                "MAIL" => match path(arg, "FROM:").map(|p| qualify(&p, self.host)) {
+                "MAIL" => match path(arg, "FROM").map(|p| qualify(&p, self.host)) {
                     Some(Ok(addr)) => {
                         sender = Some(addr);
                         reply(out, "250 ok")?
@@ -100,7 +97,7 @@ impl Session<'_> {
                 },
                 "RCPT" if sender.is_none() => reply(out, "503 MAIL first")?,
                 "RCPT" if rcpts.len() >= MAX_RECIPIENTS => reply(out, "452 too many recipients")?,
-                "RCPT" => match path(arg, "TO:")
+                "RCPT" => match path(arg, "TO")
                     .filter(|p| !p.is_empty())
                     .map(|p| qualify(&p, self.host))
                 {
@@ -300,10 +297,14 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(path("FROM:<a@b> SIZE=10", "FROM:").as_deref(), Some("a@b"));
-        assert_eq!(path("from: <>", "FROM:").as_deref(), Some(""));
-        assert_eq!(path("TO:x@y", "TO:").as_deref(), Some("x@y"));
-        assert_eq!(path("TO <x@y>", "TO:"), None);
+        assert_eq!(path("FROM:<a@b> SIZE=10", "FROM").as_deref(), Some("a@b"));
+        assert_eq!(path("from: <>", "FROM").as_deref(), Some(""));
+        assert_eq!(path("TO:x@y", "TO").as_deref(), Some("x@y"));
+        assert_eq!(path("TO <x@y>", "TO"), None);
+        // As strict as postern-smtpd: no guessing at malformed addresses.
+        assert_eq!(path("TO:<a@b@c.test>", "TO"), None);
+        assert_eq!(path("TO:<a@b", "TO"), None);
+        assert_eq!(path("TO:<Postmaster>", "TO").as_deref(), Some("Postmaster"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use postern_common::control::{system_hostname, Control};
 use postern_common::{Error, Result};
+use postern_wire::ratelimit_lists::{self, Layout};
 use std::time::Duration;
 
 /// Default largest message (DESIGN §4).
@@ -79,33 +80,28 @@ pub struct Blocked {
 /// (docs/postern-ratelimit.md): lines that are expired or cannot be read are ignored, so
 /// a half-edited file never blocks everyone; a missing file blocks no one.
 pub fn ratelimit_blocked(c: &Control, now: u64) -> Result<Vec<Blocked>> {
-    Ok(c.list("ratelimit.blocked")?
+    Ok(c.list(ratelimit_lists::BLOCKED)?
         .into_iter()
-        .filter_map(|line| {
-            let mut words = line.text.split(' ');
-            let (kind, key, until) = (words.next()?, words.next()?, words.next()?);
-            let until: u64 = until.parse().ok()?;
-            let key = if kind == "sender" || kind == "auth" {
-                key.to_ascii_lowercase()
+        .filter_map(|line| ratelimit_lists::entry(&line.text, Layout::Blocked))
+        .filter(|e| e.in_force(now))
+        .map(|e| Blocked {
+            key: if e.kind == "sender" || e.kind == "auth" {
+                e.key.to_ascii_lowercase()
             } else {
-                key.to_string()
-            };
-            (matches!(kind, "sender" | "ip" | "auth") && until > now && words.next().is_none())
-                .then(|| Blocked {
-                    kind: kind.to_string(),
-                    key,
-                    until,
-                })
+                e.key
+            },
+            kind: e.kind,
+            until: e.until,
         })
         .collect())
 }
 
 /// Whether the client, the sender (from this client's network, unauthenticated) or the
-/// login is blocked by the rate limiter: postern_common::ratelimit_keys, the rule
+/// login is blocked by the rate limiter: postern_wire::ratelimit_lists::keys, the rule
 /// postern-ratelimit writes its keys by.
 pub fn rate_limited(blocked: &[Blocked], ip: &str, sender: &str, auth: Option<&str>) -> bool {
     let pairs = blocked.iter().map(|b| (b.kind.as_str(), b.key.as_str()));
-    postern_common::ratelimit_keys::is_blocked(pairs, ip, sender, auth)
+    ratelimit_lists::keys::is_blocked(pairs, ip, sender, auth)
 }
 
 fn lower_list(c: &Control, name: &str) -> Result<Vec<String>> {

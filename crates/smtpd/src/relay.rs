@@ -7,7 +7,7 @@
 //! downstream host to relay, the classic tricks. A recipient without a domain is
 //! accepted only for `postmaster` (RFC 5321 §4.5.1). The sender is never consulted.
 
-use crate::command::Address;
+use postern_wire::smtp_path::Address;
 
 /// The outcome for one recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub fn decide(rcpt: &Address, relay_allowed: bool, rcpthosts: &[String]) -> Deci
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::parse_path_arg;
+    use postern_wire::smtp_path::parse_path_arg;
 
     fn hosts() -> Vec<String> {
         vec!["example.test".into(), ".sub.test".into()]

@@ -3,9 +3,10 @@
 //! else `control/me`) must not name an MTA nor carry a version-like token — an attacker
 //! reads them to pick an exploit.
 
-use super::relay::{Reply, Session};
+use super::relay::Session;
 use super::Finding;
 use postern_common::control::Control;
+use postern_wire::smtp_reply::Reply;
 
 pub const ITEM: &str = "banner";
 

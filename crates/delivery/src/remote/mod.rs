@@ -4,7 +4,7 @@
 //! - [`route`] — `control/smtproutes`, with per-route TLS policy and credentials.
 //! - [`auth`] — `control/smtpauth`, the credentials of `auth=`.
 //! - [`dns`] — MX and A/AAAA lookups.
-//! - [`smtp`], [`reply`] — the client and its bounded reply reader.
+//! - [`smtp`] — the client (its replies read by [`postern_wire::smtp_reply`]).
 //! - [`tls`] — STARTTLS: opportunistic, or required (and verified) by a route.
 //!
 //! The report it writes on fd 1 (qmail-remote's format) is
@@ -12,7 +12,6 @@
 
 pub mod auth;
 pub mod dns;
-pub mod reply;
 pub mod route;
 pub mod smtp;
 pub mod tls;

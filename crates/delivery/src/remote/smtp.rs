@@ -10,9 +10,10 @@
 //! (n > 0) is never sent: a permanent failure (5.3.4) before MAIL.
 
 use super::auth;
-use super::reply::{self, Reply};
 use super::tls;
 use postern_wire::delivery_report::RcptVerdict;
+use postern_wire::smtp_path::write_path;
+use postern_wire::smtp_reply::{self as reply, Reply};
 use postern_wire::verdict::Verdict;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -197,17 +198,6 @@ fn lost(host: &str, when: &str, e: &io::Error) -> String {
             postern_common::exit::describe_io(e)
         ),
     }
-}
-
-/// Angle-bracket an address for MAIL/RCPT, refusing CR, LF and NUL.
-fn path(addr: &[u8]) -> Option<String> {
-    if addr
-        .iter()
-        .any(|&b| b == b'\r' || b == b'\n' || b == 0 || b == b'<' || b == b'>')
-    {
-        return None;
-    }
-    Some(format!("<{}>", String::from_utf8_lossy(addr)))
 }
 
 /// EHLO (or HELO): the extension keywords offered, upper-case, or why it failed.
@@ -410,7 +400,7 @@ fn transaction(
         verdict,
         text,
     };
-    let Some(from) = path(sender) else {
+    let Some(from) = write_path(sender) else {
         return done(
             vec![],
             Verdict::Failed,
@@ -441,7 +431,7 @@ fn transaction(
     mail.push_str("\r\n");
     let mut rcpt_cmds = Vec::new();
     for r in rcpts {
-        rcpt_cmds.push(path(r).map(|p| format!("RCPT TO:{p}\r\n")));
+        rcpt_cmds.push(write_path(r).map(|p| format!("RCPT TO:{p}\r\n")));
     }
     let pipelining = offers(ext, "PIPELINING");
     let io_fail = |s: &Session, when: &str, e: io::Error| {
@@ -626,12 +616,5 @@ mod tests {
         assert_eq!(size_limit(&ext(&["SIZE lots"])), None);
         assert_eq!(size_limit(&ext(&["SIZEX 10"])), None);
         assert_eq!(size_limit(&ext(&[])), None);
-    }
-
-    #[test]
-    fn paths_refuse_line_breaks() {
-        assert_eq!(path(b"a@b.test").unwrap(), "<a@b.test>");
-        assert_eq!(path(b"").unwrap(), "<>");
-        assert!(path(b"a\r\nRCPT TO:<x>").is_none());
     }
 }

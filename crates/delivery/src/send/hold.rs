@@ -12,12 +12,13 @@
 
 use postern_common::control::Control;
 use postern_common::{Error, Result};
+use postern_wire::ratelimit_lists::{self, Layout};
 use std::collections::HashMap;
 use std::io::Read;
 
 /// The hold files, in `control/`.
 pub const HOLDBULK: &str = "holdbulk";
-pub const HOLDAUTH: &str = "ratelimit.holdauth";
+pub const HOLDAUTH: &str = ratelimit_lists::HOLDAUTH;
 /// The files are reread at least this often (another daemon writes them), besides on
 /// SIGHUP and when an entry in force runs out.
 pub const REREAD_SECS: u64 = 60;
@@ -76,30 +77,21 @@ pub fn parse_bulk(text: &[u8]) -> Bulk {
         .map_or(Bulk::Always, Bulk::Until)
 }
 
-/// `control/ratelimit.holdauth`'s text: `USER UNTIL` lines; comments, blank lines and
-/// lines that cannot be read are skipped (the contract's rule for readers).
+/// `control/ratelimit.holdauth`'s text: `USER UNTIL` lines
+/// ([`postern_wire::ratelimit_lists`]); comments, blank lines and lines that cannot be
+/// read (not UTF-8, not an entry) are skipped (the contract's rule for readers).
 pub fn parse_auth(text: &[u8]) -> HashMap<String, u64> {
+    let text: Vec<&str> = text
+        .split(|&b| b == b'\n')
+        .filter_map(|line| std::str::from_utf8(line).ok())
+        .collect();
     let mut out = HashMap::new();
-    for line in text.split(|&b| b == b'\n') {
-        let Ok(line) = std::str::from_utf8(line) else {
-            continue;
-        };
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    for e in ratelimit_lists::read(&text.join("\n"), Layout::Hold).entries {
+        if e.key.len() > MAX_USER || out.len() >= MAX_USERS {
             continue;
         }
-        let mut f = line.split_ascii_whitespace();
-        let (Some(user), Some(until), None) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        let Ok(until) = until.parse::<u64>() else {
-            continue;
-        };
-        if user.len() > MAX_USER || out.len() >= MAX_USERS {
-            continue;
-        }
-        let e = out.entry(user.to_ascii_lowercase()).or_insert(until);
-        *e = (*e).max(until);
+        let until = out.entry(e.key.to_ascii_lowercase()).or_insert(e.until);
+        *until = (*until).max(e.until);
     }
     out
 }

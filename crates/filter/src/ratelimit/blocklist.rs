@@ -1,10 +1,7 @@
-//! The files other programs honour, kept as lists of entries that expire:
-//!
-//! - `control/ratelimit.blocked` — `KIND KEY UNTIL` lines (`sender ADDR UNTIL`,
-//!   `ip IP UNTIL`, `auth USER UNTIL`): postern-smtpd refuses MAIL with `451 4.7.1`
-//!   while `UNTIL` (unix seconds) is in the future.
-//! - `control/ratelimit.holdauth` — `USER UNTIL` lines: postern-send holds the queued
-//!   outbound mail of USER while `UNTIL` is in the future.
+//! Keeping the files other programs honour — `control/ratelimit.blocked` and
+//! `control/ratelimit.holdauth`, whose format is [`postern_wire::ratelimit_lists`] — as
+//! lists of entries that expire: postern-smtpd refuses MAIL with `451 4.7.1` while a
+//! blocked entry is in force; postern-send holds the queued outbound mail of a held user.
 //!
 //! The file on disk is the state: every update reads it, drops what expired, adds what
 //! is new (a key already listed keeps the later `UNTIL`), and replaces it atomically —
@@ -13,103 +10,15 @@
 
 use postern_common::atomic::write_atomic;
 use postern_common::{Result, ResultExt};
+use postern_wire::ratelimit_lists::{self, Entry, Layout, List};
 use std::fs;
 use std::io;
 use std::path::Path;
 
-/// The blocked list.
-pub const BLOCKED: &str = "ratelimit.blocked";
-/// The held users list.
-pub const HOLDAUTH: &str = "ratelimit.holdauth";
 /// Mode of the files: smtpd and send run as other users and must read them.
 pub const MODE: u32 = 0o644;
 /// Most entries kept in one file; past it the ones that expire soonest go.
 pub const MAX_ENTRIES: usize = 100_000;
-
-/// Which of the two layouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// `KIND KEY UNTIL`
-    Blocked,
-    /// `USER UNTIL`
-    Hold,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// `sender`, `ip` or `auth`; empty in the hold list.
-    pub kind: String,
-    pub key: String,
-    pub until: u64,
-}
-
-/// A file's entries, and the lines that were not entries.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct List {
-    pub entries: Vec<Entry>,
-    pub bad: Vec<String>,
-}
-
-impl Layout {
-    fn header(self) -> &'static str {
-        match self {
-            Layout::Blocked => {
-                "# Written by postern-ratelimit (docs/postern-ratelimit.md). KIND KEY UNTIL:\n\
-                 # smtpd answers MAIL with 451 4.7.1 while UNTIL (unix time) is in the future.\n"
-            }
-            Layout::Hold => {
-                "# Written by postern-ratelimit (docs/postern-ratelimit.md). USER UNTIL:\n\
-                 # postern-send holds USER's outbound mail while UNTIL (unix time) is in the future.\n"
-            }
-        }
-    }
-}
-
-/// Read the entries of `text`.
-pub fn parse(text: &str, layout: Layout) -> List {
-    let mut list = List::default();
-    for line in postern_common::control::parse_lines(text) {
-        let words: Vec<&str> = line.text.split_whitespace().collect();
-        let entry = match (layout, words.as_slice()) {
-            (Layout::Blocked, [kind, key, until])
-                if super::policy::Kind::from_name(kind).is_some() =>
-            {
-                until.parse().ok().map(|until| Entry {
-                    kind: kind.to_string(),
-                    key: key.to_string(),
-                    until,
-                })
-            }
-            (Layout::Hold, [key, until]) => until.parse().ok().map(|until| Entry {
-                kind: String::new(),
-                key: key.to_string(),
-                until,
-            }),
-            _ => None,
-        };
-        match entry {
-            Some(e) => list.entries.push(e),
-            None => list.bad.push(line.text),
-        }
-    }
-    list
-}
-
-/// The file text for `list`.
-pub fn render(list: &List, layout: Layout) -> String {
-    let mut out = String::from(layout.header());
-    for e in &list.entries {
-        match layout {
-            Layout::Blocked => out.push_str(&format!("{} {} {}\n", e.kind, e.key, e.until)),
-            Layout::Hold => out.push_str(&format!("{} {}\n", e.key, e.until)),
-        }
-    }
-    for b in &list.bad {
-        out.push_str(b);
-        out.push('\n');
-    }
-    out
-}
 
 /// What an update did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,12 +61,16 @@ pub fn update(path: &Path, layout: Layout, add: &[Entry], now: u64) -> Result<Up
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).temp(format!("unable to read {}", path.display())),
     };
-    let mut list = parse(&text, layout);
+    let mut list = ratelimit_lists::read(&text, layout);
     let before = list.entries.clone();
     let expired = merge(&mut list, add, now);
     if list.entries != before {
-        write_atomic(path, render(&list, layout).as_bytes(), MODE)
-            .temp(format!("unable to write {}", path.display()))?;
+        write_atomic(
+            path,
+            ratelimit_lists::render(&list, layout).as_bytes(),
+            MODE,
+        )
+        .temp(format!("unable to write {}", path.display()))?;
     }
     Ok(Update {
         expired,
@@ -179,30 +92,8 @@ mod tests {
     }
 
     #[test]
-    fn parse_render_round_trip() {
-        let text = "# c\nsender a@b.test 100\nip 192.0.2.1 200\nauth alice 300\nbogus line\n";
-        let list = parse(text, Layout::Blocked);
-        assert_eq!(
-            list.entries,
-            vec![
-                entry("sender", "a@b.test", 100),
-                entry("ip", "192.0.2.1", 200),
-                entry("auth", "alice", 300)
-            ]
-        );
-        assert_eq!(list.bad, vec!["bogus line"]);
-        assert_eq!(
-            parse(&render(&list, Layout::Blocked), Layout::Blocked),
-            list
-        );
-        let hold = parse("alice 300\nbob\n", Layout::Hold);
-        assert_eq!(hold.entries, vec![entry("", "alice", 300)]);
-        assert!(render(&hold, Layout::Hold).contains("\nalice 300\nbob\n"));
-    }
-
-    #[test]
     fn merge_expires_and_extends() {
-        let mut list = parse("sender a@b 100\nsender c@d 300\n", Layout::Blocked);
+        let mut list = ratelimit_lists::read("sender a@b 100\nsender c@d 300\n", Layout::Blocked);
         let expired = merge(
             &mut list,
             &[entry("sender", "c@d", 250), entry("ip", "1.2.3.4", 400)],
@@ -218,7 +109,7 @@ mod tests {
     #[test]
     fn update_writes_only_on_change() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(BLOCKED);
+        let path = dir.path().join(ratelimit_lists::BLOCKED);
         let u = update(&path, Layout::Blocked, &[], 10).unwrap();
         assert_eq!(u.next, None);
         assert!(!path.exists(), "nothing to write");

@@ -8,7 +8,7 @@
 //! - [`window`]: sliding-window counters, bounded.
 //! - [`policy`]: `control/ratelimit`, thresholds, the hijack rule.
 //! - [`ignore`]: the whitelist, `control/ratelimit.ignore`.
-//! - [`blocklist`]: `control/ratelimit.blocked` and `control/ratelimit.holdauth`.
+//! - [`blocklist`]: keeping `control/ratelimit.blocked` and `control/ratelimit.holdauth`.
 //! - [`alerts`]: alert mails through postern-queue.
 //! - [`state`]: read positions and users' averages kept across restarts.
 //!
@@ -24,15 +24,14 @@ pub mod policy;
 pub mod state;
 pub mod window;
 
-use blocklist::{Entry, Layout};
 use ignore::Ignore;
 use policy::{Baseline, Kind, Level, Settings};
 use postern_common::atomic::write_atomic;
 use postern_common::control::Control;
 use postern_common::follow::Follower;
 use postern_common::logline::LogLine;
-use postern_common::ratelimit_keys;
 use postern_common::{getopt, Error, Result, ResultExt};
+use postern_wire::ratelimit_lists::{self, Entry, Layout};
 use state::State;
 use std::collections::HashMap;
 use std::fs;
@@ -145,13 +144,12 @@ impl Engine {
         for kind in Kind::ALL {
             // Senders count with the client's network, and only when nobody logged in
             // (a login counts as itself): a forged sender cannot get its owner blocked
-            // from everywhere (postern_common::ratelimit_keys).
+            // from everywhere (postern_wire::ratelimit_lists::keys).
             let key = match kind {
                 Kind::Sender if a.auth.is_some() => None,
-                Kind::Sender => a
-                    .sender
-                    .as_deref()
-                    .map(|s| ratelimit_keys::sender_key(s, a.ip.as_deref().unwrap_or_default())),
+                Kind::Sender => a.sender.as_deref().map(|s| {
+                    ratelimit_lists::keys::sender_key(s, a.ip.as_deref().unwrap_or_default())
+                }),
                 Kind::Ip => a.ip.clone(),
                 Kind::Auth => a.auth.clone(),
             };
@@ -411,8 +409,8 @@ impl Engine {
 
     fn list_path(&self, layout: Layout) -> PathBuf {
         match layout {
-            Layout::Blocked => self.control.path(blocklist::BLOCKED),
-            Layout::Hold => self.control.path(blocklist::HOLDAUTH),
+            Layout::Blocked => self.control.path(ratelimit_lists::BLOCKED),
+            Layout::Hold => self.control.path(ratelimit_lists::HOLDAUTH),
         }
     }
 

@@ -8,7 +8,7 @@
 //! ever echoed in a reply.
 
 use crate::auth::{self, Mechanism};
-use crate::command::{self, Address, PathError, Verb};
+use crate::command::{self, Verb};
 use crate::config::{self, Config, Peer};
 use crate::data::{self, Data};
 use crate::line::{Input, LineError, LineReader, MAX_COMMAND, MAX_TEXT};
@@ -19,6 +19,7 @@ use crate::relay::{self, Decision};
 use postern_common::logline::LogLine;
 use postern_common::Result;
 use postern_mailstore::verifycache::{self, Answer};
+use postern_wire::smtp_path::{self, Address, PathError};
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -364,7 +365,7 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
             self.reject("authrequired", None).emit_to(self.outside);
             return self.error("530 5.7.0 authentication required");
         }
-        let parsed = match command::parse_path_arg(arg, "FROM") {
+        let parsed = match smtp_path::parse_path_arg(arg, "FROM") {
             Ok(p) => p,
             Err(PathError::Syntax(why)) => {
                 return self.error(&format!("501 5.5.4 syntax error in MAIL: {why}"))
@@ -483,7 +484,7 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
         if self.sender.is_none() {
             return self.error("503 5.5.1 MAIL first");
         }
-        let parsed = match command::parse_path_arg(arg, "TO") {
+        let parsed = match smtp_path::parse_path_arg(arg, "TO") {
             Ok(p) => p,
             Err(PathError::Syntax(why)) => {
                 return self.error(&format!("501 5.5.4 syntax error in RCPT: {why}"))

@@ -1,27 +1,12 @@
-//! Not an open relay: the live probe and the rules behind it.
-//!
-//! The probe connects to the instance's own smtpd **as an outside client** and tries the
-//! classic relay tricks at RCPT (a foreign domain, the `%` hack, a bang path, a quoted
-//! local part with `@`, a source route, a double `@`, an IP literal), then QUITs — it
-//! never sends DATA, so no message can ever leave. A relay trick is refused when RCPT
-//! gets a 5xx; a 2xx is an open relay.
-//!
-//! From loopback, the default `tcp.smtp` gives `127.0.0.1` `RELAYCLIENT`, so a probe
-//! from there would test nothing. The probe binds its socket to another loopback address
-//! (Linux routes all of 127/8 to `lo`) that the rules neither deny nor let relay,
-//! trying 127.0.0.200 … 254 first (blocklists list 127.0.0.2 as their test entry, and
-//! rblsmtpd would turn that one away). The address used is reported. When the rules let
-//! every loopback address relay through a default rule, the relayed tricks show the open
-//! relay; through a narrower rule (`127.`), the probe says it could not test as an
-//! outsider. The rules item reads `tcp.smtp` itself for rules that hand `RELAYCLIENT` to
-//! everyone (FAIL), to wide public ranges or by PTR name (WARN).
-//!
-//! The same session gives the banner check its greeting and EHLO answer, and the
-//! recipient check its answer for an unlikely local part.
+//! The live relay probe: where smtpd listens (`--smtp` or `service/smtpd/run`), the
+//! loopback address the probe comes from, and the SMTP dialogue — greeting, EHLO, MAIL,
+//! the unlikely recipient, the relay tricks at RCPT, QUIT; never DATA. Replies are read
+//! by the one strict SMTP reply reader, [`postern_wire::smtp_reply`].
 
-use super::{gives_relay, Finding};
+use crate::audit::gives_relay;
 use postern_common::control::Control;
-use std::io::{BufRead, BufReader, Write};
+use postern_wire::smtp_reply::{self, Reply};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -31,20 +16,12 @@ use std::time::Duration;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for one reply (smtpd may pause after unknown recipients).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest reply line kept.
-pub const MAX_REPLY_LINE: usize = 1000;
-/// Most lines in one reply.
-pub const MAX_REPLY_LINES: usize = 100;
 /// The domain the tricks try to relay to (RFC 2606: never a real destination).
 pub const FOREIGN: &str = "relaytest.example.net";
 /// The local part used in every probe address.
 pub const PROBE_LOCAL: &str = "postern-audit";
 /// The name the probe gives in EHLO (`posternctl report` knows the probe by it).
 pub const PROBE_HELO: &str = "audit.example.net";
-/// The item names.
-pub const ITEM_PROBE: &str = "open relay";
-pub const ITEM_RULES: &str = "relay rules";
-
 /// The classic relay tricks: a name, and the RCPT address with `{H}` for a hosted domain.
 pub const TRICKS: &[(&str, &str)] = &[
     ("foreign domain", "<postern-audit@relaytest.example.net>"),
@@ -58,23 +35,6 @@ pub const TRICKS: &[(&str, &str)] = &[
     ("double @", "<postern-audit@relaytest.example.net@{H}>"),
     ("IP literal", "<postern-audit@[192.0.2.25]>"),
 ];
-
-/// One SMTP reply: its code and its lines' text (after the code).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    pub fn first(&self) -> String {
-        format!(
-            "{} {}",
-            self.code,
-            self.lines.first().map(|s| s.as_str()).unwrap_or("")
-        )
-    }
-}
 
 /// What the probe saw.
 #[derive(Debug, Clone, Default)]
@@ -200,16 +160,16 @@ fn choose_source(control: &Control, rules: &str) -> (IpAddr, Option<String>) {
     let first = probe_sources()
         .next()
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let Some(reader) = super::rules(control, rules) else {
+    let Some(reader) = crate::audit::rules(control, rules) else {
         return (first, None);
     };
     for ip in probe_sources() {
-        match super::decide(&reader, ip) {
+        match crate::audit::decide(&reader, ip) {
             Some(d) if !d.deny && !gives_relay(&d) => return (ip, None),
             _ => {}
         }
     }
-    let relays = super::decide(&reader, first)
+    let relays = crate::audit::decide(&reader, first)
         .filter(gives_relay)
         .map(|d| d.rule_name());
     (first, relays)
@@ -255,8 +215,8 @@ pub fn probe(home: &Path, control: &Control, smtp: Option<SocketAddr>) -> Sessio
     if let Ok(local) = stream.local_addr() {
         s.source = Some(local.ip());
     }
-    let hosted = super::recipients::hosted_for_tricks(control);
-    let unknown = super::recipients::probe_domain(home, control)
+    let hosted = crate::audit::recipients::hosted_for_tricks(control);
+    let unknown = crate::audit::recipients::probe_domain(home, control)
         .map(|d| format!("<{PROBE_LOCAL}-{}@{d}>", unlikely_suffix()));
     s.transcript = Some(dialogue(stream, &hosted, unknown));
     s
@@ -361,264 +321,13 @@ fn dialogue(stream: TcpStream, hosted: &str, unknown: Option<String>) -> Transcr
     t
 }
 
-/// Read one (possibly multi-line) reply.
+/// Read one (possibly multi-line) reply; the error says why there is none.
 pub fn read_reply(r: &mut impl BufRead) -> Result<Reply, String> {
-    let mut lines = Vec::new();
-    loop {
-        let mut buf = Vec::new();
-        let n = std::io::Read::take(&mut *r, MAX_REPLY_LINE as u64)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("connection closed".to_string());
-        }
-        let text = String::from_utf8_lossy(&buf);
-        let text = text.trim_end_matches(['\r', '\n']);
-        let code: u16 = text.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| {
-            format!(
-                "not an SMTP reply: {}",
-                postern_common::logline::printable(text)
-            )
-        })?;
-        lines.push(text.get(4..).unwrap_or("").to_string());
-        if text.as_bytes().get(3) != Some(&b'-') {
-            return Ok(Reply { code, lines });
-        }
-        if lines.len() >= MAX_REPLY_LINES {
-            return Err("reply too long".to_string());
-        }
-    }
-}
-
-/// The probe item and the rules item.
-pub fn findings(control: &Control, s: &Session) -> Vec<Finding> {
-    vec![probe_finding(s), rules_finding(control, s)]
-}
-
-fn probe_finding(s: &Session) -> Finding {
-    let fix_start = "start the smtpd service, or name it: posternctl audit --smtp IP:PORT";
-    let Some(target) = s.target else {
-        return Finding::warn(
-            ITEM_PROBE,
-            "not probed: no service/smtpd/run with a tcpserver line, and no --smtp",
-            fix_start,
-        );
-    };
-    let from = s
-        .source
-        .map(|ip| format!("from {ip} to {target}"))
-        .unwrap_or_else(|| format!("to {target}"));
-    if let Some(e) = &s.connect_error {
-        return Finding::warn(
-            ITEM_PROBE,
-            format!("not probed: connecting {from} failed: {e}"),
-            fix_start,
-        );
-    }
-    let Some(t) = &s.transcript else {
-        return Finding::warn(ITEM_PROBE, "not probed", fix_start);
-    };
-    if let Some(key) = s
-        .source_relays
-        .as_deref()
-        .filter(|k| breadth(k) != Breadth::Everyone)
-    {
-        return Finding::warn(
-            ITEM_PROBE,
-            format!(
-                "not a test from outside: rule {key} of control/{} gives every loopback probe \
-                 address RELAYCLIENT ({from})",
-                s.rules
-            ),
-            "leave one loopback address without RELAYCLIENT (127.0.0.1:allow,RELAYCLIENT=\"\" \
-             rather than 127.), or probe from another host with --smtp",
-        );
-    }
-    let accepted: Vec<String> = t
-        .tricks
-        .iter()
-        .filter(|(_, _, r)| r.as_ref().map(|r| r.code / 100 == 2).unwrap_or(false))
-        .map(|(name, rcpt, _)| format!("{name} RCPT TO:{rcpt}"))
-        .collect();
-    if !accepted.is_empty() {
-        return Finding::fail(
-            ITEM_PROBE,
-            format!(
-                "OPEN RELAY: accepted {} ({from}, outside client)",
-                super::list(&accepted)
-            ),
-            format!(
-                "give RELAYCLIENT only to your own networks in control/{} and run posternctl \
-                 cdb; list only your domains in control/rcpthosts",
-                s.rules
-            ),
-        );
-    }
-    let refused = t
-        .tricks
-        .iter()
-        .filter(|(_, _, r)| r.as_ref().map(|r| r.code / 100 == 5).unwrap_or(false))
-        .count();
-    if refused == TRICKS.len() {
-        return Finding::pass(
-            ITEM_PROBE,
-            format!("all {refused} relay tricks refused with 5xx at RCPT ({from})"),
-        );
-    }
-    let why = t.trouble.clone().unwrap_or_else(|| {
-        let other: Vec<String> = t
-            .tricks
-            .iter()
-            .filter_map(|(n, _, r)| {
-                r.as_ref()
-                    .filter(|r| r.code / 100 != 5)
-                    .map(|r| format!("{n}: {}", r.first()))
-            })
-            .collect();
-        format!("not refused outright: {}", super::list(&other))
-    });
-    Finding::warn(
-        ITEM_PROBE,
-        format!(
-            "only {refused} of {} relay tricks answered 5xx ({from}): {why}",
-            TRICKS.len()
-        ),
-        "make sure the probe address reaches smtpd itself (tcp.smtp, rblsmtpd), then audit again",
-    )
-}
-
-/// How much of the address space a rule key covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Breadth {
-    /// Every client (the default rule, `=`, a /0).
-    Everyone,
-    /// A large public range.
-    Wide,
-    /// Chosen by the client's PTR name, which whoever owns the address controls.
-    Name,
-    Narrow,
-}
-
-/// Classify a rule key.
-pub fn breadth(key: &str) -> Breadth {
-    if key.is_empty() || key == "=" {
-        return Breadth::Everyone;
-    }
-    if key.contains('@') {
-        return Breadth::Narrow; // IDENT rules never match postern-tcpserver clients
-    }
-    if key.starts_with('=') {
-        return Breadth::Name;
-    }
-    if let Some((net, len)) = key.split_once('/') {
-        let (Ok(ip), Ok(len)) = (net.parse::<IpAddr>(), len.parse::<u8>()) else {
-            return Breadth::Narrow;
-        };
-        let private = match ip {
-            IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
-            IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
-        };
-        let (everyone, wide) = if ip.is_ipv4() { (8, 16) } else { (16, 48) };
-        return if len < everyone {
-            Breadth::Everyone
-        } else if len < wide && !private {
-            Breadth::Wide
-        } else {
-            Breadth::Narrow
-        };
-    }
-    if key.ends_with('.') && key.matches('.').count() == 1 {
-        return match key {
-            "10." | "127." => Breadth::Narrow,
-            _ => Breadth::Wide,
-        };
-    }
-    if key.ends_with(':') && key.matches(':').count() <= 2 {
-        return Breadth::Wide;
-    }
-    Breadth::Narrow
-}
-
-fn rules_finding(control: &Control, s: &Session) -> Finding {
-    let name = &s.rules;
-    let Ok(source) = std::fs::read(control.path(name)) else {
-        return Finding::pass(
-            ITEM_RULES,
-            format!("control/{name} not present: nobody gets RELAYCLIENT"),
-        );
-    };
-    let (mut everyone, mut wide, mut names, mut narrow) = (vec![], vec![], vec![], vec![]);
-    for (i, line) in source.split(|&b| b == b'\n').enumerate() {
-        let Ok(Some(rule)) = postern_ucspi::rules::parse_line(line) else {
-            continue;
-        };
-        for key in rule.keys {
-            let d = postern_ucspi::rules::lookup::decode(key.clone(), &rule.value);
-            if !gives_relay(&d) {
-                continue;
-            }
-            let k = String::from_utf8_lossy(&key).into_owned();
-            let shown = format!(
-                "{} (line {})",
-                if k.is_empty() {
-                    "the default rule".to_string()
-                } else {
-                    k.clone()
-                },
-                i + 1
-            );
-            match breadth(&k) {
-                Breadth::Everyone => everyone.push(shown),
-                Breadth::Wide => wide.push(shown),
-                Breadth::Name => names.push(shown),
-                Breadth::Narrow => narrow.push(k),
-            }
-        }
-    }
-    let fix = format!(
-        "set RELAYCLIENT only on rules for your own addresses in control/{name}, then posternctl cdb"
-    );
-    if !everyone.is_empty() {
-        return Finding::fail(
-            ITEM_RULES,
-            format!(
-                "RELAYCLIENT for everyone: {} — an open relay by the rules",
-                super::list(&everyone)
-            ),
-            fix,
-        );
-    }
-    if !wide.is_empty() || !names.is_empty() {
-        let mut what = Vec::new();
-        if !wide.is_empty() {
-            what.push(format!("wide public ranges: {}", super::list(&wide)));
-        }
-        if !names.is_empty() {
-            what.push(format!(
-                "by PTR name, which the address owner controls: {}",
-                super::list(&names)
-            ));
-        }
-        return Finding::warn(
-            ITEM_RULES,
-            format!("RELAYCLIENT for {}", what.join("; ")),
-            fix,
-        );
-    }
-    if narrow.is_empty() {
-        Finding::pass(
-            ITEM_RULES,
-            format!("control/{name}: no rule sets RELAYCLIENT"),
-        )
-    } else {
-        Finding::pass(
-            ITEM_RULES,
-            format!(
-                "control/{name}: RELAYCLIENT only for {}",
-                super::list(&narrow)
-            ),
-        )
-    }
+    smtp_reply::read(r).map_err(|e| match smtp_reply::malformed(&e) {
+        Some(why) => format!("not an SMTP reply: {why}"),
+        None if e.kind() == io::ErrorKind::UnexpectedEof => "connection closed".to_string(),
+        None => format!("read: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -684,62 +393,5 @@ mod tests {
         assert!(read_reply(&mut input).is_err());
         let mut bad: &[u8] = b"hello\r\n";
         assert!(read_reply(&mut bad).is_err());
-    }
-
-    #[test]
-    fn rule_keys_are_classified() {
-        assert_eq!(breadth(""), Breadth::Everyone);
-        assert_eq!(breadth("="), Breadth::Everyone);
-        assert_eq!(breadth("0.0.0.0/0"), Breadth::Everyone);
-        assert_eq!(breadth("::/0"), Breadth::Everyone);
-        assert_eq!(breadth("=.example.org"), Breadth::Name);
-        assert_eq!(breadth("64.0.0.0/10"), Breadth::Wide);
-        assert_eq!(breadth("10.0.0.0/8"), Breadth::Narrow);
-        assert_eq!(breadth("192.168.0.0/16"), Breadth::Narrow);
-        assert_eq!(breadth("203.0.113.0/24"), Breadth::Narrow);
-        assert_eq!(breadth("62."), Breadth::Wide);
-        assert_eq!(breadth("127."), Breadth::Narrow);
-        assert_eq!(breadth("127.0.0.1"), Breadth::Narrow);
-        assert_eq!(breadth("2001:"), Breadth::Wide);
-        assert_eq!(breadth("2001:db8::/32"), Breadth::Wide);
-        assert_eq!(breadth("fd12:3456::/32"), Breadth::Narrow);
-        assert_eq!(breadth("fd00::/8"), Breadth::Everyone);
-    }
-}
-
-#[cfg(test)]
-mod probe_tests {
-    use super::*;
-
-    fn relayed(source_relays: Option<&str>) -> Finding {
-        let ok = Reply {
-            code: 250,
-            lines: vec!["2.1.5 ok".into()],
-        };
-        let s = Session {
-            target: Some("127.0.0.1:25".parse().unwrap()),
-            source: Some("127.0.0.200".parse().unwrap()),
-            source_relays: source_relays.map(String::from),
-            transcript: Some(Transcript {
-                tricks: vec![("foreign domain".into(), "<a@b.test>".into(), Some(ok))],
-                ..Transcript::default()
-            }),
-            rules: "tcp.smtp".into(),
-            ..Session::default()
-        };
-        probe_finding(&s)
-    }
-
-    #[test]
-    fn an_accepted_trick_is_an_open_relay_unless_loopback_may_relay() {
-        assert_eq!(relayed(None).status, super::super::Status::Fail);
-        assert_eq!(relayed(Some("")).status, super::super::Status::Fail);
-        let narrow = relayed(Some("127."));
-        assert_eq!(narrow.status, super::super::Status::Warn);
-        assert!(
-            narrow.detail.contains("not a test from outside: rule 127."),
-            "{}",
-            narrow.detail
-        );
     }
 }

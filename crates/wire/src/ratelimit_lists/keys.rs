@@ -1,6 +1,6 @@
-//! The keys postern-ratelimit counts and blocks under, and the one rule that says
-//! whether a session is blocked by them: postern-ratelimit writes `ratelimit.blocked`
-//! with these keys, postern-smtpd reads it and asks [`is_blocked`].
+//! The keys of `ratelimit.blocked`: what postern-ratelimit counts and blocks under, and
+//! the one rule that says whether a session is blocked by them: postern-ratelimit
+//! writes the file with these keys, postern-smtpd reads it and asks [`is_blocked`].
 //!
 //! A forged envelope sender must not get a third party blocked everywhere, so:
 //! - an **unauthenticated** message counts for its sender *together with the client's
