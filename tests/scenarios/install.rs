@@ -214,12 +214,16 @@ fn install_runs_every_daemon_under_its_own_account_and_the_chain_works() {
         (owner(&verify), group(&verify), mode(&verify)),
         (uid("net"), gid("net"), 0o700)
     );
-    // So are the clients postern-pregreet remembers.
-    let pregreet = home.join("run/pregreet");
-    assert_eq!(
-        (owner(&pregreet), group(&pregreet), mode(&pregreet)),
-        (uid("net"), gid("net"), 0o700)
-    );
+    // So are the clients postern-pregreet remembers and smtpd's greylist.
+    for dir in ["run/pregreet", "run/greylist"] {
+        let dir = home.join(dir);
+        assert_eq!(
+            (owner(&dir), group(&dir), mode(&dir)),
+            (uid("net"), gid("net"), 0o700),
+            "{}",
+            dir.display()
+        );
+    }
 
     // A domain with its postmaster (postern-user as root gives it to the mail account),
     // and a certificate whose key only root can read.

@@ -4,7 +4,8 @@
 //! delivers with postern-local, and Python's poplib fetches the message over POP3.
 //! Then the same for a message with a forbidden attachment: 554, quarantined, an alert
 //! to postmaster, nothing delivered to the recipient — and for one sent by an
-//! authenticated user on the submission port (outgoing mail is scanned too).
+//! authenticated user on the submission port (outgoing mail is scanned too). Last, the
+//! admin releases the incoming one with `posternctl quarantine release`.
 
 use crate::support::{add_domain, free_port, user_instance, ThrowawayUser};
 use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon};
@@ -192,4 +193,36 @@ s.quit()
     assert!(smtpd_log.contains("reason=relay"), "{smtpd_log}");
     let send_log = fs::read_to_string(home.join("log/send/current")).unwrap_or_default();
     assert!(send_log.contains("event=delivery"), "{send_log}");
+
+    // The admin looks at the quarantine and releases the incoming message: it reaches
+    // the recipient, without postern-scan's lines, marked as released.
+    let ctl = |args: &[&str]| {
+        let mut cmd = user.command(workspace_bin("posternctl"));
+        cmd.arg("--home").arg(&home).args(args);
+        run(&mut cmd, T)
+    };
+    let (code, list, err) = ctl(&["quarantine", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    let first = list.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("attachment") && first.contains("<bad@outside.test>"),
+        "{list}"
+    );
+    assert!(list.contains("quarantine: 2 messages"), "{list}");
+    let id = first.split_whitespace().next().unwrap().to_string();
+    let (code, out, err) = ctl(&["quarantine", "release", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("queued for 1 recipient"), "{out}");
+    expect_within(T, "the released message in the Maildir", || {
+        fs::read_dir(maildir.join("new"))
+            .map(|d| {
+                d.flatten().any(|e| {
+                    fs::read_to_string(e.path())
+                        .map(|m| m.contains("X-Postern-Released: ") && m.contains("Subject: invoice"))
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false)
+    });
+    assert_eq!(count(&home.join("quarantine/new")), 1, "the released copy is gone");
 }

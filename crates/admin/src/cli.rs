@@ -115,6 +115,12 @@ enum Sub {
         #[command(subcommand)]
         action: CertAction,
     },
+    /// Work with the messages postern-scan refused and kept: list, show, release,
+    /// delete, expire.
+    Quarantine {
+        #[command(subcommand)]
+        action: crate::quarantine::Action,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,6 +171,11 @@ pub enum Command {
         home: PathBuf,
         cert: PathBuf,
         key: PathBuf,
+    },
+    /// `posternctl quarantine`.
+    Quarantine {
+        home: PathBuf,
+        action: crate::quarantine::Action,
     },
     /// Help was asked for and has been printed.
     Printed,
@@ -241,6 +252,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         Sub::Cert {
             action: CertAction::Install { cert, key },
         } => Command::CertInstall { home, cert, key },
+        Sub::Quarantine { action } => Command::Quarantine { home, action },
     })
 }
 

@@ -326,20 +326,23 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
     let run_made = postern_mailstore::verifycache::Cache::prepare(&home, net_owner)?;
     outcome.kept += 2 - run_made.len();
     outcome.created.extend(run_made);
-    // The clients postern-pregreet remembers (run/pregreet, 0700, the network account's).
-    let pregreet = home.join("run/pregreet");
-    if pregreet.is_dir() {
-        outcome.kept += 1;
-    } else {
+    // The clients postern-pregreet remembers and smtpd's greylist (0700 each, the
+    // network account's: both programs run as it).
+    for dir in ["run/pregreet", "run/greylist"] {
+        let dir = home.join(dir);
+        if dir.is_dir() {
+            outcome.kept += 1;
+            continue;
+        }
         std::fs::DirBuilder::new()
             .mode(0o700)
-            .create(&pregreet)
-            .temp(format!("unable to create {}", pregreet.display()))?;
+            .create(&dir)
+            .temp(format!("unable to create {}", dir.display()))?;
         if let Some((uid, gid)) = net_owner {
-            std::os::unix::fs::chown(&pregreet, Some(uid), Some(gid))
-                .temp(format!("unable to chown {}", pregreet.display()))?;
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .temp(format!("unable to chown {}", dir.display()))?;
         }
-        outcome.created.push(pregreet);
+        outcome.created.push(dir);
     }
     // Compiled forms the daemons need, made only where missing (never replaced).
     let compiled = crate::cdb_compile::compile_all(&home, true);

@@ -1,7 +1,7 @@
 //! posternctl: the admin's one command for an instance — qmailctl's successor.
 //!
 //! - [`cli`]: the command line (clap), turned into a [`cli::Command`].
-//! - [`cdb`]: `posternctl cdb`, compiling rules, users and filter rules.
+//! - [`cdb_compile`]: `posternctl cdb`, compiling rules, users and filter rules.
 //! - [`init`]: `posternctl init`, making or completing an instance.
 //! - [`templates`]: the control defaults and service templates `init` installs.
 //! - [`services`]: start/stop/stat and friends, through postern-svc and postern-svstat.
@@ -9,6 +9,7 @@
 //! - [`check`]: `posternctl check`, every control and rules file parsed, bad lines named.
 //! - [`audit`]: `posternctl audit`, the security checklist (PASS / WARN / FAIL).
 //! - [`cert`]: `posternctl cert install`, a new or renewed certificate put in place.
+//! - [`quarantine`]: `posternctl quarantine`, the messages postern-scan refused and kept.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod cert;
 pub mod check;
 pub mod cli;
 pub mod init;
+pub mod quarantine;
 pub mod report;
 pub mod services;
 pub mod templates;
@@ -52,6 +54,7 @@ pub fn main() -> Result<()> {
         cli::Command::Check { home } => check::run(&home),
         cli::Command::Audit(opts) => audit::run(&opts),
         cli::Command::CertInstall { home, cert, key } => cert::run(&home, &cert, &key),
+        cli::Command::Quarantine { home, action } => quarantine::run(&home, action),
         cli::Command::Printed => Ok(()),
     }
 }

@@ -16,6 +16,7 @@
 //!   the tripwire (`--record`, `control/.audit-checksums`).
 //! - [`logs`]: logs being written; access rules that matched nothing for N days.
 //! - [`queue`]: backlog and the age of the oldest message.
+//! - [`quarantine`]: how many copies the quarantine keeps, and for how long.
 //! - [`report`]: the PASS / WARN / FAIL lines.
 
 pub mod antivirus;
@@ -23,6 +24,7 @@ pub mod banner;
 pub mod dns;
 pub mod files;
 pub mod logs;
+pub mod quarantine;
 pub mod queue;
 pub mod recipients;
 pub mod relay;
@@ -156,6 +158,7 @@ pub fn audit(opts: &Options) -> Vec<Finding> {
     out.extend(files::findings(home));
     out.push(logs::written(home));
     out.push(queue::finding(home));
+    out.push(quarantine::finding(home));
     out.push(logs::stale_rules(home, &control, opts.stale_days));
     out.push(files::integrity(home));
     out

@@ -118,8 +118,10 @@ fn verified_domains_are_covered_and_their_files_checked() {
     use std::os::unix::fs::PermissionsExt;
     let cache = fs::metadata(dir.path().join("run/verify")).unwrap();
     assert_eq!(cache.permissions().mode() & 0o7777, 0o700);
-    let pregreet = fs::metadata(dir.path().join("run/pregreet")).unwrap();
-    assert_eq!(pregreet.permissions().mode() & 0o7777, 0o700);
+    for made in ["run/pregreet", "run/greylist"] {
+        let meta = fs::metadata(dir.path().join(made)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o700, "{made}");
+    }
 
     fs::write(
         control.join("verifyrecipients"),
