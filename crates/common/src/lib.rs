@@ -10,6 +10,7 @@
 //! - [`cdb`]: djb's constant database, read and written (rules, users, recipients).
 //! - [`atomic`]: write-temp-fsync-rename, the one way postern replaces a file.
 //! - [`follow`]: following a multilog directory's `current` across rotations, each line once.
+//! - [`lock`]: lock files, an exclusive `flock` held as long as the guard lives.
 //! - [`home`]: where the instance is (`POSTERN_HOME`).
 //! - [`resolvers`]: which DNS servers to ask (`control/resolvers`, else resolv.conf).
 //! - [`sasl`]: base64 and SASL PLAIN, for SMTP and POP3 AUTH.
@@ -29,6 +30,7 @@ pub mod exit;
 pub mod follow;
 pub mod getopt;
 pub mod home;
+pub mod lock;
 pub mod logline;
 pub mod privilege;
 pub mod resolvers;

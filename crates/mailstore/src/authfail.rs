@@ -20,11 +20,11 @@
 //! back from the account and clears the IP's entry (the account's other failures keep
 //! counting until they age out: an attacker's guesses still slow the account down).
 
-use postern_common::{Error, Result, ResultExt};
+use postern_common::{Result, ResultExt};
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -90,7 +90,7 @@ pub fn delay_for(failures: u32, base_ms: u64) -> Duration {
 
 /// The open, locked table.
 pub struct Table {
-    file: nix::fcntl::Flock<fs::File>,
+    file: postern_common::lock::Lock,
     bytes: Vec<u8>,
     now: u32,
 }
@@ -114,23 +114,10 @@ impl Table {
                 .create(&dir)
                 .temp(format!("unable to create {}", dir.display()))?;
         }
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
+        let file = postern_common::lock::open(&path, 0o600)
             .temp(format!("unable to open {}", path.display()))?;
-        let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
-            |(_, e)| {
-                Error::temp(format!(
-                    "unable to lock {}: {}",
-                    path.display(),
-                    e.desc().to_lowercase()
-                ))
-            },
-        )?;
+        let mut file = postern_common::lock::Lock::wait(file)
+            .temp(format!("unable to lock {}", path.display()))?;
         let mut bytes = Vec::with_capacity(TABLE_BYTES);
         (&mut *file)
             .take(TABLE_BYTES as u64)

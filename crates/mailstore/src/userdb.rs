@@ -360,22 +360,10 @@ pub fn compile(control: &Control, sources: &Sources) -> Result<()> {
 }
 
 /// Take the database lock (`control/users.lock`) until the returned guard is dropped.
-pub fn lock(control: &Control) -> Result<nix::fcntl::Flock<fs::File>> {
-    let path = control.path(LOCK);
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
+pub fn lock(control: &Control) -> Result<postern_common::lock::Lock> {
+    let file = postern_common::lock::open(&control.path(LOCK), 0o600)
         .temp("unable to open control/users.lock")?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
-        Error::temp(format!(
-            "unable to lock control/users.lock: {}",
-            e.desc().to_lowercase()
-        ))
-    })
+    postern_common::lock::Lock::wait(file).temp("unable to lock control/users.lock")
 }
 
 /// Recompile `users.cdb`, `aliases.cdb` and `recipients.cdb` from the flat files of the

@@ -20,7 +20,7 @@
 
 use crate::verify::Settings;
 use blake2::{Blake2b512, Digest};
-use nix::fcntl::{Flock, FlockArg};
+use postern_common::lock::Lock;
 use postern_common::{Error, Result, ResultExt};
 use std::fs;
 use std::io;
@@ -182,7 +182,7 @@ pub struct Cache {
 /// A held probe lock: removed and released when dropped.
 pub struct ProbeLock {
     path: PathBuf,
-    _file: Flock<fs::File>,
+    _file: Lock,
 }
 
 impl Drop for ProbeLock {
@@ -292,7 +292,7 @@ impl Cache {
     pub fn lock(&self, addr: &str, deadline: Instant) -> Result<Option<ProbeLock>> {
         let path = self.dir.join(format!("{}.lock", file_name(addr)));
         loop {
-            let file = fs::OpenOptions::new()
+            let mut file = fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
@@ -300,22 +300,15 @@ impl Cache {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&path)
                 .temp(format!("unable to open {}", path.display()))?;
-            let mut file = file;
             let held = loop {
-                match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                match Lock::try_take(file).temp(format!("unable to lock {}", path.display()))? {
                     Ok(held) => break held,
-                    Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                    Err(f) => {
                         if Instant::now() >= deadline {
                             return Ok(None);
                         }
                         file = f;
                         std::thread::sleep(LOCK_POLL);
-                    }
-                    Err((_, e)) => {
-                        return Err(Error::temp(format!(
-                            "unable to lock {}: {e}",
-                            path.display()
-                        )))
                     }
                 }
             };
@@ -385,7 +378,7 @@ impl Cache {
         }
         // A lock file nobody holds (its prober crashed): removed under its lock.
         if let Ok(f) = fs::OpenOptions::new().read(true).open(path) {
-            if let Ok(_held) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            if let Ok(Ok(_held)) = Lock::try_take(f) {
                 let _ = fs::remove_file(path);
             }
         }

@@ -155,7 +155,7 @@ fn pending_on(st: &State, c: Channel) -> bool {
 /// The account postern-remote runs as when we are root: `control/remoteuser`, else
 /// `postern-remote`, else `nobody`.
 /// The lock that makes this the queue's only postern-send, held while it runs.
-type Lock = nix::fcntl::Flock<fs::File>;
+type Lock = postern_common::lock::Lock;
 
 /// postern-send's main.
 pub fn main() -> Result<()> {

@@ -10,20 +10,14 @@ pub(super) fn start() -> Result<(Scheduler, Lock, mpsc::Receiver<Event>)> {
     let q = Queue::new(home.join("queue"));
     q.prepare()?;
     let lock_path = q.path("lock", "sendmutex");
-    let lock_file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
+    let lock_file = postern_common::lock::open(&lock_path, 0o666)
         .temp(format!("unable to open {}", lock_path.display()))?;
-    let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| {
-            Error::temp(format!(
-                "another postern-send is running on this queue ({} is locked)",
-                lock_path.display()
-            ))
-        })?;
+    let Ok(Ok(lock)) = Lock::try_take(lock_file) else {
+        return Err(Error::temp(format!(
+            "another postern-send is running on this queue ({} is locked)",
+            lock_path.display()
+        )));
+    };
     let control = Control::for_home(&home);
     let cfg = Config::load(&control)?;
     let (tx, rx) = mpsc::channel();

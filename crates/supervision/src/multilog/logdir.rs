@@ -16,8 +16,9 @@ use super::archive::{finish, Code};
 use super::processor;
 use super::retry::retry;
 use super::script::DirSpec;
+use postern_common::lock::{self, Lock};
 use postern_common::{Error, Result, ResultExt};
-use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -39,7 +40,7 @@ const MODE_COMPLETE: u32 = 0o744;
 pub struct LogDir {
     spec: DirSpec,
     /// Held for the life of the process: the flock is the directory's ownership.
-    _lock: File,
+    _lock: Lock,
     current: File,
     /// Bytes in `current`.
     bytes: u64,
@@ -54,26 +55,13 @@ impl LogDir {
         let show = dir.display().to_string();
         // An existing directory is fine; any real trouble shows up when locking.
         let _ = DirBuilder::new().mode(0o700).create(&dir);
-        let lock = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(dir.join("lock"))
-            .temp(format_args!("unable to lock directory {show}"))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::temp(format!(
+        let lock = lock::try_exclusive(&dir.join("lock"), 0o600)
+            .temp(format_args!("unable to lock directory {show}"))?
+            .ok_or_else(|| {
+                Error::temp(format!(
                     "unable to lock directory {show}: locked by another multilog"
-                )))
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(Error::io(
-                    format_args!("unable to lock directory {show}"),
-                    &e,
                 ))
-            }
-        }
+            })?;
         let current_path = dir.join("current");
         let existing = match fs::metadata(&current_path) {
             Ok(m) => Some(m),

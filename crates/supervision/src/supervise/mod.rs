@@ -25,6 +25,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use postern_common::exit::{Error, Result, ResultExt};
+use postern_common::lock::{self, Lock};
 use postern_common::logline::LogLine;
 use postern_common::sys::with_default_signals;
 use postern_common::tai64n::Tai64n;
@@ -71,7 +72,7 @@ enum Process {
 /// The open files that make up the on-disk interface, held for supervise's whole life.
 struct Handles {
     /// `supervise/lock`, flocked: dropping it releases the lock.
-    _lock: File,
+    _lock: Lock,
     /// `supervise/control`, read end (non-blocking).
     control: File,
     /// Our own write end of the control FIFO, so reads never see end-of-file.
@@ -155,27 +156,16 @@ impl Supervisor {
         let name = self.name.clone();
         // Errors are ignored, as 0.76 does: a symlink to a directory works too.
         let _ = DirBuilder::new().mode(0o700).create("supervise");
-        let lock = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open("supervise/lock")
+        // flock(LOCK_EX|LOCK_NB), the lock C supervise takes.
+        let lock_file = lock::open(Path::new("supervise/lock"), 0o600)
             .temp(format!("unable to open {name}/supervise/lock"))?;
-        // std's try_lock is flock(LOCK_EX|LOCK_NB) on Linux, the lock C supervise takes.
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::temp(format!(
+        let lock = Lock::try_take(lock_file)
+            .temp(format!("unable to acquire {name}/supervise/lock"))?
+            .map_err(|_| {
+                Error::temp(format!(
                     "unable to acquire {name}/supervise/lock: another supervise holds it"
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io(
-                    format!("unable to acquire {name}/supervise/lock"),
-                    &e,
                 ))
-            }
-        }
+            })?;
         make_fifo("supervise/control")
             .temp(format!("unable to create {name}/supervise/control"))?;
         let control = OpenOptions::new()
