@@ -63,6 +63,10 @@ pub struct Config {
     pub authcleartext: bool,
     /// Entries of `control/ratelimit.blocked` in force now (written by postern-ratelimit).
     pub ratelimit_blocked: Vec<Blocked>,
+    /// Greylisting at RCPT (`control/greylist*`).
+    pub greylist: crate::greylist::Settings,
+    /// Lower-cased `goodmailfrom` entries: senders never greylisted.
+    pub goodmailfrom: Vec<String>,
 }
 
 /// One `KIND KEY UNTIL` line of `control/ratelimit.blocked`.
@@ -183,6 +187,8 @@ impl Config {
                 .max(1),
             max_rcpts: c.number("maxrcpts", DEFAULT_MAX_RCPTS)?.max(1),
             authcleartext: c.flag("authcleartext")?,
+            greylist: crate::greylist::Settings::load(c)?,
+            goodmailfrom: lower_list(c, "goodmailfrom")?,
             ratelimit_blocked: ratelimit_blocked(
                 c,
                 std::time::SystemTime::now()

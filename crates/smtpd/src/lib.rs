@@ -8,6 +8,7 @@
 //! - [`relay`]: the rcpthosts decision and the classic relay tricks.
 //! - [`recipients`]: recipient validation against the user database.
 //! - [`verify`]: recipient verification by callout, through postern-verify.
+//! - [`greylist`]: greylisting at RCPT (off unless `control/greylist`).
 //! - [`data`]: dot-unstuffing, hop counting, the size limit.
 //! - [`auth`]: AUTH PLAIN/LOGIN through a checkpassword program.
 //! - [`queue`]: running `$QMAILQUEUE`, exit codes to replies.
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod command;
 pub mod config;
 pub mod data;
+pub mod greylist;
 pub mod line;
 pub mod outside;
 pub mod pace;

@@ -117,6 +117,28 @@ impl Outside for Real {
         self.store.alias_of(sender, login)
     }
 
+    fn greylist(
+        &mut self,
+        settings: &crate::greylist::Settings,
+        ip: &str,
+        sender: &str,
+        rcpt: &str,
+    ) -> Result<crate::greylist::Verdict> {
+        let ip: std::net::IpAddr = ip.parse().map_err(|_| {
+            postern_common::Error::temp(format!(
+                "TCPREMOTEIP is not an address: {}",
+                postern_common::logline::printable(ip)
+            ))
+        })?;
+        crate::greylist::Greylist::new(&self.store.home).check(
+            settings,
+            ip,
+            sender,
+            rcpt,
+            std::time::SystemTime::now(),
+        )
+    }
+
     fn auth_configured(&self) -> bool {
         self.checker.is_some()
     }

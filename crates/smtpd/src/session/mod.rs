@@ -11,6 +11,7 @@ use crate::auth::{self, Mechanism};
 use crate::command::{self, Verb};
 use crate::config::{self, Config, Peer};
 use crate::data::{self, Data};
+use crate::greylist;
 use crate::line::{Input, LineError, LineReader, MAX_COMMAND, MAX_TEXT};
 use crate::queue::{self, Job, Outcome};
 use crate::received;
@@ -40,6 +41,18 @@ pub trait Outside {
     /// Recipient verification by callout ([`crate::verify`]): what the next hop says
     /// about `addr`, or `Err` when the prober could not be asked.
     fn verify(&mut self, addr: &str) -> Result<Answer>;
+    /// Greylisting's answer for the triplet ([`crate::greylist`]), recording what it
+    /// learns; `Err` when the state cannot be kept (the session then accepts). The
+    /// default, for fakes, never defers.
+    fn greylist(
+        &mut self,
+        _settings: &greylist::Settings,
+        _ip: &str,
+        _sender: &str,
+        _rcpt: &str,
+    ) -> Result<greylist::Verdict> {
+        Ok(greylist::Verdict::Known)
+    }
     /// Whether `sender` is an alias delivering to `login`.
     fn alias_of(&mut self, sender: &str, login: &str) -> Result<bool>;
     /// Whether a checkpassword program was given (AUTH can be offered).
@@ -568,8 +581,50 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
                     .temp_failure("451 4.3.0 temporary failure looking up the recipient", &e)
             }
         }
+        if self.cfg.greylist.on && !relay_allowed {
+            if let Some(flow) = self.greylist_rcpt(&rcpt)? {
+                return Ok(flow);
+            }
+        }
         self.rcpts.push(rcpt);
         self.reply("250 2.1.5 ok").map(|_| Flow::Continue)
+    }
+
+    /// Greylisting (`control/greylist`), for a client that is neither authenticated nor
+    /// a relay client: `None` when `rcpt` may be accepted, else the 451 already given.
+    /// `goodmailfrom` senders pass; trouble keeping the state fails open (logged).
+    fn greylist_rcpt(&mut self, rcpt: &str) -> io::Result<Option<Flow>> {
+        let sender = self.sender.clone().unwrap_or_default();
+        if config::listed(&sender, &self.cfg.goodmailfrom) {
+            return Ok(None);
+        }
+        let verdict = match self
+            .outside
+            .greylist(&self.cfg.greylist, &self.peer.ip, &sender, rcpt)
+        {
+            Ok(v) => v,
+            Err(e) => {
+                let line = LogLine::event("error")
+                    .kv("ip", &self.peer.ip)
+                    .kv("what", format!("greylist: {}", e.msg));
+                self.outside.log(line);
+                return Ok(None);
+            }
+        };
+        let mut line = LogLine::event("greylist")
+            .kv("ip", &self.peer.ip)
+            .kv("from", format!("<{sender}>"))
+            .kv("rcpt", format!("<{rcpt}>"))
+            .kv("result", verdict.word());
+        if let greylist::Verdict::Defer { wait } = verdict {
+            line.push("wait", wait);
+            self.outside.log(line);
+            return self
+                .reply("451 4.7.1 greylisted, please try again later")
+                .map(|_| Some(Flow::Continue));
+        }
+        self.outside.log(line);
+        Ok(None)
     }
 
     /// Ask the next hop about `rcpt` (`control/verifyrecipients`): `None` when it exists

@@ -59,6 +59,8 @@ struct World {
     logs: Vec<String>,
     slept: Duration,
     tls_injected: usize,
+    /// Greylisting triplets seen (`ip sender rcpt`): the first sight defers.
+    greylisted: Vec<String>,
 }
 
 struct FakeJob {
@@ -100,6 +102,7 @@ impl World {
             tls: self.tls,
             queue_code: self.queue_code,
             tls_injected: self.tls_injected,
+            greylisted: self.greylisted.clone(),
             ..World::default()
         }
     }
@@ -119,6 +122,23 @@ impl Outside for World {
             Verdict::Unknown
         })
     }
+    fn greylist(
+        &mut self,
+        settings: &crate::greylist::Settings,
+        ip: &str,
+        sender: &str,
+        rcpt: &str,
+    ) -> Result<crate::greylist::Verdict> {
+        let key = format!("{ip} {sender} {rcpt}");
+        if self.greylisted.contains(&key) {
+            return Ok(crate::greylist::Verdict::Retried);
+        }
+        self.greylisted.push(key);
+        Ok(crate::greylist::Verdict::Defer {
+            wait: settings.delay,
+        })
+    }
+
     fn verify(&mut self, addr: &str) -> Result<Answer> {
         let cached = self.asked.iter().any(|a| a == addr);
         self.asked.push(addr.to_string());
@@ -198,6 +218,8 @@ fn base_config() -> Config {
         max_unknown_rcpts: 10,
         max_rcpts: 100,
         authcleartext: false,
+        greylist: crate::greylist::Settings::off(),
+        goodmailfrom: vec![],
     }
 }
 
@@ -767,4 +789,55 @@ fn a_pause_between_commands_costs_no_rate_credit() {
         .last()
         .unwrap()
         .starts_with("421 4.4.2 too slow"));
+}
+
+#[test]
+fn greylisting_defers_first_sight_and_spares_relay_clients_and_goodmailfrom() {
+    let cfg = Config {
+        greylist: crate::greylist::Settings {
+            on: true,
+            ..crate::greylist::Settings::off()
+        },
+        goodmailfrom: vec!["@partner.test".into()],
+        ..base_config()
+    };
+    let peer = Peer {
+        ip: "192.0.2.7".into(),
+        ..Peer::default()
+    };
+    let dialogue = |from: &str| {
+        format!(
+            "EHLO c.test\r\nMAIL FROM:<{from}>\r\nRCPT TO:<u@example.test>\r\n\
+             RCPT TO:<v@example.test>\r\nQUIT\r\n"
+        )
+    };
+    let count = |run: &Run, prefix: &str| run.replies.iter().filter(|r| r.starts_with(prefix)).count();
+    let first = run_session(dialogue("a@c.test").as_bytes(), &cfg, &peer, World::default(), false);
+    assert_eq!(count(&first, "451 4.7.1 greylisted, please try again later"), 2, "{:#?}", first.replies);
+    assert!(
+        first.world.logs.iter().any(|l| l.contains(
+            "event=greylist ip=192.0.2.7 from=<a@c.test> rcpt=<u@example.test> result=defer wait=300"
+        )),
+        "{:#?}",
+        first.world.logs
+    );
+    // The retry (the state carried over) is accepted.
+    let retry = run_session(dialogue("a@c.test").as_bytes(), &cfg, &peer, first.world.fresh(), false);
+    assert_eq!(count(&retry, "250 2.1.5"), 2, "{:#?}", retry.replies);
+    assert!(retry.world.logs.iter().any(|l| l.contains("result=retried")));
+    // goodmailfrom senders and relay clients are never asked about.
+    let good = run_session(dialogue("b@partner.test").as_bytes(), &cfg, &peer, World::default(), false);
+    assert_eq!(count(&good, "250 2.1.5"), 2, "{:#?}", good.replies);
+    assert!(good.world.greylisted.is_empty());
+    let relay = Peer {
+        relayclient: true,
+        ..peer.clone()
+    };
+    let inside = run_session(dialogue("a@c.test").as_bytes(), &cfg, &relay, World::default(), false);
+    assert_eq!(count(&inside, "250 2.1.5"), 2, "{:#?}", inside.replies);
+    assert!(inside.world.greylisted.is_empty());
+    // Off (the default): never asked.
+    let off = run_session(dialogue("a@c.test").as_bytes(), &base_config(), &peer, World::default(), false);
+    assert_eq!(count(&off, "250 2.1.5"), 2);
+    assert!(off.world.greylisted.is_empty());
 }

@@ -228,7 +228,7 @@ impl Server {
         raw
     }
 
-    fn python(&self, script: &str) -> (Option<i32>, String, String) {
+    pub(crate) fn python(&self, script: &str) -> (Option<i32>, String, String) {
         let mut cmd = Command::new("python3");
         cmd.arg("-c").arg(script).env("PORT", self.port.to_string());
         postern_testkit::run(&mut cmd, WAIT)
