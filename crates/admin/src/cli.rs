@@ -121,6 +121,11 @@ enum Sub {
         #[command(subcommand)]
         action: crate::quarantine::Action,
     },
+    /// DKIM keys for outgoing mail: new, list, record, use, remove.
+    Dkim {
+        #[command(subcommand)]
+        action: crate::dkim::Action,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,6 +181,11 @@ pub enum Command {
     Quarantine {
         home: PathBuf,
         action: crate::quarantine::Action,
+    },
+    /// `posternctl dkim`.
+    Dkim {
+        home: PathBuf,
+        action: crate::dkim::Action,
     },
     /// Help was asked for and has been printed.
     Printed,
@@ -253,6 +263,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             action: CertAction::Install { cert, key },
         } => Command::CertInstall { home, cert, key },
         Sub::Quarantine { action } => Command::Quarantine { home, action },
+        Sub::Dkim { action } => Command::Dkim { home, action },
     })
 }
 

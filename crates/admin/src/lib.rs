@@ -10,6 +10,7 @@
 //! - [`audit`]: `posternctl audit`, the security checklist (PASS / WARN / FAIL).
 //! - [`cert`]: `posternctl cert install`, a new or renewed certificate put in place.
 //! - [`quarantine`]: `posternctl quarantine`, the messages postern-scan refused and kept.
+//! - [`dkim`]: `posternctl dkim`, the DKIM keys postern-remote signs with.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod cdb_compile;
 pub mod cert;
 pub mod check;
 pub mod cli;
+pub mod dkim;
 pub mod init;
 pub mod quarantine;
 pub mod report;
@@ -55,6 +57,7 @@ pub fn main() -> Result<()> {
         cli::Command::Audit(opts) => audit::run(&opts),
         cli::Command::CertInstall { home, cert, key } => cert::run(&home, &cert, &key),
         cli::Command::Quarantine { home, action } => quarantine::run(&home, action),
+        cli::Command::Dkim { home, action } => dkim::run(&home, action),
         cli::Command::Printed => Ok(()),
     }
 }

@@ -104,6 +104,19 @@ impl Dns {
         Dns::from_control(&Control::from_env())
     }
 
+    /// The configured hickory resolver (`None` without servers), for a library that
+    /// makes its own lookups (mail-auth's SPF, DKIM and DMARC checks, postern-auth):
+    /// same servers, same options, same hickory.
+    pub fn hickory(&self) -> Option<TokioResolver> {
+        self.resolver.clone()
+    }
+
+    /// Run `f` on the runtime, `None` when `deadline` passes first.
+    pub fn block_on<F: Future>(&self, deadline: Duration, f: F) -> Option<F::Output> {
+        self.rt
+            .block_on(async move { tokio::time::timeout(deadline, f).await.ok() })
+    }
+
     /// Run the lookup `f` on the runtime, failing it when `deadline` passes first.
     pub(crate) fn run<T, F, Fut>(&self, deadline: Duration, f: F) -> Answer<T>
     where

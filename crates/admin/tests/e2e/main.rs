@@ -2,5 +2,6 @@
 
 mod audit;
 mod check;
+mod dkim;
 mod metrics;
 mod report;

@@ -1,0 +1,11 @@
+//! Mail authentication for postern, through Stalwart's `mail-auth` crate
+//! (docs/architecture.md "Mail authentication").
+//!
+//! - [`dkim`]: DKIM keys per domain and selector under `control/dkim/` (made by
+//!   `posternctl dkim`), the DNS TXT record that publishes each, and the signature
+//!   postern-remote puts on outgoing mail.
+//!
+//! DNS goes through [`postern_dns`] (its resolver, its servers from
+//! `control/resolvers`); mail-auth does the DKIM work, ring the cryptography.
+
+pub mod dkim;
