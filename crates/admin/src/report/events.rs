@@ -22,12 +22,13 @@ pub enum Category {
     AuthFailure,
     AuthRequired,
     AccessRule,
+    Pregreet,
     Other,
 }
 
 impl Category {
     /// Every category, in the order reports show them.
-    pub const ALL: [Category; 12] = [
+    pub const ALL: [Category; 13] = [
         Category::Relay,
         Category::UnknownUser,
         Category::Rbl,
@@ -39,6 +40,7 @@ impl Category {
         Category::AuthFailure,
         Category::AuthRequired,
         Category::AccessRule,
+        Category::Pregreet,
         Category::Other,
     ];
 
@@ -55,6 +57,7 @@ impl Category {
             Category::AuthFailure => "AUTH failure",
             Category::AuthRequired => "AUTH required",
             Category::AccessRule => "access rule",
+            Category::Pregreet => "talked first",
             Category::Other => "other",
         }
     }
@@ -73,6 +76,7 @@ impl Category {
             Category::AuthFailure => "auth",
             Category::AuthRequired => "authreq",
             Category::AccessRule => "access",
+            Category::Pregreet => "pregreet",
             Category::Other => "other",
         }
     }
@@ -102,6 +106,8 @@ pub enum Class {
     /// postern-checkpassword's own `event=authfail`: the front end (smtpd, popup) usually
     /// logs the same failure right after it; the pair counts once (see `stats`).
     CheckerAuthFail,
+    /// smtpd's greylisting answer for one recipient: `result=defer|retried|known|client`.
+    Greylist,
     /// Known, and not counted (connections, successful logins, clean scans, …).
     Info,
 }
@@ -111,7 +117,7 @@ pub enum Class {
 type Row = (&'static str, &'static str, &'static str, Class);
 
 use Category::*;
-use Class::{Accept, CheckerAuthFail, Delivery, Info, Queued, Reject};
+use Class::{Accept, CheckerAuthFail, Delivery, Greylist, Info, Queued, Reject};
 
 pub const TABLE: &[Row] = &[
     // postern-smtpd
@@ -138,9 +144,14 @@ pub const TABLE: &[Row] = &[
     ("starttls", "", "", Info),
     // A callout's answer; its refusal has its own reject line.
     ("verify", "", "", Info),
+    // Greylisting: a deferral is not a refusal; counted apart, by result.
+    ("greylist", "", "", Greylist),
     // postern-rblsmtpd
     ("rbl", "result", "listed", Reject(Rbl)),
     ("rbl", "*", "*", Info),
+    // postern-pregreet: `result=drop` refused a client that talked first; `gone` left.
+    ("pregreet", "result", "drop", Reject(Pregreet)),
+    ("pregreet", "*", "*", Info),
     // postern-scan: `event=quarantine reason=attachment|header|virus|mime|partial`, one
     // line per refused message (smtpd's `reason=queue` line for it is not counted).
     ("quarantine", "reason", "virus", Reject(Virus)),

@@ -37,6 +37,7 @@ pub fn reason_label(c: Category) -> &'static str {
         Category::AuthFailure => "auth_failure",
         Category::AuthRequired => "auth_required",
         Category::AccessRule => "access_rule",
+        Category::Pregreet => "pregreet",
         Category::Other => "other",
     }
 }
@@ -187,6 +188,17 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         "counter",
         "Delivery attempts by postern-send, one per recipient: delivered, deferred (tried again later) or bounced (failed for good), by channel.",
         &deliveries,
+    );
+    let greylist: Vec<(String, String)> = ["defer", "retried", "known", "client"]
+        .iter()
+        .map(|r| (format!("{{result=\"{r}\"}}"), stats.greylist.get(r).to_string()))
+        .collect();
+    family(
+        &mut out,
+        "postern_greylist_total",
+        "counter",
+        "Greylisting answers at RCPT, one per recipient: defer (451), retried (accepted after the delay), known (a triplet accepted before), client (a client network that retried enough), from the logs.",
+        &greylist,
     );
     family(
         &mut out,

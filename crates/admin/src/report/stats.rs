@@ -115,6 +115,10 @@ pub struct Stats {
     /// never as blocked IPs).
     pub audit_probe: u64,
     pub viruses: Counter,
+    /// Greylisting answers by `result` (defer, retried, known, client).
+    pub greylist: Counter,
+    /// Spam scores of scanned messages (`score=` on postern-scan's lines), by range.
+    pub scores: Counter,
     /// Log directories read, with their line counts.
     pub sources: BTreeMap<String, u64>,
     pub queue: Option<Queue>,
@@ -123,6 +127,21 @@ pub struct Stats {
     /// (log, ip) → times of checker `authfail` lines not yet paired with a front end's.
     pending_auth: HashMap<(String, String), VecDeque<i64>>,
     pending_count: usize,
+}
+
+/// The ranges spam scores are counted in, in the order reports show them.
+pub const SCORE_RANGES: [&str; 6] = ["below 0", "0 to 2", "2 to 5", "5 to 10", "10 to 15", "15 and up"];
+
+/// The range of [`SCORE_RANGES`] a score falls in.
+pub fn score_range(score: f64) -> &'static str {
+    match score {
+        s if s < 0.0 => SCORE_RANGES[0],
+        s if s < 2.0 => SCORE_RANGES[1],
+        s if s < 5.0 => SCORE_RANGES[2],
+        s if s < 10.0 => SCORE_RANGES[3],
+        s if s < 15.0 => SCORE_RANGES[4],
+        _ => SCORE_RANGES[5],
+    }
 }
 
 /// The start of the local-time hour holding `t`.
@@ -237,8 +256,14 @@ impl Stats {
             return;
         };
         let get = |k| logline::get(&fields, k);
+        if let Some(score) = get("score").and_then(|v| v.parse::<f64>().ok()) {
+            if matches!(get("event"), Some("scan") | Some("quarantine")) {
+                self.scores.add(score_range(score), 1);
+            }
+        }
         match class {
             Class::Info => {}
+            Class::Greylist => self.greylist.add(get("result").unwrap_or("?"), 1),
             Class::Accept => {
                 let size = number(&fields, "size");
                 self.in_msgs += 1;
@@ -405,6 +430,29 @@ mod tests {
             s.add("smtpd", Some(1_700_000_000 + i as i64), l);
         }
         s
+    }
+
+    #[test]
+    fn greylisting_pregreet_and_scores() {
+        let s = stats(&[
+            "event=greylist ip=192.0.2.1 from=<a@x.test> rcpt=<b@y.test> result=defer wait=300",
+            "event=greylist ip=192.0.2.1 from=<a@x.test> rcpt=<c@y.test> result=defer wait=300",
+            "event=greylist ip=192.0.2.1 from=<a@x.test> rcpt=<b@y.test> result=retried",
+            "event=pregreet ip=203.0.113.9 result=drop why=talked-first after=3ms text=EHLO",
+            "event=pregreet ip=203.0.113.8 result=gone after=2000ms",
+            "event=scan ip=192.0.2.1 result=clean score=1.5",
+            "event=scan ip=192.0.2.1 result=tagged score=7",
+            "event=quarantine ip=192.0.2.1 reason=spam score=22.5",
+        ]);
+        assert_eq!(s.greylist.get("defer"), 2);
+        assert_eq!(s.greylist.get("retried"), 1);
+        assert_eq!(s.rejected_in(Category::Pregreet), 1);
+        assert_eq!(s.blocked_ips.get("203.0.113.9"), 1);
+        assert_eq!(s.total_rejected(), 2, "a deferral is not a refusal; the spam one is");
+        assert_eq!(s.scores.get("0 to 2"), 1);
+        assert_eq!(s.scores.get("5 to 10"), 1);
+        assert_eq!(s.scores.get("15 and up"), 1);
+        assert_eq!(s.other_lines, 0);
     }
 
     #[test]

@@ -204,6 +204,21 @@ pub fn render(stats: &Stats, home: &Path, since: Option<i64>) -> String {
         );
     }
 
+    if !stats.greylist.is_empty() {
+        let rows: Vec<Vec<String>> = ["defer", "retried", "known", "client"]
+            .iter()
+            .map(|r| vec![r.to_string(), stats.greylist.get(r).to_string()])
+            .collect();
+        table(&mut out, &["greylisting", "recipients"], &rows);
+    }
+    if !stats.scores.is_empty() {
+        let rows: Vec<Vec<String>> = super::stats::SCORE_RANGES
+            .iter()
+            .map(|r| vec![r.to_string(), stats.scores.get(r).to_string()])
+            .collect();
+        table(&mut out, &["spam score", "messages"], &rows);
+    }
+
     for (head, count, counter) in [
         ("top senders", "accepted", &stats.senders),
         ("recipient domains", "recipients", &stats.rcpt_domains),

@@ -108,6 +108,8 @@ fn metrics_file_parses_with_prometheus_client_and_matches_the_logs() {
             "event=reject ip=198.51.100.2 reason=authfail user=alice@a.test mech=PLAIN",
             "event=reject ip=198.51.100.4 reason=ratelimit from=<spam@a.test>",
             "event=reject ip=192.0.2.11 reason=hops hops=101",
+            "event=greylist ip=192.0.2.20 from=<g@g.test> rcpt=<alice@a.test> result=defer wait=300",
+            "event=pregreet ip=203.0.113.9 result=drop why=talked-first after=1ms text=EHLO",
             "not a log line",
         ],
     );
@@ -219,6 +221,7 @@ fn metrics_file_parses_with_prometheus_client_and_matches_the_logs() {
         ("auth_failure", 3.0),
         ("auth_required", 0.0),
         ("access_rule", 0.0),
+        ("pregreet", 1.0),
         ("other", 1.0),
     ] {
         assert_eq!(
@@ -248,7 +251,9 @@ fn metrics_file_parses_with_prometheus_client_and_matches_the_logs() {
     assert_eq!(c("postern_auth_failures", ""), 3.0);
     assert_eq!(c("postern_ratelimit_blocks", ""), 2.0);
     assert_eq!(c("postern_log_lines", "kind=other"), 1.0);
-    assert_eq!(c("postern_log_lines", "kind=known"), 24.0);
+    assert_eq!(c("postern_log_lines", "kind=known"), 26.0);
+    assert_eq!(c("postern_greylist", "result=defer"), 1.0);
+    assert_eq!(c("postern_greylist", "result=retried"), 0.0);
     let g = |name: &str| v(name, "gauge", name, "");
     assert_eq!(g("postern_queue_messages"), 3.0);
     let age = g("postern_queue_oldest_age_seconds");
@@ -258,7 +263,7 @@ fn metrics_file_parses_with_prometheus_client_and_matches_the_logs() {
     assert!(days == 29.0 || days == 30.0, "{days}");
     assert_eq!(
         g("postern_log_last_line_timestamp_seconds"),
-        (T0 + 12) as f64
+        (T0 + 14) as f64
     );
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -271,7 +276,7 @@ fn metrics_file_parses_with_prometheus_client_and_matches_the_logs() {
         fams.values().all(|(t, _)| t == "counter" || t == "gauge"),
         "{fams:?}"
     );
-    assert_eq!(fams.len(), 13, "{:?}", fams.keys().collect::<Vec<_>>());
+    assert_eq!(fams.len(), 14, "{:?}", fams.keys().collect::<Vec<_>>());
 
     // Refusing --metrics with a window: counters cover every log.
     let mut bad = Command::new(env!("CARGO_BIN_EXE_posternctl"));
