@@ -3,9 +3,12 @@
 //! - [`Daemon`]: a child process in its own process group that is stopped (TERM, then
 //!   KILL, of the whole group) when the test ends, pass or fail — tests never kill by name.
 //! - [`wait_until`]: wait for a condition with a deadline instead of sleeping.
-//! - [`require`]: find a third-party program (daemontools, ucspi-tcp, …). When it is
-//!   missing a test skips and says so, unless `POSTERN_REQUIRE_INTEROP=1` (set by
-//!   `scripts/test` after it installed them), when a missing tool is a failure.
+//! - [`require`]: find a third-party program (daemontools, ucspi-tcp, …). A missing one
+//!   fails the test (`scripts/test` installs them all as root), unless the developer
+//!   asked to skip with `POSTERN_ALLOW_MISSING_TOOLS=1`: a test never passes without
+//!   having run.
+//! - [`require_root`]: for the tests marked `#[ignore = "needs root: …"]`, which
+//!   `scripts/test` runs as root and a run without root reports as ignored.
 //! - [`workspace_bin`]: a program built by another crate of the workspace.
 //! - [`tempdir`]: a temporary directory removed when dropped.
 
@@ -45,11 +48,21 @@ pub fn expect_within(timeout: Duration, what: &str, cond: impl FnMut() -> bool) 
     );
 }
 
-/// Whether the tests must have every interop tool (CI) or may skip without them.
+/// Whether a missing third-party tool fails the test (the default, and always under
+/// `scripts/test`) or, with `POSTERN_ALLOW_MISSING_TOOLS=1` set by a developer without
+/// Debian's tools, skips it (said on stderr, though cargo then counts it as passed).
 pub fn interop_required() -> bool {
-    std::env::var("POSTERN_REQUIRE_INTEROP")
-        .map(|v| v == "1")
-        .unwrap_or(false)
+    std::env::var("POSTERN_ALLOW_MISSING_TOOLS").map_or(true, |v| v != "1")
+}
+
+/// The first line of a test marked `#[ignore = "needs root: WHY"]`: run without root
+/// (`cargo test -- --ignored` as a user), it fails saying so, rather than pass having
+/// checked nothing. `scripts/test` runs these tests as root.
+pub fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root ({why}): run it as root, as scripts/test does"
+    );
 }
 
 /// Find `program` on `$PATH` (and in /usr/sbin, /sbin, where Debian puts some tools).
@@ -62,14 +75,15 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The path of a third-party `program`, or `None` after printing why the calling test is
-/// skipped. Panics instead when `POSTERN_REQUIRE_INTEROP=1`.
+/// The path of a third-party `program`. Missing, it fails the calling test — or, under
+/// `POSTERN_ALLOW_MISSING_TOOLS=1`, is `None` after printing why the test is skipped.
 pub fn require(program: &str, package: &str) -> Option<PathBuf> {
     match find_program(program) {
         Some(p) => Some(p),
-        None if interop_required() => {
-            panic!("{program} (Debian package {package}) is required but not installed")
-        }
+        None if interop_required() => panic!(
+            "{program} (Debian package {package}) is required but not installed; \
+             scripts/test installs it when run as root"
+        ),
         None => {
             eprintln!("skipped: {program} not installed (Debian package {package}); scripts/test installs it");
             None
@@ -91,7 +105,8 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// A binary of the workspace built by another crate (`cargo test --workspace` and
-/// `cargo build --workspace` build them all before any test runs).
+/// `cargo build --workspace` build them all before any test runs). Not built, it fails
+/// the calling test: a skip would hide a test that never ran (or a renamed program).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let path = target_dir().join(name);
     assert!(
@@ -106,8 +121,8 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 /// options such as `--txt-record=…`, `--local=/test/`) say, never the system's resolver.
 /// Returns the daemon (stopped on drop) and its port, once it answers queries. The port
 /// is free for UDP when picked, but dnsmasq binds TCP on it too, which another test may
-/// hold: if dnsmasq exits at once, another port is tried. `None` (skipped) when dnsmasq
-/// is not installed, as [`require`] says.
+/// hold: if dnsmasq exits at once, another port is tried. Without dnsmasq it fails, or
+/// is `None` (skipped), as [`require`] says.
 pub fn dnsmasq(records: &[String]) -> Option<(Daemon, u16)> {
     let prog = require("dnsmasq", "dnsmasq")?;
     for _ in 0..10 {
@@ -147,16 +162,6 @@ fn dns_answers(port: u16) -> bool {
     let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x01\x00\x01";
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     s.send_to(query, ("127.0.0.1", port)).is_ok() && s.recv(&mut [0u8; 512]).is_ok()
-}
-
-/// Say that a test is skipped because the workspace program `name` is not built — or,
-/// under `POSTERN_REQUIRE_INTEROP=1` (scripts/test, which builds everything first),
-/// fail: a skip there would hide a test that never ran.
-pub fn skip_unbuilt(name: &str) {
-    if interop_required() {
-        panic!("{name} is not built, but scripts/test builds the whole workspace first");
-    }
-    eprintln!("skipped: {name} not built (cargo build --workspace builds it)");
 }
 
 /// `$PATH` with the workspace's binaries first, for chains that exec each other by name.

@@ -54,7 +54,10 @@ fn parse(file: &Path) -> Option<Families> {
         .output();
     if !probe.map(|o| o.status.success()).unwrap_or(false) {
         if interop_required() {
-            panic!("python3-prometheus-client is required but not installed");
+            panic!(
+                "python3-prometheus-client is required but not installed; \
+                 scripts/test installs it when run as root"
+            );
         }
         eprintln!("skipped: python3-prometheus-client not installed; scripts/test installs it");
         return None;

@@ -278,11 +278,9 @@ fn public_bins(dir: &Path) -> (String, String) {
 }
 
 #[test]
+#[ignore = "needs root: create a throwaway account"]
 fn works_without_root() {
-    if !is_root() {
-        eprintln!("skipped: needs root to create a throwaway account");
-        return;
-    }
+    postern_testkit::require_root("create a throwaway account");
     let acct = Account::create("cp");
     let bins = tempdir();
     std::fs::set_permissions(bins.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -330,11 +328,9 @@ fn works_without_root() {
 }
 
 #[test]
+#[ignore = "needs root: run checkpassword as root"]
 fn as_root_it_becomes_the_mailbox_owner() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    postern_testkit::require_root("run checkpassword as root");
     let acct = Account::create("ow");
     let i = Instance::with_users(&[(ALICE, ALICE_PW)], Some(&acct.name));
     assert_eq!(
@@ -425,11 +421,9 @@ fn parallel_wrong_passwords_from_one_ip_are_delayed_like_sequential_ones() {
 /// following symbolic links. It now becomes only the configured mailbox owner, and
 /// refuses a home that is a symlink or belongs to someone else.
 #[test]
+#[ignore = "needs root: run checkpassword as root"]
 fn as_root_a_symlinked_or_foreign_home_is_refused() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    postern_testkit::require_root("run checkpassword as root");
     let i = Instance::with_users(&[(ALICE, ALICE_PW)], None);
     fs_no_delay(&i);
     let home = i.home().join("users/x.test/alice");

@@ -12,11 +12,9 @@ const M2: &[u8] =
 const M3: &[u8] = b"Subject: three\r\n\r\nalready CRLF\r\nno final newline";
 
 #[test]
+#[ignore = "needs root: the refusal to run as root"]
 fn refuses_to_run_as_root() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: not running as root");
-        return;
-    }
+    testkit::require_root("the refusal to run as root");
     let inst = Instance::new();
     let (code, out, err) = testkit::run(
         Command::new(&*POP3D).arg(&inst.maildir),

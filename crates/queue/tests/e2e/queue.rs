@@ -328,7 +328,9 @@ impl Drop for Tmpfs {
 }
 
 #[test]
+#[ignore = "needs root: mount a tmpfs"]
 fn a_full_disk_gives_53_and_leaves_nothing() {
+    postern_testkit::require_root("mount a tmpfs");
     let scratch = postern_testkit::tempdir();
     let home = scratch.path().join("home");
     fs::create_dir(&home).unwrap();
@@ -339,10 +341,7 @@ fn a_full_disk_gives_53_and_leaves_nothing() {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs (needs root)");
-        return;
-    }
+    assert!(mounted, "cannot mount a tmpfs at {}", home.display());
     let _guard = Tmpfs(home.clone());
     layout::create(&home).unwrap();
     let inst_queue = Queue::for_home(&home);
@@ -449,18 +448,14 @@ fn a_qmail_queue_filter_in_front_of_postern_queue() {
 }
 
 #[test]
+#[ignore = "needs root: make a setgid copy"]
 fn setgid_ignores_postern_home() {
-    if !postern_common::privilege::is_root() {
-        eprintln!("skipped: needs root to make a setgid copy");
-        return;
-    }
-    if Path::new(postern_common::home::DEFAULT_HOME).exists() {
-        eprintln!(
-            "skipped: {} exists on this machine",
-            postern_common::home::DEFAULT_HOME
-        );
-        return;
-    }
+    postern_testkit::require_root("make a setgid copy");
+    assert!(
+        !Path::new(postern_common::home::DEFAULT_HOME).exists(),
+        "this test needs a machine without {} (an installed postern)",
+        postern_common::home::DEFAULT_HOME
+    );
     let inst = Instance::create();
     let scratch = postern_testkit::tempdir();
     let copy = scratch.path().join("postern-queue");
@@ -484,12 +479,10 @@ fn setgid_ignores_postern_home() {
 /// by `nobody`, a message over `control/databytes` (+ the trace slack) exits 31 and
 /// leaves nothing; one under it is queued; root is not bound.
 #[test]
+#[ignore = "needs root: install a setuid copy"]
 fn setuid_postern_queue_has_no_size_bound() {
     use postern_queue::enqueue::TRACE_SLACK;
-    if !postern_common::privilege::is_root() {
-        eprintln!("skipped: needs root to install a setuid copy");
-        return;
-    }
+    postern_testkit::require_root("install a setuid copy");
     let home = postern_testkit::tempdir();
     fs::set_permissions(home.path(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::create_dir_all(home.path().join("bin")).unwrap();

@@ -824,11 +824,9 @@ fn auth_fail_delay_is_milliseconds_and_ends_with_the_client() {
 /// session of that account cannot ptrace it or read its memory (the kernel then gives
 /// its /proc files to root). Needs root to run smtpd as another account.
 #[test]
+#[ignore = "needs root: run smtpd as another account"]
 fn a_session_is_not_dumpable() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to run smtpd as another account");
-        return;
-    }
+    postern_testkit::require_root("run smtpd as another account");
     let s = Setup::default()
         .wrapper(&[
             "setpriv",
@@ -1003,11 +1001,7 @@ fn greeting_comes_from_smtpgreeting() {
 /// As root, tlsd refuses to run the server as root: it becomes nobody, so the instance
 /// is made readable (and the queue stand-in's directory writable) for it.
 fn tls_setup(setup: Setup) -> Option<Server> {
-    let tlsd = postern_testkit::target_dir().join("postern-tlsd");
-    if !tlsd.is_file() {
-        postern_testkit::skip_unbuilt("postern-tlsd");
-        return None;
-    }
+    let tlsd = postern_testkit::workspace_bin("postern-tlsd");
     let openssl = require("openssl", "openssl")?;
     let certs = tempdir();
     let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
@@ -1141,9 +1135,8 @@ fn the_real_chain_validates_recipients_authenticates_and_queues() {
         "postern-checkpassword",
         "postern-queue",
     ];
-    if let Some(missing) = needed.iter().find(|n| !bin.join(n).is_file()) {
-        postern_testkit::skip_unbuilt(missing);
-        return;
+    for name in needed {
+        postern_testkit::workspace_bin(name);
     }
     let home = tempdir();
     let h = home.path();
@@ -1301,9 +1294,8 @@ fn a_message_from_smtplib_is_fetched_by_poplib() {
         "postern-popup",
         "postern-pop3d",
     ];
-    if let Some(missing) = needed.iter().find(|n| !bin.join(n).is_file()) {
-        postern_testkit::skip_unbuilt(missing);
-        return;
+    for name in needed {
+        postern_testkit::workspace_bin(name);
     }
     let home = tempdir();
     let h = home.path();

@@ -287,7 +287,9 @@ fn c_upper_1_limits_each_address_not_the_server() {
 }
 
 #[test]
+#[ignore = "needs root: change ids"]
 fn privileges_are_dropped_after_bind() {
+    postern_testkit::require_root("change ids");
     let dir = tempdir();
     let child = script(
         &dir,
@@ -299,10 +301,6 @@ fn privileges_are_dropped_after_bind() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    if !postern_common::privilege::is_root() {
-        eprintln!("skipped: needs root to change ids");
-        return;
-    }
     let s = server(
         &["-1", "-H", "-u", "65534", "-g", "65534", "127.0.0.1", "0"],
         &[&child],
@@ -593,11 +591,7 @@ fn hold_connections(dir: &Path, port: u16, n: usize) {
 /// while a connection is set up, and reaps the programs from its loop.
 #[test]
 fn forty_connections_at_once_under_softlimit_64m_are_all_served() {
-    let softlimit = postern_testkit::target_dir().join("postern-softlimit");
-    if !softlimit.is_file() {
-        postern_testkit::skip_unbuilt("postern-softlimit");
-        return;
-    }
+    let softlimit = postern_testkit::workspace_bin("postern-softlimit");
     let dir = tempdir();
     let child = greeting_child(dir.path());
     // Name lookups on (no -H): the heavier path. Loopback names are answered inside
@@ -637,11 +631,9 @@ fn forty_connections_at_once_under_softlimit_64m_are_all_served() {
 /// Regression: `-u` without `-g` kept gid 0 (and root's groups). It now takes the
 /// uid's primary group from the password database, and refuses a uid not there.
 #[test]
+#[ignore = "needs root: change ids"]
 fn u_without_g_takes_the_primary_group_never_gid_0() {
-    if !postern_common::privilege::is_root() {
-        eprintln!("skipped: needs root to change ids");
-        return;
-    }
+    postern_testkit::require_root("change ids");
     let dir = tempdir();
     fs::set_permissions(
         dir.path(),
@@ -682,15 +674,10 @@ fn u_without_g_takes_the_primary_group_never_gid_0() {
 
 /// A fake identd on `ip`:113 that answers one query with `USERID : UNIX : user`,
 /// echoing the ports it was asked about. Returns the query it got.
-fn fake_identd(ip: &str, user: &'static str) -> Option<std::thread::JoinHandle<String>> {
-    let listener = match TcpListener::bind((ip, 113)) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("skipped: cannot listen on {ip}:113 ({e}); needs root");
-            return None;
-        }
-    };
-    Some(std::thread::spawn(move || {
+fn fake_identd(ip: &str, user: &'static str) -> std::thread::JoinHandle<String> {
+    let listener = TcpListener::bind((ip, 113))
+        .unwrap_or_else(|e| panic!("cannot listen on {ip}:113 for a fake identd: {e}"));
+    std::thread::spawn(move || {
         use std::io::{BufRead, BufReader, Write};
         let (conn, _) = listener.accept().unwrap();
         let mut reader = BufReader::new(conn.try_clone().unwrap());
@@ -701,19 +688,19 @@ fn fake_identd(ip: &str, user: &'static str) -> Option<std::thread::JoinHandle<S
             .write_all(format!("{ports} : USERID : UNIX : {user}\r\n").as_bytes())
             .unwrap();
         ports
-    }))
+    })
 }
 
 #[test]
+#[ignore = "needs root: listen on port 113 for a fake identd"]
 fn r_asks_the_clients_identd_and_info_rules_apply() {
+    postern_testkit::require_root("listen on port 113 for a fake identd");
     let dir = tempdir();
     let child = script(&dir, "child", PRINT_ENV);
     let rules = "joe@127.0.0.77:allow,RULE=\"for joe\"\n:allow\n";
     compile_with(&bin("postern-tcprules"), dir.path(), "rules", rules);
     let cdb = dir.path().join("rules.cdb");
-    let Some(identd) = fake_identd("127.0.0.77", "joe") else {
-        return;
-    };
+    let identd = fake_identd("127.0.0.77", "joe");
     let s = server(
         &[
             "-1",
