@@ -1,5 +1,6 @@
 //! The substrate every postern program shares, and nothing else.
 //!
+//! - [`deadline`]: reading and writing a socket or pipe with a time limit (poll, then I/O).
 //! - [`exit`]: the 0 / 100 / 111 exit-code contract as a type, and the `main` funnel
 //!   that turns an error into one `postern-NAME: fatal: …` line and the right code.
 //! - [`control`]: reading the flat control files (comments, defaults, line numbers).
@@ -26,6 +27,7 @@ pub mod atomic;
 pub mod cdb;
 pub mod control;
 pub mod custom_error;
+pub mod deadline;
 pub mod exit;
 pub mod follow;
 pub mod getopt;

@@ -6,14 +6,16 @@
 //! bytes a client pipelines after `PASS` stay in the socket for the program that takes
 //! over the session (postern-popup uses it; postern-pop3d reads in blocks).
 //! [`TimedWriter`] writes with a deadline, so a client that stops reading cannot hold a
-//! process forever; it copes with non-blocking descriptors.
+//! process forever; it copes with non-blocking descriptors. The waiting itself is
+//! [`postern_common::deadline`]'s.
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
+use postern_common::deadline;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// RFC 2449 §4: a command line is at most 255 octets, CRLF included.
 pub const MAX_COMMAND_LINE: usize = 255;
@@ -39,29 +41,9 @@ pub trait Source: Read {
     fn wait(&self, timeout: Duration) -> io::Result<bool>;
 }
 
-/// Wait until `fd` is ready for `events`, or `timeout` passes.
-pub fn wait_fd(fd: impl AsFd, events: PollFlags, timeout: Duration) -> io::Result<bool> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
-        let mut fds = [PollFd::new(fd.as_fd(), events)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) if left.is_zero() => return Ok(false),
-            Ok(0) => continue,
-            Ok(_) => return Ok(true),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 impl Source for File {
     fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        wait_fd(self, PollFlags::POLLIN, timeout)
+        deadline::wait(self, PollFlags::POLLIN, timeout)
     }
 }
 
@@ -177,17 +159,7 @@ impl TimedWriter {
 
 impl Write for TimedWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        loop {
-            match self.file.write(data) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !wait_fd(&self.file, PollFlags::POLLOUT, self.timeout)? {
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return other,
-            }
-        }
+        deadline::write(&mut self.file, data, self.timeout)
     }
 
     fn flush(&mut self) -> io::Result<()> {

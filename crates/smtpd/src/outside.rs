@@ -9,14 +9,13 @@ use crate::line::Input;
 use crate::queue::{self, Job};
 use crate::recipients::{Mailstore, RecipientCheck, Verdict};
 use crate::session::{Outside, Tls};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 use postern_common::logline::LogLine;
 use postern_common::starttls::TlsControl;
 use postern_common::Result;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -38,18 +37,7 @@ impl TimedInput {
 
 impl Input for TimedInput {
     fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
-        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-        // Whole milliseconds, rounded up: never wake before the limit is reached.
-        let ms = wait.as_nanos().div_ceil(1_000_000);
-        let t = PollTimeout::try_from(i32::try_from(ms).unwrap_or(i32::MAX))
-            .unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, t) {
-            Ok(0) => Err(io::Error::new(io::ErrorKind::TimedOut, "client timed out")),
-            Ok(_) => self.file.read(buf),
-            // The reader asks again, with what is left of the wait.
-            Err(nix::errno::Errno::EINTR) => Err(io::ErrorKind::Interrupted.into()),
-            Err(e) => Err(io::Error::from(e)),
-        }
+        postern_common::deadline::read(&mut self.file, buf, Instant::now() + wait)
     }
 
     fn now(&self) -> Duration {
@@ -189,24 +177,12 @@ impl Outside for Real {
     /// pause (after a failed AUTH, say) must not hold a connection slot for the rest of
     /// it. Only hang-ups wake the poll; pipelined input waits for the next read.
     fn sleep(&mut self, pause: Duration) {
-        let deadline = std::time::Instant::now() + pause;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            // nix names no POLLRDHUP (a socket peer's shutdown); a pipe's is POLLHUP, always reported.
-            let hangup = PollFlags::from_bits_retain(libc::POLLRDHUP);
-            let mut fds = [PollFd::new(self.stdin.as_fd(), hangup)];
-            match poll(
-                &mut fds,
-                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-            ) {
-                Ok(0) => return,
-                Ok(_) => return, // hang-up or error: the client is gone
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return std::thread::sleep(left),
-            }
+        let deadline = Instant::now() + pause;
+        // nix names no POLLRDHUP (a socket peer's shutdown); a pipe's is POLLHUP, always reported.
+        let hangup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+        // Woken early only by a hang-up or error: the client is gone.
+        if postern_common::deadline::wait_until(&self.stdin, hangup, deadline).is_err() {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
         }
     }
 

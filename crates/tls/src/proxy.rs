@@ -75,21 +75,10 @@ pub fn set_nonblocking(f: &impl AsFd) -> Result<()> {
 }
 
 fn wait(fd: &impl AsFd, events: PollFlags, deadline: Instant) -> std::result::Result<(), String> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err("handshake timed out".to_string());
-        }
-        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
-        let mut fds = [PollFd::new(fd.as_fd(), events)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => return Ok(()),
-            Err(e) => return Err(format!("poll: {e}")),
-        }
+    match postern_common::deadline::wait_until(fd, events, deadline) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("handshake timed out".to_string()),
+        Err(e) => Err(format!("poll: {e}")),
     }
 }
 

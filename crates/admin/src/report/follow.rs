@@ -12,14 +12,14 @@ use super::logs;
 use super::stats::{local_time, Stats};
 use super::text::bytes;
 use super::Options;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use postern_common::deadline;
 use postern_common::follow::Follower;
 use postern_common::{Result, ResultExt};
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -183,16 +183,8 @@ pub fn run(opts: &Options) -> Result<()> {
     let interval = Duration::from_secs(opts.interval);
     let mut next = Instant::now() + interval;
     loop {
-        let left = next.saturating_duration_since(Instant::now());
-        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(n) if n > 0 => return Ok(()), // SIGINT or SIGTERM: a clean stop
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e).temp("unable to wait"),
-        }
-        if Instant::now() < next {
-            continue;
+        if deadline::wait_until(&signals, PollFlags::POLLIN, next).temp("unable to wait")? {
+            return Ok(()); // SIGINT or SIGTERM: a clean stop
         }
         next += interval;
         tail.read_new(&mut total)?;

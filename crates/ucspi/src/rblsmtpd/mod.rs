@@ -334,17 +334,12 @@ fn block(reply: &[u8], timeout: u64) {
     };
     let input = std::fs::File::from(fd);
     let ready = || {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        let stdin = std::io::stdin();
-        let mut fds = [nix::poll::PollFd::new(
-            stdin.as_fd(),
+        postern_common::deadline::wait_until(
+            std::io::stdin(),
             nix::poll::PollFlags::POLLIN,
-        )];
-        let wait = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
-        matches!(nix::poll::poll(&mut fds, wait), Ok(n) if n > 0)
+            deadline,
+        )
+        .unwrap_or(false)
     };
     let _ = dialogue::session(input, &mut out, reply, ready);
 }
