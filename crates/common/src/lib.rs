@@ -10,6 +10,7 @@
 //! - [`getopt`]: djb-style option parsing for the classic-compatible programs.
 //! - [`cdb`]: djb's constant database, read and written (rules, users, recipients).
 //! - [`atomic`]: write-temp-fsync-rename, the one way postern replaces a file.
+//! - [`expiring`]: directories of entries that expire by age, swept now and then.
 //! - [`follow`]: following a multilog directory's `current` across rotations, each line once.
 //! - [`lock`]: lock files, an exclusive `flock` held as long as the guard lives.
 //! - [`home`]: where the instance is (`POSTERN_HOME`).
@@ -29,6 +30,7 @@ pub mod control;
 pub mod custom_error;
 pub mod deadline;
 pub mod exit;
+pub mod expiring;
 pub mod follow;
 pub mod getopt;
 pub mod home;
