@@ -177,33 +177,20 @@ mod tests {
     /// A signal during the wait: the wait goes on with the time left, and the read gets
     /// its data (not EINTR), or the deadline (not earlier).
     #[test]
-    #[allow(unsafe_code)]
     fn signals_during_the_wait_neither_end_nor_stretch_it() {
-        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-        extern "C" fn ignore(_: i32) {}
-        let action = SigAction::new(
-            SigHandler::Handler(ignore),
-            SaFlags::empty(),
-            SigSet::empty(),
-        );
-        // SAFETY: the handler does nothing, so it is async-signal-safe; SIGUSR2 is used
-        // by nothing else in this test binary.
-        unsafe { sigaction(Signal::SIGUSR2, &action) }.unwrap();
-
+        use crate::sys::interrupt;
         for data in [true, false] {
             let (mut r, mut w) = pipe();
             let (tx, rx) = std::sync::mpsc::channel();
             let start = Instant::now();
             let reader = std::thread::spawn(move || {
-                // SAFETY: pthread_self has no preconditions.
-                tx.send(unsafe { libc::pthread_self() }).unwrap();
+                tx.send(interrupt::this_thread()).unwrap();
                 read(&mut r, &mut [0u8; 8], start + Duration::from_millis(400))
             });
             let thread = rx.recv().unwrap();
             for _ in 0..5 {
                 std::thread::sleep(Duration::from_millis(20));
-                // SAFETY: `thread` is alive: it is joined below.
-                assert_eq!(unsafe { libc::pthread_kill(thread, libc::SIGUSR2) }, 0);
+                interrupt::signal(thread);
             }
             if data {
                 w.write_all(b"ok").unwrap();

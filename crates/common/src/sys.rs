@@ -11,6 +11,7 @@
 //!   without a thread.
 //! - [`one_malloc_arena`]: threads share glibc's main heap.
 //! - [`own_received_fds`]: own the descriptors a peer passed with SCM_RIGHTS.
+//! - `interrupt` (tests only): interrupt a thread's blocking call with a signal (EINTR).
 //!
 //! Each `unsafe` block carries its reason. Every other module of every crate forbids
 //! `unsafe`.
@@ -193,4 +194,33 @@ pub fn own_received_fds(fds: &[RawFd]) -> Vec<OwnedFd> {
         // nothing else in the process knows their numbers, so each gets one owner.
         .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect()
+}
+
+/// Tests only: interrupt a thread's blocking call (EINTR), to see that it carries on.
+#[cfg(test)]
+pub(crate) mod interrupt {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+    extern "C" fn ignore(_: i32) {}
+
+    /// The calling thread, for [`signal`].
+    pub fn this_thread() -> libc::pthread_t {
+        // SAFETY: pthread_self has no preconditions.
+        unsafe { libc::pthread_self() }
+    }
+
+    /// Send SIGUSR2, caught by a do-nothing handler (no SA_RESTART), to `thread`, which
+    /// must still be running: a blocking call there returns EINTR.
+    pub fn signal(thread: libc::pthread_t) {
+        let action = SigAction::new(
+            SigHandler::Handler(ignore),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: the handler does nothing, so it is async-signal-safe; SIGUSR2 is used
+        // by nothing else in the common crate's tests.
+        unsafe { sigaction(Signal::SIGUSR2, &action) }.expect("sigaction");
+        // SAFETY: the caller keeps `thread` alive (joins it after).
+        assert_eq!(unsafe { libc::pthread_kill(thread, libc::SIGUSR2) }, 0);
+    }
 }
