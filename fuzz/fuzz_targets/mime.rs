@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_filter::scan::envelope::Envelope;
 use postern_filter::scan::{mime, policy, rules};
+use postern_wire::qmail_queue::Envelope;
 use std::sync::OnceLock;
 
 fn shipped_rules() -> &'static [rules::Rule] {
@@ -32,10 +32,7 @@ fuzz_target!(|message: &[u8]| {
     for (name, _) in &a.headers {
         assert_eq!(*name, name.to_ascii_lowercase());
     }
-    let envelope = Envelope {
-        sender: "sender@example.test".into(),
-        recipients: vec!["rcpt@example.test".into()],
-    };
+    let envelope = Envelope::new("sender@example.test", &["rcpt@example.test"]);
     let cx = policy::Context {
         envelope: &envelope,
         client_ip: "192.0.2.7",

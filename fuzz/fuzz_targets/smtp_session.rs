@@ -25,9 +25,10 @@ use postern_common::Result;
 use postern_fuzz::Trickle;
 use postern_mailstore::verifycache::{self, Answer};
 use postern_smtpd::config::{Blocked, Config, Peer};
-use postern_smtpd::queue::{reply_for_exit, Job, Outcome};
+use postern_smtpd::queue::{Job, Outcome};
 use postern_smtpd::recipients::Verdict;
 use postern_smtpd::session::{Outside, Session, Tls};
+use postern_wire::qmail_queue::exit_code::smtp_reply;
 use std::cell::RefCell;
 use std::io::{self, Read};
 use std::rc::Rc;
@@ -57,7 +58,7 @@ impl Job for Job1 {
     fn finish(mut self: Box<Self>, sender: &str, rcpts: &[String]) -> Outcome {
         if self.code != 0 {
             return Outcome::Refused {
-                reply: reply_for_exit(Some(self.code)),
+                reply: smtp_reply(Some(self.code)).to_string(),
                 code: Some(self.code),
             };
         }

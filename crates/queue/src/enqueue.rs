@@ -1,16 +1,17 @@
 //! postern-queue: put one message into the queue (docs/queue.md, *postern-queue steps*;
 //! docs/postern-queue.md). Speaks the qmail-queue protocol: the message on fd 0, the
-//! envelope on fd 1; answers only with an exit code from [`crate::qq`], prints nothing.
+//! envelope on fd 1 ([`postern_wire::qmail_queue`]); answers only with an exit code
+//! ([`qq`], qmail-queue's), prints nothing.
 //!
 //! It may be installed setuid to the queue owner, so it trusts nothing from its caller
 //! but the two descriptors: `POSTERN_HOME` is honoured only when the real and effective
 //! ids agree, and it execs nothing.
 
-use postern_wire::queue_file::{self as file, Envelope};
 use crate::layout::{self, Id, Queue};
-use crate::protocol::{self, EnvelopeError};
-use crate::qq;
 use nix::unistd::getuid;
+use postern_common::exit::Error;
+use postern_wire::qmail_queue::{self, exit_code as qq};
+use postern_wire::queue_file::{self as file, Envelope};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
@@ -47,20 +48,17 @@ pub fn trusted_caller() -> bool {
 /// A failure: its exit code. Nothing is printed (qmail-queue prints no diagnostics).
 type Fail = i32;
 
-/// The program: run the job, exit with its code.
+/// The program: run the job; a failure is its exit code alone, without a word (for
+/// `postern_common::exit::run`).
 ///
 /// After [`TIME_LIMIT`] the process exits 52 wherever it is. A file it was writing
 /// stays in `tmp/`, where postern-send's sweep removes it after 36 hours (as
 /// qmail-clean does for qmail-queue's).
-pub fn main() -> ! {
-    if postern_common::sys::exit_on_alarm(TIME_LIMIT.as_secs() as u32, qq::TIMEOUT).is_err() {
-        std::process::exit(qq::HOME_TROUBLE);
-    }
-    let code = match enqueue() {
-        Ok(()) => qq::OK,
-        Err(code) => code,
-    };
-    std::process::exit(code)
+pub fn main() -> postern_common::Result<()> {
+    let silent = |code: Fail| Error::code(code, "");
+    postern_common::sys::exit_on_alarm(TIME_LIMIT.as_secs() as u32, qq::TIMEOUT)
+        .map_err(|_| silent(qq::HOME_TROUBLE))?;
+    enqueue().map_err(silent)
 }
 
 fn enqueue() -> Result<(), Fail> {
@@ -88,8 +86,9 @@ fn enqueue() -> Result<(), Fail> {
         .as_fd()
         .try_clone_to_owned()
         .map_err(|_| qq::READ_ERROR)?;
-    let (sender, recipients) = protocol::read_envelope(&mut BufReader::new(File::from(fd1)))
-        .map_err(|e: EnvelopeError| e.exit_code())?;
+    let qmail_queue::Envelope { sender, recipients } =
+        qmail_queue::Envelope::read(&mut BufReader::new(File::from(fd1)))
+            .map_err(|e| e.exit_code())?;
     if recipients.is_empty() {
         // qmail-queue queues such a message and qmail-send drops it at once; keeping
         // nothing is the same outcome without the round trip.

@@ -1,15 +1,16 @@
 //! postern-inject: the sendmail-compatible way for cron jobs and scripts to send mail
 //! (docs/postern-inject.md). Reads a message on stdin, adds `Date:`, `Message-ID:` and
 //! `From:` when missing, drops `Bcc:`, and hands it to the queue program with the
-//! qmail-queue protocol ([`crate::client`]). Called as `sendmail` (a symlink), it is the
-//! same program under that name. `-bs` runs a minimal SMTP dialogue ([`crate::inject_smtp`]).
+//! qmail-queue protocol ([`postern_wire::qmail_queue::inject`]). Called as `sendmail` (a
+//! symlink), it is the same program under that name. `-bs` runs a minimal SMTP dialogue
+//! ([`crate::inject_smtp`]).
 
-use crate::client::{self, MessageSink};
-use postern_wire::queue_file::MAX_ADDRESS;
 use crate::header::{self, CrlfToLf, Header};
 use postern_common::control::{system_hostname, Control};
 use postern_common::getopt;
 use postern_common::{Error, Result};
+use postern_wire::qmail_queue::{client, MessageSink};
+use postern_wire::queue_file::MAX_ADDRESS;
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -188,7 +189,11 @@ pub fn main() -> Result<()> {
             opts: &opts,
             default_sender: &sender,
         };
-        return session.run(&mut input, &mut stdout.lock(), &client::queue_program());
+        return session.run(
+            &mut input,
+            &mut stdout.lock(),
+            &client::queue_program().into_os_string(),
+        );
     }
     let h = header::read(&mut input)?;
     let mut recipients = Vec::new();

@@ -8,11 +8,11 @@
 //! that ends inside DATA queues nothing. `MAIL FROM:` / `RCPT TO:` arguments are parsed as
 //! postern-smtpd parses them ([`postern_wire::smtp_path`]).
 
-use crate::client::{self, Failure};
-use postern_wire::queue_file::MAX_RECIPIENTS;
 use crate::header;
 use crate::inject::{added_fields, qualify, write_message, Options};
 use postern_common::{Error, Result, ResultExt};
+use postern_wire::qmail_queue::{client, Failure};
+use postern_wire::queue_file::MAX_RECIPIENTS;
 use postern_wire::smtp_path;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -1,14 +1,16 @@
 //! Handing a message to the queue: run `$QMAILQUEUE` (default `postern-queue`) with the
-//! message on its fd 0 and the envelope on its fd 1 (the qmail-queue protocol), and turn
-//! its exit code into an SMTP reply (qmail's table, [`reply_for_exit`]). A program that
-//! refuses with exit 82 gives the reply's text itself on fd 6, a pipe from us
-//! (notqmail's custom error, [`postern_common::custom_error`]): postern-scan names the
-//! rule that refused the message that way.
+//! message on its fd 0 and the envelope on its fd 1, and turn its exit code into an SMTP
+//! reply — the qmail-queue protocol, its codes and replies are
+//! [`postern_wire::qmail_queue`]. A program that refuses with exit 82 gives the reply's
+//! text itself on fd 6, a pipe from us (notqmail's custom error,
+//! [`postern_common::custom_error`]): postern-scan names the rule that refused the
+//! message that way.
 //!
-//! The program runs in its own process group, so a filter and whatever it started can be
-//! killed together. Every write to it and the wait for its exit have a deadline: a filter
-//! that hangs costs a 451 after the timeout, never a stuck session. The message goes in
-//! qmail's form: LF line ends, no dot-stuffing.
+//! What is smtpd's own: the program runs in its own process group, so a filter and
+//! whatever it started can be killed together, and every write to it and the wait for
+//! its exit have a deadline: a filter that hangs costs a 451 after the timeout, never a
+//! stuck session. `POSTERN_PRIORITY` and `AUTHUSER` are set from the session only. The
+//! message goes in qmail's form: LF line ends, no dot-stuffing.
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -16,18 +18,14 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use postern_common::custom_error;
 use postern_common::{Error, Result, ResultExt};
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use postern_wire::qmail_queue::client::{self, Piped, Pipes};
+use postern_wire::qmail_queue::{envelope, exit_code};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The program run when `QMAILQUEUE` is not set.
-pub const DEFAULT_QUEUE: &str = "postern-queue";
-/// Longest envelope address the qmail-queue protocol takes (exit 11 at 1003 with NUL).
-pub const MAX_ENVELOPE_ADDRESS: usize = 1002;
 /// How much message text is collected before one write to the queue.
 const CHUNK: usize = 64 * 1024;
 
@@ -40,41 +38,10 @@ pub enum Outcome {
     Refused { reply: String, code: Option<i32> },
 }
 
-/// The SMTP reply for a qmail-queue exit code (qmail's qmail.c table; 11–40 permanent,
-/// anything else temporary). `None` is a crash. Exit 82 with a good record on fd 6 is
-/// answered by [`custom_error::reply`] instead; without one it is temporary.
-pub fn reply_for_exit(code: Option<i32>) -> String {
-    let Some(code) = code else {
-        return "451 4.3.0 qq crashed".to_string();
-    };
-    let text = match code {
-        11 | 115 => "554 5.1.3 envelope address too long for qq",
-        31 => "554 5.3.0 mail server permanently rejected message",
-        51 => "451 4.3.0 qq out of memory",
-        52 => "451 4.3.0 qq timeout",
-        53 => "451 4.3.0 qq write error or disk full",
-        54 => "451 4.3.0 qq read error",
-        55 => "451 4.3.0 qq unable to read configuration",
-        56 => "451 4.4.3 qq trouble making network connection",
-        61 => "451 4.3.0 qq trouble in home directory",
-        62..=66 => "451 4.3.0 qq trouble in the queue directory",
-        71 => "451 4.3.0 mail server temporarily rejected message",
-        72 => "451 4.4.1 connection to mail server timed out",
-        73 => "451 4.4.1 connection to mail server rejected",
-        74 => "451 4.4.2 communication with mail server failed",
-        81 => "451 4.3.0 qq internal bug",
-        91 => "451 4.3.0 qq envelope format error",
-        120 => "451 4.3.0 unable to exec qq",
-        12..=40 => "554 5.3.0 qq permanent problem",
-        _ => "451 4.3.0 qq temporary problem",
-    };
-    text.to_string()
-}
-
 /// The queue program: `$QMAILQUEUE`, else `postern-queue` next to our own executable,
 /// else `postern-queue` from `$PATH`.
 pub fn locate() -> PathBuf {
-    postern_common::sibling::queue_program()
+    client::queue_program()
 }
 
 /// One message on its way into the queue.
@@ -87,13 +54,9 @@ pub trait Job {
     fn abort(self: Box<Self>);
 }
 
-/// A running queue program.
+/// A running queue program; our ends of its pipes are non-blocking.
 pub struct QueueJob {
-    child: Child,
-    message: Option<File>,
-    envelope: Option<File>,
-    /// Our end of the custom-error pipe (the program's fd 6), non-blocking.
-    custom_error: File,
+    queue: Piped,
     pending: Vec<u8>,
     timeout: Duration,
     broken: bool,
@@ -103,24 +66,15 @@ pub struct QueueJob {
 /// authenticated users; docs/queue.md); `auth_user` sets `AUTHUSER` for filters. Both
 /// are removed from the environment otherwise, so a client cannot smuggle them in.
 pub fn start(
-    program: &PathBuf,
+    program: &Path,
     priority: bool,
     auth_user: Option<&str>,
     timeout: Duration,
 ) -> Result<QueueJob> {
     let what = format!("unable to run {}", program.display());
-    let (msg_r, msg_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).temp("unable to make a pipe")?;
-    let (env_r, env_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).temp("unable to make a pipe")?;
-    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).temp("unable to make a pipe")?;
-    nonblocking(&msg_w)?;
-    nonblocking(&env_w)?;
-    nonblocking(&err_r)?;
-    let mut cmd = Command::new(program);
-    postern_common::sys::with_default_signals(&mut cmd)
-        .stdin(Stdio::from(msg_r))
-        .stdout(Stdio::from(env_r))
-        .process_group(0);
-    postern_common::sys::give_fd_as(&mut cmd, err_w.as_raw_fd(), custom_error::FD);
+    let pipes = Pipes::new(true).temp("unable to make a pipe")?;
+    let mut cmd = client::command(program);
+    cmd.process_group(0);
     if priority {
         cmd.env("POSTERN_PRIORITY", "1");
     } else {
@@ -130,30 +84,32 @@ pub fn start(
         Some(u) => cmd.env("AUTHUSER", u),
         None => cmd.env_remove("AUTHUSER"),
     };
-    let child = cmd.spawn().temp(what)?;
-    drop(err_w);
+    for fd in pipes.ours() {
+        nonblocking(fd)?;
+    }
     Ok(QueueJob {
-        child,
-        message: Some(File::from(msg_w)),
-        envelope: Some(File::from(env_w)),
-        custom_error: File::from(err_r),
+        queue: pipes.spawn(cmd).temp(what)?,
         pending: Vec::with_capacity(CHUNK),
         timeout,
         broken: false,
     })
 }
 
-fn nonblocking(fd: &OwnedFd) -> Result<()> {
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).temp("fcntl")?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).temp("fcntl")?;
+fn nonblocking(fd: impl AsFd) -> Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL).temp("fcntl")?);
+    fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).temp("fcntl")?;
     Ok(())
 }
 
 /// Write all of `data` to a non-blocking pipe, waiting at most `timeout` for room each
 /// time it is full.
-fn write_with_deadline(file: &mut File, mut data: &[u8], timeout: Duration) -> io::Result<()> {
+fn write_with_deadline(
+    pipe: &mut (impl Write + AsFd),
+    mut data: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
     while !data.is_empty() {
-        match file.write(data) {
+        match pipe.write(data) {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::WriteZero,
@@ -163,7 +119,7 @@ fn write_with_deadline(file: &mut File, mut data: &[u8], timeout: Duration) -> i
             Ok(n) => data = &data[n..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLOUT)];
+                let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLOUT)];
                 let t = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
                 match poll(&mut fds, t) {
                     Ok(0) => {
@@ -183,63 +139,29 @@ fn write_with_deadline(file: &mut File, mut data: &[u8], timeout: Duration) -> i
     Ok(())
 }
 
-/// The envelope in the qmail-queue format: `F<sender>\0`, `T<rcpt>\0`…, `\0`.
-pub fn envelope(sender: &str, rcpts: &[String]) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(2 + sender.len() + rcpts.iter().map(|r| r.len() + 2).sum::<usize>() + 1);
-    out.push(b'F');
-    out.extend_from_slice(sender.as_bytes());
-    out.push(0);
-    for r in rcpts {
-        out.push(b'T');
-        out.extend_from_slice(r.as_bytes());
-        out.push(0);
-    }
-    out.push(0);
-    out
-}
-
 impl QueueJob {
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.queue.id()
     }
 
     fn flush_pending(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let file = self
-            .message
-            .as_mut()
+        let pipe = self
+            .queue
+            .message_pipe()
             .ok_or_else(|| io::Error::other("message closed"))?;
-        let result = write_with_deadline(file, &self.pending, self.timeout);
+        let result = write_with_deadline(pipe, &self.pending, self.timeout);
         self.pending.clear();
         result
     }
 
     /// Kill the whole process group and reap the child.
     fn kill(&mut self) {
-        self.message = None;
-        self.envelope = None;
-        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-
-    /// The reply a program that exited 82 left on its fd 6, if it is a good record. Read
-    /// after the exit and without blocking: whatever it wrote is in the pipe by then, and
-    /// a child of its that kept the descriptor cannot make us wait.
-    fn custom_reply(&mut self) -> Option<String> {
-        let mut record = Vec::with_capacity(256);
-        let mut buf = [0u8; 512];
-        while record.len() < custom_error::MAX_RECORD {
-            match self.custom_error.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => record.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break, // WouldBlock: nothing more was written
-            }
-        }
-        custom_error::reply(&record)
+        self.queue.end_both();
+        let _ = killpg(Pid::from_raw(self.queue.id() as i32), Signal::SIGKILL);
+        let _ = self.queue.wait();
     }
 
     /// Wait for the child's exit until the deadline; `None` on timeout.
@@ -247,7 +169,7 @@ impl QueueJob {
         let deadline = Instant::now() + self.timeout;
         let mut pause = Duration::from_millis(1);
         loop {
-            match self.child.try_wait() {
+            match self.queue.try_wait() {
                 Ok(Some(status)) => return Some(status),
                 Ok(None) => {}
                 Err(_) => return None,
@@ -277,58 +199,58 @@ impl Job for QueueJob {
     }
 
     fn finish(mut self: Box<Self>, sender: &str, rcpts: &[String]) -> Outcome {
+        let timeout = self.timeout;
         let sent = (|| -> io::Result<()> {
             if self.broken {
                 return Err(io::Error::other("queue failed earlier"));
             }
             self.flush_pending()?;
-            self.message = None; // EOF on fd 0 before the envelope, as the protocol wants
-            let env = envelope(sender, rcpts);
-            let file = self
-                .envelope
-                .as_mut()
+            self.queue.end_message(); // EOF on fd 0 before the envelope, as the protocol wants
+            let env = envelope::encode(sender.as_bytes(), rcpts);
+            let pipe = self
+                .queue
+                .envelope_pipe()
                 .ok_or_else(|| io::Error::other("envelope closed"))?;
-            write_with_deadline(file, &env, self.timeout)?;
-            self.envelope = None;
+            write_with_deadline(pipe, &env, timeout)?;
+            self.queue.end_envelope();
             Ok(())
         })();
         let timed_out = matches!(&sent, Err(e) if e.kind() == io::ErrorKind::TimedOut);
+        // A refusal with qmail-smtpd's reply for `exit`, logged as exit `code`.
+        let refused = |exit: Option<i32>, code: Option<i32>| Outcome::Refused {
+            reply: exit_code::smtp_reply(exit).to_string(),
+            code,
+        };
         if timed_out {
             self.kill();
-            return Outcome::Refused {
-                reply: "451 4.3.0 qq timeout".to_string(),
-                code: None,
-            };
+            return refused(Some(exit_code::TIMEOUT), None);
         }
         // Whatever went wrong writing, the exit code says more.
-        self.message = None;
-        self.envelope = None;
+        self.queue.end_both();
         match self.wait_deadline() {
             None => {
                 self.kill();
-                Outcome::Refused {
-                    reply: "451 4.3.0 qq timeout".to_string(),
-                    code: None,
+                refused(Some(exit_code::TIMEOUT), None)
+            }
+            Some(status) if status.code() == Some(exit_code::OK) && sent.is_ok() => {
+                Outcome::Queued {
+                    pid: self.queue.id(),
                 }
             }
-            Some(status) if status.code() == Some(0) && sent.is_ok() => Outcome::Queued {
-                pid: self.child.id(),
-            },
-            Some(status) if status.code() == Some(0) => Outcome::Refused {
-                reply: "451 4.3.0 qq read error".to_string(),
-                code: Some(0),
-            },
+            // It says queued, but did not get the whole envelope: not believed.
+            Some(status) if status.code() == Some(exit_code::OK) => {
+                refused(Some(exit_code::READ_ERROR), Some(exit_code::OK))
+            }
             Some(status) => {
                 let code = status.code();
-                let _ = status.signal();
                 let custom = if code == Some(custom_error::EXIT) {
-                    self.custom_reply()
+                    self.queue.custom_error_reply()
                 } else {
                     None
                 };
-                Outcome::Refused {
-                    reply: custom.unwrap_or_else(|| reply_for_exit(code)),
-                    code,
+                match custom {
+                    Some(reply) => Outcome::Refused { reply, code },
+                    None => refused(code, code),
                 }
             }
         }
@@ -350,34 +272,6 @@ pub fn start_failure(err: &Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn envelope_format() {
-        assert_eq!(envelope("", &["a@b".into()]), b"F\0Ta@b\0\0");
-        assert_eq!(
-            envelope("s@x", &["a@b".into(), "c@d".into()]),
-            b"Fs@x\0Ta@b\0Tc@d\0\0"
-        );
-    }
-
-    #[test]
-    fn exit_codes_map_per_qmail() {
-        assert!(reply_for_exit(Some(11)).starts_with("554 5.1.3"));
-        assert!(reply_for_exit(Some(31)).starts_with("554 5.3.0"));
-        assert!(reply_for_exit(Some(25)).starts_with("554 5.3.0"));
-        assert!(reply_for_exit(Some(53)).starts_with("451 4.3.0"));
-        assert!(reply_for_exit(Some(71)).starts_with("451 4.3.0"));
-        assert!(
-            reply_for_exit(Some(75)).starts_with("451 4.3.0"),
-            "undefined codes are temporary"
-        );
-        assert!(reply_for_exit(Some(1)).starts_with("451"));
-        assert!(
-            reply_for_exit(Some(100)).starts_with("451"),
-            "100 is not in 11-40"
-        );
-        assert!(reply_for_exit(None).starts_with("451 4.3.0"));
-    }
 
     fn run(script: &str, message: &[u8], timeout: Duration) -> (Outcome, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -415,7 +309,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Refused {
-                reply: reply_for_exit(Some(31)),
+                reply: exit_code::smtp_reply(Some(31)).to_string(),
                 code: Some(31)
             }
         );

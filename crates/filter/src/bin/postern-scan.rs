@@ -6,5 +6,5 @@
 //! trouble → 451, 55 bad config → 451).
 
 fn main() {
-    std::process::exit(postern_filter::scan::run())
+    postern_common::exit::run("postern-scan", postern_filter::scan::run)
 }

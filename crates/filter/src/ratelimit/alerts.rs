@@ -1,16 +1,17 @@
 //! Alert mails to `control/alertto`, queued through postern-queue with the qmail-queue
-//! protocol (message on fd 0, envelope on fd 1, both temporary files) and an empty
-//! envelope sender, so a failed alert can never bounce back into a loop.
+//! protocol (message on fd 0, envelope on fd 1, both temporary files:
+//! [`postern_wire::qmail_queue::client::command_with_files`]) and an empty envelope
+//! sender, so a failed alert can never bounce back into a loop.
 //!
 //! postern-ratelimit reads signals through a signalfd, so it keeps HUP and TERM blocked;
 //! a blocked mask survives `exec`, and std's `Command` does not reset it. The queue
-//! program is therefore started through `with_default_signals`.
+//! client starts every queue program with default signal handling, and we wait for it
+//! at most [`QUEUE_TIMEOUT`].
 
-use crate::scan::envelope::Envelope;
-use crate::scan::qq;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use postern_wire::qmail_queue::{client, Envelope};
 use std::time::{Duration, Instant};
 
 /// How long postern-queue may take before we give up on it (and kill it).
@@ -33,26 +34,19 @@ pub fn compose(me: &str, to: &str, subject: &str, body: &str) -> String {
 
 /// Queue `text` for `to`. An error says why; the caller logs it and carries on.
 pub fn send(to: &str, text: &str) -> std::result::Result<(), String> {
-    let envelope = Envelope {
-        sender: String::new(),
-        recipients: vec![to.to_string()],
-    };
-    let message = qq::temp_with(&[text.as_bytes()]).map_err(|e| e.to_string())?;
-    let env = qq::temp_with(&[&envelope.to_bytes()]).map_err(|e| e.to_string())?;
-    let program = qq::queue_program();
-    // Our signalfd keeps HUP and TERM blocked: the queue program starts clean.
-    let child =
-        postern_common::sys::with_default_signals(&mut std::process::Command::new(&program))
-            .stdin(std::process::Stdio::from(message))
-            .stdout(std::process::Stdio::from(env))
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "unable to run {}: {}",
-                    program.display(),
-                    postern_common::exit::describe_io(&e)
-                )
-            })?;
+    let envelope = Envelope::new(b"", &[to]);
+    let program = client::postern_queue();
+    // Our signalfd keeps HUP and TERM blocked: the queue client starts it clean.
+    let mut cmd =
+        client::command_with_files(&program, &[text.as_bytes()], &envelope, tempfile::tempfile)
+            .map_err(|e| e.to_string())?;
+    let child = cmd.spawn().map_err(|e| {
+        format!(
+            "unable to run {}: {}",
+            program.display(),
+            postern_common::exit::describe_io(&e)
+        )
+    })?;
     let pid = Pid::from_raw(child.id() as i32);
     match wait_for(pid, QUEUE_TIMEOUT) {
         Some(WaitStatus::Exited(_, 0)) => Ok(()),

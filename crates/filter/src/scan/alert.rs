@@ -3,12 +3,11 @@
 //! envelope, the client, the message's headers and where the copy is. Sent with an empty
 //! envelope sender so that a failed alert can never bounce back into a loop.
 
-use crate::scan::envelope::Envelope;
-use crate::scan::qq;
 use crate::scan::quarantine::Refusal;
 use postern_common::control::Control;
 use postern_common::logline::printable;
 use postern_common::Result;
+use postern_wire::qmail_queue::{client, Envelope};
 use std::path::Path;
 
 /// Who gets alerts.
@@ -77,16 +76,18 @@ Release it by re-injecting the copy (see docs/postern-scan.md).\n\n\
     )
 }
 
-/// Queue the alert. Failure is reported to the caller, who logs it: the refusal stands.
+/// Queue the alert through postern-queue (message and envelope in temporary files).
+/// Failure is reported to the caller, who logs it: the refusal stands.
 pub fn send(to: &str, text: &str) -> std::result::Result<(), String> {
-    let envelope = Envelope {
-        sender: String::new(),
-        recipients: vec![to.to_string()],
-    };
-    let file = qq::temp_with(&[text.as_bytes()]).map_err(|e| e.to_string())?;
-    let status = qq::queue_command(file, &envelope)
-        .and_then(|mut c| c.status())
-        .map_err(|e| e.to_string())?;
+    let envelope = Envelope::new(b"", &[to]);
+    let status = client::command_with_files(
+        &client::postern_queue(),
+        &[text.as_bytes()],
+        &envelope,
+        tempfile::tempfile,
+    )
+    .and_then(|mut c| c.status())
+    .map_err(|e| e.to_string())?;
     match status.code() {
         Some(0) => Ok(()),
         other => Err(format!("postern-queue exited {other:?}")),

@@ -7,14 +7,21 @@
 //! description>` goes there and the exit is 82 (qmail-queue's custom error); otherwise
 //! exit 31, qmail's plain "permanently rejected". A scanner error is exit 71 (451)
 //! unless `control/scanfailopen` says to let the mail through.
+//!
+//! The envelope is read and passed on as bytes ([`postern_wire::qmail_queue`]): an
+//! address that is not UTF-8 reaches postern-queue unchanged; only the rules and the log
+//! lines see it decoded. Every end but the `exec` is an error with its qmail-queue code
+//! for `postern_common::exit::run`: `postern-scan: fatal: …` for a failure, nothing for
+//! a refusal.
 
-use crate::scan::envelope::{Envelope, EnvelopeError};
 use crate::scan::quarantine::Refusal;
-use crate::scan::{alert, engines, mime, policy, qq, quarantine, rules};
+use crate::scan::{alert, engines, mime, policy, quarantine, rules};
 use postern_common::control::Control;
 use postern_common::custom_error;
 use postern_common::logline::LogLine;
-use std::io::{Read, Write};
+use postern_common::{Error, Result};
+use postern_wire::qmail_queue::{client, exit_code as qq, Envelope};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 
@@ -23,13 +30,19 @@ pub const MAX_MESSAGE: u64 = 256 * 1024 * 1024;
 /// Largest envelope we read.
 pub const MAX_ENVELOPE: u64 = 16 * 1024 * 1024;
 
-fn fatal(code: i32, msg: impl std::fmt::Display) -> i32 {
-    eprintln!("postern-scan: fatal: {msg}");
-    code
+/// A failure: its qmail-queue exit code, and the reason for a `postern-scan: fatal:`
+/// line.
+fn fatal(code: i32, msg: impl std::fmt::Display) -> Error {
+    Error::code(code, msg.to_string())
+}
+
+/// A refusal, told by the exit code alone (and fd 6) as qmail-queue's answers are.
+fn refused(code: i32) -> Error {
+    Error::code(code, "")
 }
 
 /// Read fd 0 (message) and fd 1 (envelope).
-fn read_input() -> Result<(Vec<u8>, Envelope), i32> {
+fn read_input() -> Result<(Vec<u8>, Envelope)> {
     let mut message = Vec::new();
     let stdin = std::io::stdin();
     stdin
@@ -38,7 +51,7 @@ fn read_input() -> Result<(Vec<u8>, Envelope), i32> {
         .read_to_end(&mut message)
         .map_err(|e| fatal(qq::READ_ERROR, format!("unable to read message: {e}")))?;
     if message.len() as u64 > MAX_MESSAGE {
-        return Err(fatal(qq::PERM_REFUSE, "message too large to scan"));
+        return Err(fatal(qq::REFUSED, "message too large to scan"));
     }
     // fd 1 is the envelope, opened for reading by our caller.
     let stdout = std::io::stdout();
@@ -46,22 +59,24 @@ fn read_input() -> Result<(Vec<u8>, Envelope), i32> {
         .as_fd()
         .try_clone_to_owned()
         .map_err(|e| fatal(qq::READ_ERROR, format!("unable to read envelope: {e}")))?;
-    let mut raw = Vec::new();
-    std::fs::File::from(fd)
-        .take(MAX_ENVELOPE)
-        .read_to_end(&mut raw)
-        .map_err(|e| fatal(qq::READ_ERROR, format!("unable to read envelope: {e}")))?;
-    let envelope = Envelope::parse(&raw).map_err(|e| match e {
-        EnvelopeError::Truncated => fatal(qq::READ_ERROR, "envelope ended early"),
-        EnvelopeError::Format => fatal(qq::ENVELOPE_FORMAT, "envelope format error"),
-        EnvelopeError::TooLong => fatal(qq::ADDRESS_TOO_LONG, "address too long"),
-    })?;
+    let mut input = BufReader::new(std::fs::File::from(fd).take(MAX_ENVELOPE));
+    let envelope = Envelope::read(&mut input).map_err(|e| fatal(e.exit_code(), &e))?;
+    // postern-queue would queue nothing; we say so.
+    if envelope.recipients.is_empty() {
+        return Err(fatal(qq::ENVELOPE_FORMAT, "envelope format error"));
+    }
     Ok((message, envelope))
+}
+
+/// An address as text, for the rules and the log lines (which are text); what goes to
+/// the queue, the quarantine copy and the alert stays bytes.
+fn text(address: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(address)
 }
 
 /// The rules in force: `filter.rules.active` (written by `posternctl cdb` after a
 /// successful check), else `filter.rules`, else the shipped policy.
-pub fn load_rules(control: &Control) -> postern_common::Result<Vec<rules::Rule>> {
+pub fn load_rules(control: &Control) -> Result<Vec<rules::Rule>> {
     for name in ["filter.rules.active", "filter.rules"] {
         if let Some(text) = control.read(name)? {
             return rules::parse(&text).map_err(|e| e.context("unable to use the filter rules"));
@@ -71,7 +86,7 @@ pub fn load_rules(control: &Control) -> postern_common::Result<Vec<rules::Rule>>
 }
 
 /// Whether the sender is on `control/goodmailfrom` (`addr` or `@domain`).
-fn good_sender(control: &Control, sender: &str) -> postern_common::Result<bool> {
+fn good_sender(control: &Control, sender: &str) -> Result<bool> {
     let sender = sender.to_ascii_lowercase();
     let domain = sender.rsplit_once('@').map(|(_, d)| format!("@{d}"));
     Ok(control.list("goodmailfrom")?.iter().any(|l| {
@@ -86,28 +101,28 @@ pub fn refusal_text(r: &Refusal) -> String {
     format!("5.7.1 message refused: {}", r.reply)
 }
 
-/// postern-scan's whole run; returns the exit code (a qmail-queue code).
-pub fn run() -> i32 {
+/// postern-scan's whole run. It ends in `exec` of postern-queue (whose exit code is
+/// then ours) or in an error carrying a qmail-queue exit code, for
+/// `postern_common::exit::run`.
+pub fn run() -> Result<()> {
     // First, before any scanner runs: fd 6 becomes close-on-exec here.
     let reason_pipe = custom_error::take_pipe();
-    let (message, envelope) = match read_input() {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (message, envelope) = read_input()?;
     let home = postern_common::home::postern_home();
     let control = Control::for_home(&home);
     let client_ip = std::env::var("TCPREMOTEIP").unwrap_or_else(|_| "local".into());
+    let sender = text(&envelope.sender);
     let log = |event: &str| {
         LogLine::event(event)
             .kv("ip", &client_ip)
-            .kv("from", format!("<{}>", envelope.sender))
+            .kv("from", format!("<{sender}>"))
             .kv("rcpts", envelope.recipients.len())
     };
 
-    let settings = (|| -> postern_common::Result<_> {
+    let settings = (|| -> Result<_> {
         let rules = load_rules(&control)?;
         let engines = engines::parse(&control.list("scanners")?)?;
-        let good = good_sender(&control, &envelope.sender)?;
+        let good = good_sender(&control, &sender)?;
         Ok((
             rules,
             engines,
@@ -120,7 +135,7 @@ pub fn run() -> i32 {
         Ok(s) => s,
         Err(e) => {
             log("scanerror").kv("error", &e.msg).emit();
-            return fatal(qq::CONFIG_ERROR, e.msg);
+            return Err(fatal(qq::CONFIG_ERROR, e.msg));
         }
     };
 
@@ -138,17 +153,14 @@ pub fn run() -> i32 {
     let mut engine_names = Vec::new();
     if refusal.is_none() && !engines.is_empty() {
         // A named file (mode 0600, removed on drop) for command: scanners.
-        let file = match tempfile::NamedTempFile::new()
+        let file = tempfile::NamedTempFile::new()
             .and_then(|mut f| f.write_all(&message).and(f.flush()).map(|_| f))
-        {
-            Ok(f) => f,
-            Err(e) => {
-                return fatal(
+            .map_err(|e| {
+                fatal(
                     qq::WRITE_ERROR,
                     format!("unable to write a temporary file: {e}"),
                 )
-            }
-        };
+            })?;
         for engine in &engines {
             engine_names.push(engine.name());
             match engines::scan(engine, &message, file.path()) {
@@ -169,7 +181,10 @@ pub fn run() -> i32 {
                         .kv("failopen", fail_open)
                         .emit();
                     if !fail_open {
-                        return fatal(qq::TEMP_REFUSE, format!("virus scanner failed: {why}"));
+                        return Err(fatal(
+                            qq::TEMP_REFUSED,
+                            format!("virus scanner failed: {why}"),
+                        ));
                     }
                 }
             }
@@ -178,15 +193,12 @@ pub fn run() -> i32 {
 
     match refusal {
         Some(r) => {
-            let code = refuse(&home, &control, &message, &envelope, &r, &client_ip);
-            if code != qq::PERM_REFUSE {
-                return code;
-            }
+            refuse(&home, &control, &message, &envelope, &r, &client_ip)?;
             // Say what was refused, when the caller listens on fd 6.
             let record = custom_error::record(custom_error::Class::Permanent, &refusal_text(&r));
             match reason_pipe.map(|mut p| p.write_all(&record)) {
-                Some(Ok(())) => custom_error::EXIT,
-                _ => qq::PERM_REFUSE,
+                Some(Ok(())) => Err(refused(qq::CUSTOM_ERROR)),
+                _ => Err(refused(qq::REFUSED)),
             }
         }
         None => {
@@ -200,13 +212,13 @@ pub fn run() -> i32 {
                 .kv("engines", &engines_text)
                 .kv("goodmailfrom", good)
                 .emit();
-            accept(&control, &message, &envelope, &engines_text)
+            Err(accept(&control, &message, &envelope, &engines_text))
         }
     }
 }
 
-/// Quarantine, alert, log; 31 when refused (or a temporary code when no copy could be
-/// kept).
+/// Quarantine, alert, log. An error (temporary) when no copy could be kept: without a
+/// copy we must not refuse for good.
 fn refuse(
     home: &std::path::Path,
     control: &Control,
@@ -214,20 +226,16 @@ fn refuse(
     envelope: &Envelope,
     r: &Refusal,
     ip: &str,
-) -> i32 {
-    let copy = match quarantine::store(home, message, envelope, r, ip) {
-        Ok(p) => p,
-        // Without a copy we must not refuse for good: try again later.
-        Err(e) => {
-            return fatal(
-                qq::WRITE_ERROR,
-                format!("unable to store the quarantine copy: {e}"),
-            )
-        }
-    };
+) -> Result<()> {
+    let copy = quarantine::store(home, message, envelope, r, ip).map_err(|e| {
+        fatal(
+            qq::WRITE_ERROR,
+            format!("unable to store the quarantine copy: {e}"),
+        )
+    })?;
     LogLine::event("quarantine")
         .kv("ip", ip)
-        .kv("from", format!("<{}>", envelope.sender))
+        .kv("from", format!("<{}>", text(&envelope.sender)))
         .kv("rcpts", envelope.recipients.len())
         .kv("reason", &r.reason)
         .kv("rule", &r.rule)
@@ -249,30 +257,27 @@ fn refuse(
         }
         Err(e) => LogLine::event("alertfail").kv("error", e.msg).emit(),
     }
-    qq::PERM_REFUSE
+    Ok(())
 }
 
-/// Hand the message to postern-queue, with `X-Postern-Scanned:` first if
-/// `control/scanheader` is set.
-fn accept(control: &Control, message: &[u8], envelope: &Envelope, engines: &str) -> i32 {
+/// Hand the message to postern-queue (`exec`), with `X-Postern-Scanned:` first if
+/// `control/scanheader` is set, and the envelope byte for byte as it came. Returns only
+/// what went wrong.
+fn accept(control: &Control, message: &[u8], envelope: &Envelope, engines: &str) -> Error {
     let header = match control.flag("scanheader") {
         Ok(true) => format!("X-Postern-Scanned: clean; engines={engines}\n"),
         Ok(false) => String::new(),
         Err(e) => return fatal(qq::CONFIG_ERROR, e.msg),
     };
-    let file = match qq::temp_with(&[header.as_bytes(), message]) {
-        Ok(f) => f,
-        Err(e) => {
-            return fatal(
-                qq::WRITE_ERROR,
-                format!("unable to write a temporary file: {e}"),
-            )
-        }
-    };
-    match qq::queue_command(file, envelope) {
+    let program = client::postern_queue();
+    let parts = [header.as_bytes(), message];
+    match client::command_with_files(&program, &parts, envelope, tempfile::tempfile) {
         Ok(mut cmd) => {
             let err = cmd.exec();
-            fatal(qq::NO_EXEC, format!("unable to run postern-queue: {err}"))
+            fatal(
+                qq::CANNOT_EXEC,
+                format!("unable to run postern-queue: {err}"),
+            )
         }
         Err(e) => fatal(
             qq::WRITE_ERROR,

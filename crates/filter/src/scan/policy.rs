@@ -1,10 +1,11 @@
 //! The decision: apply the content rules to a message's analysis. Pure — no I/O — so
-//! every rule type is unit-tested on its own.
+//! every rule type is unit-tested on its own. The envelope's addresses are bytes; the
+//! rules match them as text (a byte that is not UTF-8 reads as U+FFFD).
 
-use crate::scan::envelope::Envelope;
 use crate::scan::mime::Analysis;
 use crate::scan::quarantine::Refusal;
 use crate::scan::rules::{Field, Rule, RuleKind};
+use postern_wire::qmail_queue::Envelope;
 
 /// Facts about the message that are not in its bytes.
 pub struct Context<'a> {
@@ -83,11 +84,14 @@ pub fn check(analysis: &Analysis, rules: &[Rule], cx: &Context) -> Option<Refusa
             }
             RuleKind::Header { field, value } => {
                 let hit = match field {
-                    Field::MailFrom => value.matches(&cx.envelope.sender),
+                    Field::MailFrom => value.matches(&String::from_utf8_lossy(&cx.envelope.sender)),
                     Field::TcpRemoteIp => value.matches(cx.client_ip),
                     Field::ContentType => analysis.content_types.iter().any(|t| value.matches(t)),
                     Field::To => {
-                        cx.envelope.recipients.iter().any(|r| value.matches(r))
+                        cx.envelope
+                            .recipients
+                            .iter()
+                            .any(|r| value.matches(&String::from_utf8_lossy(r)))
                             || analysis
                                 .headers
                                 .iter()
@@ -113,11 +117,12 @@ mod tests {
     use crate::scan::{mime, rules};
 
     fn run(rules_text: &str, message: &str, sender: &str, ip: &str) -> Option<Refusal> {
+        run_bytes(rules_text, message, sender.as_bytes(), ip)
+    }
+
+    fn run_bytes(rules_text: &str, message: &str, sender: &[u8], ip: &str) -> Option<Refusal> {
         let rules = rules::parse(rules_text).unwrap();
-        let envelope = Envelope {
-            sender: sender.into(),
-            recipients: vec!["u@example.test".into()],
-        };
+        let envelope = Envelope::new(sender, &["u@example.test"]);
         let cx = Context {
             envelope: &envelope,
             client_ip: ip,
@@ -197,6 +202,16 @@ mod tests {
         )
         .is_some());
         assert!(run(".{100,}\tVirus-Date\toverflow\n", plain, "a@b", "1.1.1.1").is_none());
+    }
+
+    #[test]
+    fn addresses_that_are_not_utf8_are_matched_as_text() {
+        let plain = "Subject: hi\r\n\r\nx\r\n";
+        let rule = "^spam@\tVirus-MAILFROM\tknown spammer\n";
+        assert!(run_bytes(rule, plain, b"spam@\xfcber.test", "1.1.1.1").is_some());
+        assert!(run_bytes(rule, plain, b"\xfcspam@x.test", "1.1.1.1").is_none());
+        let rule = "\u{fffd}\tVirus-MAILFROM\tnot UTF-8\n";
+        assert!(run_bytes(rule, plain, b"j\xfcrgen@x.test", "1.1.1.1").is_some());
     }
 
     #[test]

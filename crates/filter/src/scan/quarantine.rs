@@ -1,11 +1,12 @@
 //! Keeping a copy of a refused message: `$POSTERN_HOME/quarantine/` is a Maildir, so an
 //! admin reads it with any mail client. The copy starts with `X-Postern-…` headers that
 //! record the decision, the envelope and the client — values cleaned of control bytes so
-//! nothing in them can forge a header. Written tmp → fsync → link into new → fsync dir.
+//! nothing in them can forge a header (an address byte that is not printable ASCII shows
+//! as `\xNN`). Written tmp → fsync → link into new → fsync dir.
 
-use crate::scan::envelope::Envelope;
 use postern_common::atomic::fsync_dir;
 use postern_common::logline::printable;
+use postern_wire::qmail_queue::Envelope;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,8 +29,14 @@ pub struct Refusal {
     pub reply: String,
 }
 
-fn header_value(text: &str) -> String {
-    printable(text.replace(['\r', '\n'], " "))
+/// One header line's value: CR and LF become spaces, other unprintable bytes `\xNN`.
+fn header_value(value: impl AsRef<[u8]>) -> String {
+    let one_line: Vec<u8> = value
+        .as_ref()
+        .iter()
+        .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+        .collect();
+    printable(one_line)
 }
 
 /// A Maildir unique name: `SECONDS.MMICROSECONDS.PPID.QCOUNT.HOST`.

@@ -174,6 +174,34 @@ fn a_clean_message_goes_to_the_queue_unchanged() {
     assert!(s.quarantined().is_empty());
 }
 
+/// Regression (docs/security.md, Fuzzing: postern-scan read the envelope into `String`s
+/// with `from_utf8_lossy`, so every byte of an address that was not UTF-8 reached
+/// postern-queue as U+FFFD, and an address near the limit grew too long): the envelope
+/// is bytes now, and postern-queue gets exactly the bytes postern-scan was given.
+#[test]
+fn postern_scan_passes_a_non_utf8_envelope_address_on_changed() {
+    let s = Setup::new();
+    let longest = [vec![0xe9u8; 10], b"@".to_vec(), vec![b'a'; 990]].concat(); // 1001 bytes
+    let env = [
+        &b"Fj\xfcrgen@outside.test\0"[..],
+        b"Tuser@example.test\0",
+        b"T\xe9l\xe8ve@example.test\0",
+        b"T",
+        &longest,
+        b"\0\0",
+    ]
+    .concat();
+    let msg = "From: a@outside.test\r\nSubject: hello\r\n\r\nJust text.\r\n";
+    let (code, err) = s.scan_raw(msg.as_bytes(), &env);
+    assert_eq!(code, 0, "{err}");
+    let q = s.queued();
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        q[0].1, env,
+        "the envelope changed on its way to postern-queue"
+    );
+}
+
 #[test]
 fn scanned_header_when_configured() {
     let s = Setup::new();

@@ -6,5 +6,5 @@
 //! See docs/postern-queue.md.
 
 fn main() {
-    postern_queue::enqueue::main()
+    postern_common::exit::run("postern-queue", postern_queue::enqueue::main)
 }

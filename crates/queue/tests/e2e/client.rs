@@ -1,8 +1,9 @@
-//! postern_queue::client: running the queue program as a caller (postern-inject, bounces).
+//! postern_wire::qmail_queue::inject: running the queue program as a caller
+//! (postern-inject, bounces), here with the real postern-queue.
 
 use crate::*;
 use postern_common::Error;
-use postern_queue::client::{inject, Failure};
+use postern_wire::qmail_queue::{inject, Failure};
 use std::ffi::OsString;
 
 /// A queue program that is postern-queue on `inst` (the caller's environment is shared

@@ -3,8 +3,8 @@
 
 use crate::*;
 use postern_wire::queue_file::{Envelope, MAX_ADDRESS};
-use postern_queue::protocol::encode_envelope;
-use postern_queue::qq;
+use postern_wire::qmail_queue::envelope::encode as encode_envelope;
+use postern_wire::qmail_queue::exit_code as qq;
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 

@@ -77,7 +77,8 @@ impl Job for FakeJob {
     fn finish(mut self: Box<Self>, sender: &str, rcpts: &[String]) -> Outcome {
         if self.code != 0 {
             return Outcome::Refused {
-                reply: crate::queue::reply_for_exit(Some(self.code)),
+                reply: postern_wire::qmail_queue::exit_code::smtp_reply(Some(self.code))
+                    .to_string(),
                 code: Some(self.code),
             };
         }

@@ -1,1 +1,0 @@
-//! (being moved here; see lib.rs)
