@@ -7,20 +7,20 @@
 //! message that way.
 //!
 //! What is smtpd's own: the program runs in its own process group, so a filter and
-//! whatever it started can be killed together, and every write to it and the wait for
-//! its exit have a deadline: a filter that hangs costs a 451 after the timeout, never a
-//! stuck session. `POSTERN_PRIORITY` and `AUTHUSER` are set from the session only. The
-//! message goes in qmail's form: LF line ends, no dot-stuffing.
+//! whatever it started can be killed together, and every write to it (waiting at most
+//! the timeout for room: [`postern_common::deadline`]) and the wait for its exit have a
+//! limit: a filter that hangs costs a 451 after the timeout, never a stuck session.
+//! `POSTERN_PRIORITY` and `AUTHUSER` are set from the session only. The message goes in
+//! qmail's form: LF line ends, no dot-stuffing.
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use postern_common::custom_error;
+use postern_common::{custom_error, deadline};
 use postern_common::{Error, Result, ResultExt};
 use postern_wire::qmail_queue::client::{self, Piped, Pipes};
 use postern_wire::qmail_queue::{envelope, exit_code};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -101,44 +101,6 @@ fn nonblocking(fd: impl AsFd) -> Result<()> {
     Ok(())
 }
 
-/// Write all of `data` to a non-blocking pipe, waiting at most `timeout` for room each
-/// time it is full.
-fn write_with_deadline(
-    pipe: &mut (impl Write + AsFd),
-    mut data: &[u8],
-    timeout: Duration,
-) -> io::Result<()> {
-    while !data.is_empty() {
-        match pipe.write(data) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "queue closed its input",
-                ))
-            }
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLOUT)];
-                let t = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-                match poll(&mut fds, t) {
-                    Ok(0) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "queue does not read",
-                        ))
-                    }
-                    Ok(_) => {}
-                    Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(io::Error::from(e)),
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 impl QueueJob {
     pub fn pid(&self) -> u32 {
         self.queue.id()
@@ -152,7 +114,7 @@ impl QueueJob {
             .queue
             .message_pipe()
             .ok_or_else(|| io::Error::other("message closed"))?;
-        let result = write_with_deadline(pipe, &self.pending, self.timeout);
+        let result = deadline::write_all(pipe, &self.pending, self.timeout);
         self.pending.clear();
         result
     }
@@ -166,7 +128,7 @@ impl QueueJob {
 
     /// Wait for the child's exit until the deadline; `None` on timeout.
     fn wait_deadline(&mut self) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + self.timeout;
+        let until = Instant::now() + self.timeout;
         let mut pause = Duration::from_millis(1);
         loop {
             match self.queue.try_wait() {
@@ -174,7 +136,7 @@ impl QueueJob {
                 Ok(None) => {}
                 Err(_) => return None,
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= until {
                 return None;
             }
             std::thread::sleep(pause);
@@ -211,7 +173,7 @@ impl Job for QueueJob {
                 .queue
                 .envelope_pipe()
                 .ok_or_else(|| io::Error::other("envelope closed"))?;
-            write_with_deadline(pipe, &env, timeout)?;
+            deadline::write_all(pipe, &env, timeout)?;
             self.queue.end_envelope();
             Ok(())
         })();

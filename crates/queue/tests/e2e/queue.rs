@@ -2,9 +2,9 @@
 //! fd 1), every exit code, durability order (strace), full disk, concurrency, filters.
 
 use crate::*;
-use postern_wire::queue_file::{Envelope, MAX_ADDRESS};
 use postern_wire::qmail_queue::envelope::encode as encode_envelope;
 use postern_wire::qmail_queue::exit_code as qq;
+use postern_wire::queue_file::{Envelope, MAX_ADDRESS};
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
