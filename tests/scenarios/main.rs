@@ -13,5 +13,6 @@ mod pregreet;
 mod quickstart;
 mod quickstart_rerun;
 mod reinstall;
+mod smtputf8;
 mod supervised_logging;
 mod support;

@@ -84,17 +84,20 @@ pub fn header_values(head: &[u8], name: &str) -> Vec<String> {
     out
 }
 
-/// A header field value with its newlines made harmless (qmail writes `_`).
-fn one_line(text: &[u8]) -> String {
+/// A header field value with its newlines made harmless (qmail writes `_`). Every other
+/// byte is kept as it is: a UTF-8 address (SMTPUTF8) stays UTF-8, never re-encoded.
+fn one_line(text: &[u8]) -> Vec<u8> {
     text.iter()
-        .map(|&b| {
-            if b == b'\n' || b == b'\r' {
-                '_'
-            } else {
-                b as char
-            }
-        })
+        .map(|&b| if b == b'\n' || b == b'\r' { b'_' } else { b })
         .collect()
+}
+
+/// `NAME: VALUE\n` with the value through [`one_line`].
+fn header_line(name: &str, value: &[u8]) -> Vec<u8> {
+    let mut line = format!("{name}: ").into_bytes();
+    line.extend_from_slice(&one_line(value));
+    line.push(b'\n');
+    line
 }
 
 /// What a successful delivery did, for the reason line.
@@ -125,7 +128,7 @@ pub fn deliver(
             "this message is looping: more than {MAX_HOPS} Delivered-To lines (#5.4.6)"
         )));
     }
-    let dtline = format!("Delivered-To: {}\n", one_line(addr.as_bytes()));
+    let dtline = header_line("Delivered-To", addr.as_bytes());
     match resolve::resolve(home, &addr)? {
         Target::Unknown => Err(Error::perm(format!(
             "no mailbox here by that name: {addr} (#5.1.1)"
@@ -134,7 +137,7 @@ pub fn deliver(
             if targets.is_empty() {
                 return Err(Error::perm(format!("alias {key} has no targets (#5.1.1)")));
             }
-            let mut prefix = dtline.into_bytes();
+            let mut prefix = dtline;
             prefix.extend_from_slice(&head.bytes);
             let rcpts: Vec<&[u8]> = targets.iter().map(|t| t.as_bytes()).collect();
             // postern-queue honours it from a trusted caller only (control/priorityuids
@@ -156,8 +159,11 @@ pub fn deliver(
             if privilege::is_root() {
                 privilege::drop_to(owner.0, owner.1)?;
             }
-            let mut prefix = format!("Return-Path: <{}>\n", one_line(sender)).into_bytes();
-            prefix.extend_from_slice(dtline.as_bytes());
+            let mut path = b"<".to_vec();
+            path.extend_from_slice(sender);
+            path.push(b'>');
+            let mut prefix = header_line("Return-Path", &path);
+            prefix.extend_from_slice(&dtline);
             prefix.extend_from_slice(&head.bytes);
             let name = maildir::deliver(&user.maildir, user.quota, &prefix, input)?;
             Ok(format!("delivered to {addr}: {name}"))
@@ -239,6 +245,8 @@ mod tests {
 
     #[test]
     fn newlines_in_fields_become_underscores() {
-        assert_eq!(one_line(b"a\nb\rc"), "a_b_c");
+        assert_eq!(one_line(b"a\nb\rc"), b"a_b_c");
+        assert_eq!(one_line("zoë".as_bytes()), "zoë".as_bytes(), "UTF-8 kept as it is");
+        assert_eq!(header_line("Delivered-To", b"j\xc3\xb6rg@x"), b"Delivered-To: j\xc3\xb6rg@x\n");
     }
 }

@@ -1,9 +1,10 @@
-//! Mailbox addresses and domain names as postern stores them: lower-case ASCII, checked
+//! Mailbox addresses and domain names as postern stores them: lower-case, checked
 //! against a small safe alphabet, because the default mailbox directory is built from
 //! them (`users/DOMAIN/LOCAL`). Nothing that fails these checks reaches a path.
 //!
-//! Local parts are compared without regard to case, as vpopmail does: `Alice@x` and
-//! `alice@x` are one mailbox.
+//! Local parts are compared without regard to ASCII case, as vpopmail does: `Alice@x`
+//! and `alice@x` are one mailbox. A local part may also hold letters and digits beyond
+//! ASCII (`jörg@x`, RFC 6531 mail through SMTPUTF8), compared exactly as written.
 
 use postern_common::{Error, Result};
 
@@ -50,10 +51,12 @@ pub fn local_part(text: &str) -> Result<String> {
     if l.is_empty() || l.len() > MAX_LOCAL {
         return bad("empty or too long");
     }
-    if !l
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._+-=".contains(&b))
-    {
+    if !l.chars().all(|c| {
+        c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || "._+-=".contains(c)
+            || (!c.is_ascii() && c.is_alphanumeric())
+    }) {
         return bad("only letters, digits and . _ + - = are allowed");
     }
     if l.starts_with('.') || l.ends_with('.') || l.contains("..") {
@@ -171,6 +174,19 @@ mod tests {
         assert!(err.msg.contains("may not start with '-'"), "{}", err.msg);
         assert!(mailbox("-x@example.test").is_err());
         assert_eq!(local_part("x-").unwrap(), "x-");
+    }
+
+    #[test]
+    fn utf8_local_parts_hold_letters_and_digits_only() {
+        assert_eq!(normalise("Jörg@Example.test").unwrap(), "jörg@example.test");
+        assert_eq!(local_part("δοκιμή").unwrap(), "δοκιμή");
+        assert_eq!(local_part("用户1").unwrap(), "用户1");
+        // No invisible, space-like or control characters, no symbols.
+        for bad in ["a\u{200b}b", "a\u{a0}b", "a\u{85}b", "a€b", "a\u{2028}b"] {
+            assert!(local_part(bad).is_err(), "{bad:?} accepted");
+        }
+        // Domains stay ASCII (an IDN is stored in its xn-- form).
+        assert!(domain("bücher.example").is_err());
     }
 
     #[test]

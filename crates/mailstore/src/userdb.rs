@@ -106,7 +106,11 @@ fn check_dir(dir: &str) -> Result<String> {
     let ok = !dir.is_empty()
         && dir.len() <= MAX_DIR
         && p.components().all(|c| matches!(c, Component::Normal(_)))
-        && dir.bytes().all(|b| b.is_ascii_graphic());
+        // Printable ASCII, and letters and digits beyond ASCII (a UTF-8 local part's
+        // default directory): never a control, a space or an invisible character.
+        && dir
+            .chars()
+            .all(|c| c.is_ascii_graphic() || (!c.is_ascii() && c.is_alphanumeric()));
     if ok {
         Ok(dir.trim_end_matches('/').to_string())
     } else {

@@ -3,7 +3,8 @@
 //! Every value in it that came from the network (the HELO argument, the PTR name) is
 //! reduced to a safe alphabet and a bounded length, so a client cannot end the line and
 //! forge a header of its own, nor make the header unbounded. The protocol word says what
-//! was used, RFC 3848 style: `ESMTP`, with `S` after STARTTLS and `A` after AUTH.
+//! was used, RFC 3848 style: `ESMTP`, with `S` after STARTTLS and `A` after AUTH
+//! (`UTF8SMTP` and the same letters for a transaction with SMTPUTF8, RFC 6531 §3.7.3).
 //! Lines end in LF: what goes to the queue is in the qmail-queue convention.
 
 /// Longest HELO or host name shown.
@@ -16,6 +17,8 @@ pub struct Facts<'a> {
     pub remote_ip: &'a str,
     pub me: &'a str,
     pub esmtp: bool,
+    /// The transaction used SMTPUTF8 (RFC 6531 §3.7.3: `UTF8SMTP`, then `S`, `A`).
+    pub utf8: bool,
     /// `(version, cipher)` when TLS is active.
     pub tls: Option<(&'a str, &'a str)>,
     pub authenticated: bool,
@@ -58,7 +61,11 @@ pub fn header(f: &Facts) -> String {
         .remote_host
         .map(safe_name)
         .unwrap_or_else(|| "unknown".to_string());
-    let mut proto = String::from(if f.esmtp { "ESMTP" } else { "SMTP" });
+    let mut proto = String::from(match (f.utf8, f.esmtp) {
+        (true, _) => "UTF8SMTP",
+        (false, true) => "ESMTP",
+        (false, false) => "SMTP",
+    });
     if f.tls.is_some() {
         proto.push('S');
     }
@@ -92,6 +99,7 @@ mod tests {
             remote_ip: "192.0.2.7",
             me: "mx.example.test",
             esmtp: true,
+            utf8: false,
             tls: None,
             authenticated: false,
             date: "Thu, 26 Nov 2026 06:40:00 +0000",
@@ -116,6 +124,9 @@ mod tests {
             h.contains("with ESMTPSA (TLSv1.3 TLS13_AES_256_GCM_SHA384);"),
             "{h}"
         );
+        f.utf8 = true;
+        let h = header(&f);
+        assert!(h.contains("with UTF8SMTPSA (TLSv1.3"), "RFC 6531 §3.7.3: {h}");
         assert!(h.contains("(unknown [192.0.2.7])"));
     }
 

@@ -12,6 +12,10 @@
 //! The limits of RFC 5321 §4.5.3.1 apply to the text as given: over them is an error,
 //! never a truncation.
 //!
+//! With SMTPUTF8 (RFC 6531, [`parse_path_arg_utf8`]) a local part and a domain may
+//! also hold non-ASCII characters that are not controls (UTF-8 in the command line);
+//! without it, any byte over 127 is refused.
+//!
 //! The writer, [`write_path`], angle-brackets an envelope address for a client's
 //! `MAIL FROM:` / `RCPT TO:` line and refuses what would break the command line.
 
@@ -53,10 +57,20 @@ pub fn is_atext(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
 }
 
+/// RFC 6531's `UTF8-non-ascii` as atext: a non-ASCII character that is not a control.
+pub fn is_utf8_atext(c: char) -> bool {
+    !c.is_ascii() && !c.is_control()
+}
+
 /// A local part's value in RFC 5321's canonical form (§4.1.2): as it is when it holds
-/// only atext and dots, else a quoted string with `"` and `\` escaped.
+/// only atext (RFC 6531's non-ASCII atext included) and dots, else a quoted string with
+/// `"` and `\` escaped.
 pub fn canonical_local(value: &str) -> String {
-    if !value.is_empty() && value.chars().all(|c| c == '.' || is_atext(c)) {
+    if !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c == '.' || is_atext(c) || is_utf8_atext(c))
+    {
         return value.to_string();
     }
     let mut out = String::with_capacity(value.len() + 2);
@@ -91,14 +105,25 @@ pub struct PathArg {
     pub params: Vec<(String, Option<String>)>,
 }
 
-/// Parse the argument of MAIL (`keyword` = `FROM`) or RCPT (`TO`).
+/// Parse the argument of MAIL (`keyword` = `FROM`) or RCPT (`TO`), ASCII only.
 pub fn parse_path_arg(arg: &[u8], keyword: &str) -> Result<PathArg, PathError> {
+    parse_path_arg_utf8(arg, keyword, false)
+}
+
+/// Whether the argument holds a byte over 127: what needs SMTPUTF8.
+pub fn needs_utf8(arg: &[u8]) -> bool {
+    !arg.is_ascii()
+}
+
+/// Parse the argument of MAIL or RCPT; with `utf8` (SMTPUTF8 in force) the address may
+/// hold non-ASCII characters, as UTF-8.
+pub fn parse_path_arg_utf8(arg: &[u8], keyword: &str, utf8: bool) -> Result<PathArg, PathError> {
     let text =
         std::str::from_utf8(arg).map_err(|_| PathError::Syntax("8-bit characters in command"))?;
-    if !text.is_ascii() {
+    if !utf8 && !text.is_ascii() {
         return Err(PathError::Syntax("8-bit characters in command"));
     }
-    if !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    if text.chars().any(|c| c.is_control()) {
         return Err(PathError::Syntax("control characters in command"));
     }
     let kw_len = keyword.len() + 1;
@@ -131,7 +156,7 @@ pub fn parse_path_arg(arg: &[u8], keyword: &str) -> Result<PathArg, PathError> {
     let address = if inner.is_empty() {
         None
     } else {
-        Some(parse_address(inner)?)
+        Some(parse_address_utf8(inner, utf8)?)
     };
     let mut params = Vec::new();
     for word in after.split(' ').filter(|w| !w.is_empty()) {
@@ -166,8 +191,16 @@ fn closing_bracket(body: &str) -> Option<usize> {
     None
 }
 
-/// Parse `[route:]local[@domain]` (the text inside the angle brackets).
+/// Parse `[route:]local[@domain]` (the text inside the angle brackets), ASCII only.
 pub fn parse_address(inner: &str) -> Result<Address, PathError> {
+    parse_address_utf8(inner, false)
+}
+
+/// [`parse_address`], with non-ASCII characters allowed where `utf8` says.
+pub fn parse_address_utf8(inner: &str, utf8: bool) -> Result<Address, PathError> {
+    if !utf8 && !inner.is_ascii() {
+        return Err(PathError::Syntax("8-bit characters in command"));
+    }
     let mut text = inner;
     if text.starts_with('@') {
         // Source route: `@a,@b:mailbox`. RFC 5321 says to ignore it.
@@ -211,6 +244,7 @@ pub fn parse_address(inner: &str) -> Result<Address, PathError> {
         None => None,
         Some(d) => Some(check_domain(d)?),
     };
+    // (Non-ASCII text only gets here with `utf8`: checked above.)
     Ok(Address {
         local,
         domain,
@@ -232,7 +266,7 @@ fn unquote(raw: &str) -> Result<String, PathError> {
             }
             '"' => quoted = !quoted,
             '\\' if quoted => escaped = true,
-            c if quoted || c == '.' || is_atext(c) => out.push(c),
+            c if quoted || c == '.' || is_atext(c) || is_utf8_atext(c) => out.push(c),
             _ => {
                 return Err(PathError::BadLocal(
                     "character not allowed in an unquoted local part",
@@ -264,11 +298,13 @@ fn check_domain(raw: &str) -> Result<String, PathError> {
             Err(PathError::Syntax("malformed address literal"))
         };
     }
+    // A label of letters, digits, `-`, `_`; with SMTPUTF8, U-labels (non-ASCII
+    // characters, kept as given: DNS lookups turn them into A-labels).
     let labels_ok = d.split('.').all(|l| {
         !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && l.chars().count() <= 63
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || is_utf8_atext(c))
     });
     if labels_ok {
         Ok(d)
@@ -293,6 +329,31 @@ pub fn write_path(address: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smtputf8_allows_non_ascii_addresses_and_nothing_else_does() {
+        let arg = "TO:<jörg@bücher.example> NOTIFY=NEVER".as_bytes();
+        assert!(needs_utf8(arg));
+        assert_eq!(
+            parse_path_arg(arg, "TO"),
+            Err(PathError::Syntax("8-bit characters in command"))
+        );
+        let p = parse_path_arg_utf8(arg, "TO", true).unwrap();
+        let a = p.address.unwrap();
+        assert_eq!(a.local, "jörg");
+        assert_eq!(a.domain.as_deref(), Some("bücher.example"));
+        assert_eq!(a.envelope(), "jörg@bücher.example");
+        // Still no controls, no invalid UTF-8, no C1 controls.
+        assert!(parse_path_arg_utf8(b"TO:<j\xc3\xb6rg@x>", "TO", true).is_ok());
+        assert!(parse_path_arg_utf8(b"TO:<j\xffrg@x>", "TO", true).is_err());
+        assert!(parse_path_arg_utf8("TO:<j\u{85}rg@x>".as_bytes(), "TO", true).is_err());
+        assert!(parse_path_arg_utf8(b"TO:<j\x01rg@x>", "TO", true).is_err());
+        // Unchanged for ASCII.
+        assert_eq!(
+            parse_path_arg_utf8(b"FROM:<a@b.test>", "FROM", true),
+            parse_path_arg(b"FROM:<a@b.test>", "FROM")
+        );
+    }
 
     fn addr(local: &str, domain: Option<&str>, quoted: bool) -> Address {
         Address {

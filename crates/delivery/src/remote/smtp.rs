@@ -1,7 +1,7 @@
 //! One SMTP transaction with one server (RFC 5321): greeting, EHLO (HELO when EHLO is
 //! refused), STARTTLS (opportunistic, or required by the route: then no TLS means no
 //! transaction), AUTH PLAIN or LOGIN inside TLS when the route gives credentials, MAIL
-//! with SIZE and BODY=8BITMIME when offered, every RCPT of the domain, DATA, the
+//! with SIZE and BODY=8BITMIME when offered (SMTPUTF8 when an address is not ASCII), every RCPT of the domain, DATA, the
 //! dot-stuffed CRLF message, QUIT. With PIPELINING the MAIL, RCPT and DATA commands go in
 //! one write. Results are per recipient.
 //!
@@ -420,6 +420,21 @@ fn transaction(
             ),
         );
     }
+    // SMTPUTF8 (RFC 6531): an address that is not ASCII may only go to a server that
+    // offers it, with the parameter on MAIL; otherwise the message cannot be sent as it
+    // is, and is never changed: it fails for good (#5.6.7) and is bounced.
+    let utf8 = !sender.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
+    if utf8 && !offers(ext, "SMTPUTF8") {
+        quit(s);
+        return done(
+            vec![],
+            Verdict::Failed,
+            format!(
+                "{} does not offer SMTPUTF8, which this message's non-ASCII address needs. (#5.6.7)",
+                s.host
+            ),
+        );
+    }
     let data = data_bytes(message);
     let mut mail = format!("MAIL FROM:{from}");
     if offers(ext, "SIZE") {
@@ -427,6 +442,9 @@ fn transaction(
     }
     if offers(ext, "8BITMIME") && message.iter().any(|&b| b >= 0x80) {
         mail.push_str(" BODY=8BITMIME");
+    }
+    if utf8 {
+        mail.push_str(" SMTPUTF8");
     }
     mail.push_str("\r\n");
     let mut rcpt_cmds = Vec::new();

@@ -609,3 +609,43 @@ fn message_over_the_servers_size_is_permanent_and_not_sent() {
     let recs = records(&report);
     assert!(recs.last().unwrap().starts_with('K'), "{recs:?}");
 }
+
+#[test]
+fn a_utf8_address_needs_smtputf8_and_is_never_mangled() {
+    let inst = Instance::new(&[("alice", 0)], "");
+    // A server without SMTPUTF8: nothing is sent, the message fails for good with 5.6.7.
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &[]);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let (code, report) = remote(&inst, "far.test", "a@b.test", &["jörg@far.test"], b"Subject: x\n\nhi\n");
+    assert_eq!(code, 0);
+    let recs = records(&report);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert!(
+        recs[0].starts_with('D') && recs[0].contains("does not offer SMTPUTF8") && recs[0].contains("#5.6.7"),
+        "{recs:?}"
+    );
+    let (cmds, sent) = recorded(rec.path());
+    assert!(!sent && !cmds.contains("MAIL"), "{cmds}");
+
+    // One that offers it: MAIL carries SMTPUTF8 and the address goes as UTF-8.
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &["--smtputf8"]);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let (_, report) = remote(&inst, "far.test", "zoë@b.test", &["jörg@far.test"], b"Subject: x\n\nhi\n");
+    let recs = records(&report);
+    assert!(recs.last().unwrap().starts_with('K'), "{recs:?}");
+    let (cmds, sent) = recorded(rec.path());
+    assert!(sent);
+    assert!(cmds.contains("MAIL FROM:<zo\\xc3\\xab@b.test> SIZE="), "{cmds}");
+    assert!(cmds.contains(" SMTPUTF8\\r\\n"), "{cmds}");
+    assert!(cmds.contains("RCPT TO:<j\\xc3\\xb6rg@far.test>"), "{cmds}");
+
+    // ASCII addresses never ask for it, even from a server that offers it.
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &["--smtputf8"]);
+    inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
+    let (_, _) = remote(&inst, "far.test", "a@b.test", &["x@far.test"], "Subject: caf\u{e9}\n\nhi\n".as_bytes());
+    let (cmds, _) = recorded(rec.path());
+    assert!(!cmds.contains("SMTPUTF8"), "{cmds}");
+}

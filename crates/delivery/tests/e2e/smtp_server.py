@@ -1,7 +1,7 @@
 # A tiny SMTP server for postern-remote's tests, on a raw socket so every byte the
 # client sends is kept exactly. Usage: smtp_server.py DIR [ADDR=CODE ...] [--no-pipelining]
 # [--greeting CODE] [--tls CERT KEY] [--broken-tls] [--size N] [--raw WHAT BYTES]
-# [--auth USER PASSWORD [--auth-mechs "PLAIN LOGIN"] [--auth-clear]].
+# [--auth USER PASSWORD [--auth-mechs "PLAIN LOGIN"] [--auth-clear]] [--smtputf8].
 # Prints its port on stdout, then serves connections one at a time,
 # writing DIR/commands (every command line, repr'd) and DIR/data.N (raw DATA bytes,
 # final dot included; DIR/partial: the bytes of a DATA the client left unfinished).
@@ -12,6 +12,7 @@
 # --auth USER PASSWORD: AUTH (PLAIN and LOGIN, or the --auth-mechs given) is offered inside
 # TLS only (also before it with --auth-clear) and required for MAIL (530 without); every
 # line of the exchange is logged like a command, then "auth ok USER" or "auth failed".
+# --smtputf8: the EHLO reply offers SMTPUTF8.
 import base64, binascii, codecs, os, socket, sys
 
 def main():
@@ -20,12 +21,15 @@ def main():
     tls, broken_tls = None, False
     size, raw = 100000, {}
     auth, mechs, auth_clear = None, "PLAIN LOGIN", False
+    smtputf8 = False
     args = sys.argv[2:]
     i = 0
     while i < len(args):
         a = args[i]
         if a == "--no-pipelining":
             pipelining = False
+        elif a == "--smtputf8":
+            smtputf8 = True
         elif a == "--tls":
             tls = (args[i + 1], args[i + 2])
             i += 2
@@ -83,6 +87,8 @@ def main():
                     c.sendall(raw[verb])
                 elif cmd.startswith(b"EHLO"):
                     ext = ["test.server", "SIZE %d" % size, "8BITMIME"] + (["PIPELINING"] if pipelining else [])
+                    if smtputf8:
+                        ext.append("SMTPUTF8")
                     if auth and (secure or auth_clear):
                         ext.append("AUTH " + mechs)
                     if (tls or broken_tls) and not secure:

@@ -91,6 +91,8 @@ pub struct Session<'a, R: Input, W: Write> {
     submission: bool,
     helo: Option<String>,
     esmtp: bool,
+    /// This transaction's MAIL carried SMTPUTF8: its addresses may be UTF-8.
+    smtputf8: bool,
     /// `Some("")` is the null sender.
     sender: Option<String>,
     rcpts: Vec<String>,
@@ -123,6 +125,7 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
             submission,
             helo: None,
             esmtp: false,
+            smtputf8: false,
             sender: None,
             rcpts: Vec::new(),
             rcpt_refused_for_count: false,
@@ -321,6 +324,7 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
 
     fn reset(&mut self) {
         self.sender = None;
+        self.smtputf8 = false;
         self.rcpts.clear();
         self.rcpt_refused_for_count = false;
     }
@@ -346,7 +350,12 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
         if !esmtp {
             return self.reply(&format!("250 {me}")).map(|_| Flow::Continue);
         }
-        let mut lines = vec![me, "PIPELINING".to_string(), "8BITMIME".to_string()];
+        let mut lines = vec![
+            me,
+            "PIPELINING".to_string(),
+            "8BITMIME".to_string(),
+            "SMTPUTF8".to_string(),
+        ];
         lines.push(if self.cfg.databytes > 0 {
             format!("SIZE {}", self.cfg.databytes)
         } else {
@@ -378,7 +387,8 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
             self.reject("authrequired", None).emit_to(self.outside);
             return self.error("530 5.7.0 authentication required");
         }
-        let parsed = match smtp_path::parse_path_arg(arg, "FROM") {
+        // SMTPUTF8 (RFC 6531): after EHLO the path may be UTF-8, if MAIL says so.
+        let parsed = match smtp_path::parse_path_arg_utf8(arg, "FROM", self.esmtp) {
             Ok(p) => p,
             Err(PathError::Syntax(why)) => {
                 return self.error(&format!("501 5.5.4 syntax error in MAIL: {why}"))
@@ -408,8 +418,13 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
                 ("BODY", Some(v))
                     if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") => {}
                 ("AUTH", Some(_)) => {} // RFC 4954 §5: accepted, not trusted
+                ("SMTPUTF8", None) => {}
                 _ => return self.error("555 5.5.4 unsupported MAIL parameter"),
             }
+        }
+        let smtputf8 = parsed.params.iter().any(|(k, _)| k == "SMTPUTF8");
+        if smtp_path::needs_utf8(arg) && !smtputf8 {
+            return self.error("553 5.6.7 a non-ASCII address needs the SMTPUTF8 parameter");
         }
         let sender = parsed
             .address
@@ -454,6 +469,7 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
             }
         }
         self.sender = Some(sender);
+        self.smtputf8 = smtputf8;
         self.reply("250 2.1.0 ok").map(|_| Flow::Continue)
     }
 
@@ -497,7 +513,10 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
         if self.sender.is_none() {
             return self.error("503 5.5.1 MAIL first");
         }
-        let parsed = match smtp_path::parse_path_arg(arg, "TO") {
+        if smtp_path::needs_utf8(arg) && !self.smtputf8 {
+            return self.error("553 5.6.7 a non-ASCII address needs SMTPUTF8 on MAIL");
+        }
+        let parsed = match smtp_path::parse_path_arg_utf8(arg, "TO", self.smtputf8) {
             Ok(p) => p,
             Err(PathError::Syntax(why)) => {
                 return self.error(&format!("501 5.5.4 syntax error in RCPT: {why}"))
@@ -716,6 +735,7 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
             remote_ip: &self.peer.ip,
             me: &self.cfg.me,
             esmtp: self.esmtp,
+            utf8: self.smtputf8,
             tls: self
                 .tls
                 .as_ref()
