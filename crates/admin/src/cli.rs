@@ -1,5 +1,5 @@
 //! posternctl's command line. clap does the parsing; a mistake becomes one
-//! `posternctl: usage: …` line and exit 100 (DESIGN §5), not clap's exit 2.
+//! `posternctl: usage: …` line and exit 100, not clap's exit 2.
 
 use crate::init::InitOptions;
 use clap::{Parser, Subcommand};

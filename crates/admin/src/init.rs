@@ -1,4 +1,4 @@
-//! `posternctl init --home DIR [--domain D]`: make an instance (DESIGN §4), or complete
+//! `posternctl init --home DIR [--domain D]`: make an instance, or complete
 //! one. It only ever adds what is missing: an existing file or directory is left exactly
 //! as the admin has it, so running it again (or after an upgrade) is always safe.
 //!

@@ -38,7 +38,7 @@ macro_rules! service {
     };
 }
 
-/// The documented defaults (DESIGN §4), one file each.
+/// The documented defaults, one file each.
 pub const CONTROL: &[Template] = &[
     control!("databytes"),
     control!("concurrencylocal"),

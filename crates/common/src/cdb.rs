@@ -1,4 +1,4 @@
-//! djb's constant database (interop §4), the one implementation of it in postern: the
+//! djb's constant database, the one implementation of it in postern: the
 //! format tcprules writes and tcpserver reads, and that of `users.cdb`, `aliases.cdb`,
 //! `recipients.cdb` and `relayrecipients.cdb`. A 2048-byte header of 256 `(table_pos, slots)` pairs, the records
 //! (`klen, dlen, key, data`), then 256 open-addressing hash tables; every integer is a

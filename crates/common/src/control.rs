@@ -1,4 +1,4 @@
-//! Reading the flat control files (DESIGN §4): one value or entry per line, `#` starts
+//! Reading the flat control files: one value or entry per line, `#` starts
 //! a comment line, blank lines are ignored, trailing spaces and tabs are stripped. A
 //! missing file means "use the default"; any other read error is temporary trouble, so
 //! the caller answers 4xx / exits 111 rather than guessing. Errors name the file and,

@@ -1,4 +1,4 @@
-//! Every program finds its instance through `POSTERN_HOME` (DESIGN §4) — except a
+//! Every program finds its instance through `POSTERN_HOME` — except a
 //! program installed setuid or setgid, which must not let its caller choose the instance
 //! (a caller-chosen `users.cdb` or queue would be the caller's key to the account the
 //! program runs as). Such programs call [`trusted_home`].

@@ -1,4 +1,4 @@
-//! Log lines: one event per line, `key=value` pairs starting with `event=` (DESIGN §5),
+//! Log lines: one event per line, `key=value` pairs starting with `event=`,
 //! e.g. `event=reject ip=203.0.113.9 reason=rbl zone=zen.test from=<a@b.test>`.
 //!
 //! Values that contain a space, `"`, `\` or `=` — or are empty — are written in double

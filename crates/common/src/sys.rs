@@ -1,4 +1,4 @@
-//! The workspace's one audited `unsafe` module (DESIGN §1.4): the few process and
+//! The workspace's one audited `unsafe` module: the few process and
 //! descriptor operations that neither std nor nix offers safely.
 //!
 //! - [`give_fd3`] / [`give_fd_as`]: a child finds a pipe as descriptor 3 (the

@@ -1,4 +1,4 @@
-//! TAI64N stamps as daemontools writes them (interop §2.3): 8 bytes of TAI64 seconds
+//! TAI64N stamps as daemontools writes them: 8 bytes of TAI64 seconds
 //! (2^62 + 10 + unix seconds — djb's fixed offset, no leap-second table, so that djb's
 //! `tai64nlocal` reads ours and ours reads theirs) and 4 bytes of nanoseconds, both
 //! big-endian. The external label is `@` + 24 lowercase hex digits.

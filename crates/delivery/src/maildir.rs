@@ -1,4 +1,4 @@
-//! Writing one message into a Maildir the safe way (interop §8): create `tmp/UNIQUE`
+//! Writing one message into a Maildir the safe way: create `tmp/UNIQUE`
 //! exclusively, write, fsync, close; check the Maildir++ quota with the final size;
 //! `link` into `new/UNIQUE,S=SIZE`; fsync `new/`; unlink the tmp file; then append the
 //! size to `maildirsize`. The message counts as delivered at the link.

@@ -1,5 +1,5 @@
-//! Where a local recipient's mail goes, from the user database only (DESIGN §1.1: the
-//! address text never becomes a path). The order, first match wins:
+//! Where a local recipient's mail goes, from the user database only (principle 1 of
+//! docs/architecture.md: the address text never becomes a path). The order, first match wins:
 //!
 //! 1. a mailbox `local@domain` in users.cdb;
 //! 2. an alias `local@domain` in aliases.cdb;

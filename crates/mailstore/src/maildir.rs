@@ -1,5 +1,5 @@
 //! Maildirs and Maildir++ quotas (`maildirsize`), as Courier, Dovecot and the classic
-//! `deliverquota` read and write them (interop §8).
+//! `deliverquota` read and write them.
 //!
 //! `maildirsize` lives in the top maildir: line 1 is the quota (`<n>S` bytes and/or
 //! `<n>C` messages, comma-separated), each further line `<bytes> <count>` (may be

@@ -12,7 +12,7 @@
 //! | `recipients.cdb` | `domain`, `local@domain`, `@domain` | empty | 0644 |
 //!
 //! `recipients.cdb` holds no secrets, so the network-facing SMTP server can validate
-//! recipients without being able to read password hashes (DESIGN §1.2).
+//! recipients without being able to read password hashes.
 
 use crate::address::{self, AliasKey};
 use crate::owner;

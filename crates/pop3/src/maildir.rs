@@ -1,4 +1,4 @@
-//! A Maildir as POP3 sees it (interop §8): the messages of `new/` and `cur/`, oldest
+//! A Maildir as POP3 sees it: the messages of `new/` and `cur/`, oldest
 //! first, each with its unique name (the UIDL), its size *as sent* — CRLF line endings,
 //! before dot-stuffing — and the renames a reader does (`new/x` → `cur/x:2,S`).
 //!

@@ -1,6 +1,6 @@
 //! postern-popup: the POP3 authorization state (RFC 1939 §4, RFC 2449 CAPA, RFC 5034
 //! AUTH PLAIN, RFC 2595 STLS). It greets, collects a name and password, and runs a
-//! checkpassword program with them on fd 3 (interop §7); on success that program runs
+//! checkpassword program with them on fd 3; on success that program runs
 //! the mail server (postern-pop3d), which takes over the session.
 //!
 //! Differences from qmail-popup: up to [`MAX_FAILURES`] failed logins per connection

@@ -1,5 +1,5 @@
 //! SMTP AUTH (RFC 4954) with the PLAIN and LOGIN mechanisms, checked by a program that
-//! follows the checkpassword interface (interop §7), as the Dabrowski patch did:
+//! follows the checkpassword interface, as the Dabrowski patch did:
 //! `postern-smtpd [options] CHECKPASSWORD SUBPROGRAM...`.
 //!
 //! The checker gets `login\0password\0timestamp\0` on descriptor 3 (at most 512 bytes)

@@ -1,5 +1,5 @@
 //! What one connection runs with: the control files (read afresh for every connection,
-//! DESIGN §4) and the facts the environment gives (UCSPI variables, `RELAYCLIENT`).
+//! docs/control-files.md) and the facts the environment gives (UCSPI variables, `RELAYCLIENT`).
 //!
 //! A missing file means its documented default; a file that exists but cannot be read
 //! or has a bad value is a temporary error, and the connection gets 421 rather than a
@@ -10,7 +10,7 @@ use postern_common::{Error, Result};
 use postern_wire::ratelimit_lists::{self, Layout};
 use std::time::Duration;
 
-/// Default largest message (DESIGN §4).
+/// Default largest message.
 pub const DEFAULT_DATABYTES: u64 = 10_240_000;
 /// Default idle timeout per read, seconds.
 pub const DEFAULT_TIMEOUT: u64 = 300;

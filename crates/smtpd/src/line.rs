@@ -1,4 +1,4 @@
-//! The bounded CRLF line reader every SMTP byte goes through (DESIGN §1.7).
+//! The bounded CRLF line reader every SMTP byte goes through.
 //!
 //! A line ends only at CR LF. A bare LF, a bare CR or a NUL anywhere is a framing error
 //! the caller answers with 451 and a closed connection: a server and a filter that split
@@ -43,7 +43,7 @@ pub enum LineError {
 }
 
 impl LineError {
-    /// The framing errors that end a session with 451 (DESIGN §1.7).
+    /// The framing errors that end a session with 451.
     pub fn is_framing(&self) -> bool {
         matches!(self, LineError::BareLf | LineError::BareCr | LineError::Nul)
     }

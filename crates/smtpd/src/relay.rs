@@ -1,4 +1,4 @@
-//! The relay decision (DESIGN §4): may this client send to this recipient?
+//! The relay decision: may this client send to this recipient?
 //!
 //! A relay client (`RELAYCLIENT` set by the access rules, or an authenticated session)
 //! may send anywhere. Anyone else may send only to a domain listed in `rcpthosts`

@@ -1,5 +1,5 @@
 //! The daemontools family: start, watch, restart, signal and log services, compatible
-//! with daemontools 0.76 on disk and on the control FIFO (interop §1–2).
+//! with daemontools 0.76 on disk and on the control FIFO.
 //!
 //! One module per program; each binary in `src/bin/` is a thin call into its module.
 //! - [`status`]: the 18-byte `supervise/status` record (and the 20/40-byte variants).

@@ -1,4 +1,4 @@
-//! The `supervise/status` record (interop §1.2), as a fixed-size pack/unpack pair.
+//! The `supervise/status` record, as a fixed-size pack/unpack pair.
 //!
 //! daemontools 0.76 writes 18 bytes: a TAI64N stamp (big-endian, the time of the last
 //! pid change), the pid (**little-endian**, 0 = not running), a paused flag and the

@@ -1,5 +1,5 @@
 //! `postern-svc [-udopchaitkxq12w] [-w up|down SECS] dir...`: send commands to the
-//! supervise of each directory (interop §1.4), and optionally wait for a state.
+//! supervise of each directory, and optionally wait for a state.
 //!
 //! The letters are collected in command-line order with duplicates dropped and written
 //! to each `DIR/supervise/control` in one write, as 0.76 does. A directory that cannot

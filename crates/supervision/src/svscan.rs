@@ -1,6 +1,6 @@
 //! `postern-svscan [DIR]`: start and keep running one `postern-supervise` per service
 //! directory in DIR (default: the current directory), plus one for its `log/`, joined by
-//! a pipe (interop §1.7).
+//! a pipe.
 //!
 //! Every [`SCAN_INTERVAL`] (and at once on SIGHUP or SIGALRM) it scans: names starting
 //! with `.` are skipped, `stat` follows symlinks, non-directories are skipped, and a

@@ -1,5 +1,5 @@
 //! `postern-svstat dir...`: one line per directory in daemontools 0.76's exact format
-//! (interop §1.6), e.g. `/service/smtpd: up (pid 1234) 5678 seconds`.
+//!, e.g. `/service/smtpd: up (pid 1234) 5678 seconds`.
 //!
 //! Reads the 18-byte classic status and the 20-byte encore/runit records (their two
 //! extra bytes mean different things to each, so they are not shown); encore's 40-byte

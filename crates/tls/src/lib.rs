@@ -1,5 +1,5 @@
 //! postern-tlsd: the TLS wrapper that keeps rustls and the private key out of the
-//! protocol servers (DESIGN §2, in the style of s6-ucspitlsd).
+//! protocol servers (docs/postern-tlsd.md; in the style of s6-ucspitlsd).
 //!
 //! - [`certs`]: loading the certificate chain and key into a rustls server config.
 //! - [`proxy`]: the relay between the network and the program's pipes, cleartext until

@@ -1,4 +1,4 @@
-//! `control/smtproutes` (interop §6.3): `domain:host[:port]`, `.suffix:host[:port]`, and
+//! `control/smtproutes`: `domain:host[:port]`, `.suffix:host[:port]`, and
 //! `:host[:port]` (the smarthost: every domain without a better line goes there — the
 //! gateway mode). An empty host means "use MX for this domain" (an exception to a
 //! catch-all). IPv6 relays are written in brackets: `x.test:[2001:db8::1]:2525`.

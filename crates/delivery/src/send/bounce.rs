@@ -1,4 +1,4 @@
-//! Bounce messages in qmail's QSBMF shape (interop §6.6), so the parsers that know
+//! Bounce messages in qmail's QSBMF shape, so the parsers that know
 //! qmail's bounces read ours: the `Hi. This is the postern-send program at HOST.` intro,
 //! one `<addr>:` paragraph per failed recipient, the `--- Below this line is` divider,
 //! then `Return-Path:` and a copy of the message (its whole header, and the body up to

@@ -72,7 +72,7 @@ impl Instance {
         fs::write(&log, "").unwrap();
         fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).unwrap();
         let checkpw = dir.path().join("checkpw");
-        // A checkpassword program for one user, as the interface describes (interop §7).
+        // A checkpassword program for one user, as the interface describes.
         testkit::write_script(
             &checkpw,
             &format!(

@@ -1003,7 +1003,7 @@ impl<'a, R: Input, W: Write> Session<'a, R, W> {
 }
 
 /// The domain `<postmaster>` belongs to: the first `rcpthosts` entry that is a domain
-/// (not a `.domain` wildcard), as `alertto` defaults to (DESIGN §4).
+/// (not a `.domain` wildcard), as `alertto` defaults to.
 pub fn first_domain(rcpthosts: &[String]) -> Option<&str> {
     rcpthosts
         .iter()

@@ -1,5 +1,5 @@
 //! `postern-multilog` — daemontools-compatible log writer: reads lines on stdin and runs
-//! its script over each one (interop §2; docs/postern-multilog.md).
+//! its script over each one (docs/postern-multilog.md).
 //!
 //! Usage: `postern-multilog script...` where each argument is one action:
 //! `t` (first only: TAI64N stamps), `+pattern`, `-pattern`, `e`, `=file`, `sN`, `nN`,

@@ -1,4 +1,4 @@
-//! Archiving a finished file in a log directory (interop §2.2): link it to
+//! Archiving a finished file in a log directory: link it to
 //! `@TAI64N.s` (safely written) or `@TAI64N.u` (possibly truncated, recovered after a
 //! crash), unlink the old name, then delete the oldest archives until fewer than `num`
 //! remain — so a directory holds at most `num - 1` archives plus `current`.

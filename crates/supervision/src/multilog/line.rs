@@ -1,4 +1,4 @@
-//! Cutting the input into lines the way multilog sees them (interop §2.1): the first
+//! Cutting the input into lines the way multilog sees them: the first
 //! [`HEAD_LIMIT`] bytes of a line (the timestamp included) are its *head*, which decides
 //! selection and feeds `e` and `=`; the rest of an overlong line is its *tail*, streamed
 //! to the selected directories without being held in memory. Memory stays bounded

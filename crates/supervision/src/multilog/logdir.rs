@@ -1,4 +1,4 @@
-//! One log directory (interop §2.2): its lock, the startup recovery, appending lines to
+//! One log directory: its lock, the startup recovery, appending lines to
 //! `current` with rotation at line boundaries, and the clean close.
 //!
 //! `current` is 0644 while multilog writes it and 0744 once it is complete (clean

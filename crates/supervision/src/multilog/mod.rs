@@ -1,4 +1,4 @@
-//! `postern-multilog`: daemontools 0.76's multilog (interop §2). It reads log lines on
+//! `postern-multilog`: daemontools 0.76's multilog. It reads log lines on
 //! stdin and runs its arguments — the script — over each line: stamp it (`t`), select
 //! or deselect it by pattern (`+`/`-`), copy it to stderr (`e`), keep it in a status
 //! file (`=`), and append it to rotated log directories, optionally post-processed

@@ -1,4 +1,4 @@
-//! multilog's pattern language (interop §2.1), byte for byte as daemontools 0.76 matches:
+//! multilog's pattern language, byte for byte as daemontools 0.76 matches:
 //! a pattern is matched against the whole line (timestamp included); `*` matches the
 //! shortest run of bytes up to the next pattern byte, a trailing `*` matches the rest of
 //! the line, and every other byte matches itself. There is no backtracking, so `*a`

@@ -1,4 +1,4 @@
-//! Running a `!processor` over a rotated file (interop §2.2), with the classic file
+//! Running a `!processor` over a rotated file, with the classic file
 //! descriptors: fd 0 reads `previous`, fd 1 writes `processed` (truncated), fd 4 reads
 //! `state`, fd 5 writes `newstate` (truncated); the working directory is the log
 //! directory. The command runs as `/bin/sh -c processor`.

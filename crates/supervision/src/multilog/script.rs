@@ -1,5 +1,5 @@
 //! The multilog "script": its arguments, each one action, read left to right
-//! (interop §2.1). Parsing turns them into a list of [`Action`]s run over every line,
+//!. Parsing turns them into a list of [`Action`]s run over every line,
 //! plus the log directories and status files those actions name, each with the size,
 //! count and processor in force at its position.
 //!

@@ -1,4 +1,4 @@
-//! The two signals multilog acts on (interop §2.2): TERM (finish the current line, then
+//! The two signals multilog acts on: TERM (finish the current line, then
 //! exit cleanly) and ALRM (rotate every non-empty `current`). They are blocked and read
 //! from a signalfd, so they are only ever noticed between lines, in the main loop, and a
 //! signal during a write, a rotation or a pause simply waits its turn. Children started

@@ -1,4 +1,4 @@
-//! `=file` status files (interop §2.1): each selected line overwrites the file from
+//! `=file` status files: each selected line overwrites the file from
 //! offset 0 with exactly [`STATUS_SIZE`] bytes — the line's first 1000 bytes padded
 //! with newlines — so a monitor can read "the last interesting line" at a fixed size.
 //! The file is created at startup, relative to the starting directory.

@@ -1,5 +1,5 @@
 //! `postern-supervise DIR`: start `DIR/run`, restart it when it exits, obey the control
-//! FIFO — daemontools 0.76 on disk (interop §1.1–1.3), so the classic svc/svstat/svok
+//! FIFO — daemontools 0.76 on disk, so the classic svc/svstat/svok
 //! drive it and ours drive the classic supervise.
 //!
 //! The loop waits in `poll` on two descriptors: a signalfd (SIGCHLD, and TERM/INT which
@@ -384,7 +384,7 @@ impl Supervisor {
         }
     }
 
-    /// Obey one control byte (interop §1.3); unknown bytes are ignored.
+    /// Obey one control byte; unknown bytes are ignored.
     fn command(&mut self, byte: u8) {
         match byte {
             b'u' => {
@@ -433,7 +433,7 @@ impl Supervisor {
         }
     }
 
-    /// Write the status: `status.new`, then rename over `status` (interop §1.2).
+    /// Write the status: `status.new`, then rename over `status`.
     fn announce(&self) {
         let pid = self.running_pid().map(|p| p.as_raw() as u32).unwrap_or(0);
         let status = Status {

@@ -1,4 +1,4 @@
-//! `postern-rblsmtpd`: the DNS blocklist gate in front of an SMTP server (interop §3.5).
+//! `postern-rblsmtpd`: the DNS blocklist gate in front of an SMTP server.
 //!
 //! `$RBLSMTPD` decides first (empty = pass, `-text` = 553, `text` = 451). Otherwise the
 //! zones are asked in command-line order and the first answer that decides sticks:

@@ -1,4 +1,4 @@
-//! Finding the rule for a client (interop §3.4): the candidate keys in order, the first
+//! Finding the rule for a client: the candidate keys in order, the first
 //! one present wins, and its value decoded into allow/deny and environment variables.
 //!
 //! Order: `info@ip`, `info@=host`, `ip`, `=host`, the dotted (or, for IPv6, colon)

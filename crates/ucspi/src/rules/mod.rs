@@ -1,4 +1,4 @@
-//! Access rules in the tcprules format (interop §3.2–3.4): the source syntax and its
+//! Access rules in the tcprules format: the source syntax and its
 //! compiler ([`source`]), and the lookup tcpserver and tcprulescheck do ([`lookup`]).
 //!
 //! The cdb encoding is classic: key = the address text, value = NUL-terminated entries,

@@ -1,4 +1,4 @@
-//! The rules source syntax (interop §3.2) and the compiler to cdb records.
+//! The rules source syntax and the compiler to cdb records.
 //!
 //! `ADDRESS:allow` or `ADDRESS:deny`, then any number of `,VAR=QvalueQ` where Q is any
 //! byte. Comments (`#`) and blank lines are skipped; trailing spaces, tabs and CR are

@@ -1,5 +1,5 @@
 //! `postern-tcpserver`: accept TCP connections and run a program for each, with the
-//! UCSPI environment and fd 0 = fd 1 = the socket (interop §3.1).
+//! UCSPI environment and fd 0 = fd 1 = the socket.
 //!
 //! The parent binds, drops privileges (`-u`/`-g`/`-U`) before any client byte is read,
 //! and runs one loop that polls the listening socket, a signalfd (SIGCHLD, SIGTERM)
