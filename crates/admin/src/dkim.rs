@@ -2,9 +2,9 @@
 //! "dkim"). The keys and their layout are [`postern_auth::dkim::keys`]'s; this module
 //! makes, lists, switches and removes them, and prints the TXT record to publish.
 //!
-//! As root, key files and directories go to the account postern-remote runs as
-//! (`control/accounts`' `remote` role, else `postern-remote`); elsewhere they stay the
-//! caller's, the account a single-user instance runs everything as.
+//! As root, key files and directories go to the account postern-remote runs as (see
+//! [`signer`]); elsewhere they stay the caller's, the account a single-user instance
+//! runs everything as.
 
 use postern_auth::dkim::keys::{self, Key, KeyType, Owner};
 use postern_auth::dkim::record;
@@ -158,26 +158,44 @@ fn domain_arg(d: &str) -> Result<String> {
     }
 }
 
-/// The owner of new key files: as root, postern-remote's account when it exists (a
-/// root-run instance without the accounts keeps root's); otherwise the caller's.
+/// The owner of new key files: as root, the account postern-remote runs as — the first
+/// that exists of `control/remoteuser` (alone, when set), `control/accounts`' `remote`
+/// role, `postern-remote`, `nobody` (postern-send's rule when it runs as root; an
+/// installed postern-remote is setuid to the `remote` account); otherwise the caller's.
 fn signer(control: &Control) -> Result<Owner> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    let accounts = crate::init::accounts(control)?;
-    let name = accounts
-        .iter()
-        .find(|(role, _)| *role == "remote")
-        .map(|(_, n)| n.clone())
-        .unwrap_or_else(|| "postern-remote".to_string());
-    match nix::unistd::User::from_name(&name) {
-        Ok(Some(u)) => Ok(Some((u.uid, u.gid))),
-        _ => {
-            eprintln!(
-                "posternctl: warning: no account {name}: the key stays root's (postern-remote \
-                 must run as root to read it)"
-            );
-            Ok(None)
+    let names: Vec<String> = match control.value("remoteuser")? {
+        Some(n) => vec![n],
+        None => {
+            let accounts = crate::init::accounts(control)?;
+            let role = accounts
+                .iter()
+                .find(|(role, _)| *role == "remote")
+                .map(|(_, n)| n.clone());
+            role.into_iter()
+                .chain(["postern-remote".to_string(), "nobody".to_string()])
+                .collect()
         }
+    };
+    match names
+        .iter()
+        .find_map(|n| nix::unistd::User::from_name(n).ok().flatten())
+    {
+        Some(u) => {
+            if u.name != names[0] {
+                eprintln!(
+                    "posternctl: no account {}: the key is {}'s, the account postern-remote \
+                     runs as here",
+                    names[0], u.name
+                );
+            }
+            Ok(Some((u.uid, u.gid)))
+        }
+        None => Err(Error::perm(format!(
+            "none of the accounts {} exists: postern-remote could not read the key",
+            names.join(", ")
+        ))),
     }
 }

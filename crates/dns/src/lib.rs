@@ -1,8 +1,9 @@
 //! DNS for every postern program that resolves — postern-tcpserver (TCPREMOTEHOST),
 //! postern-rblsmtpd and posternctl audit (blocklists), postern-remote and postern-verify
 //! (MX, A, AAAA) — through hickory-resolver on a current-thread tokio runtime owned by
-//! the caller's process (no DNSSEC, no DoT/DoH). This is the only crate that links
-//! hickory and tokio.
+//! the caller's process (no DNSSEC, no DoT/DoH). This is the only crate that builds
+//! a resolver or a runtime (mail-auth, in postern-auth, links hickory too and is handed
+//! this crate's resolver: [`Dns::hickory`]).
 //!
 //! - [`resolver`]: [`Dns`], built from `control/resolvers` (else the `nameserver` lines
 //!   of /etc/resolv.conf, see [`postern_common::resolvers`]) with the one set of

@@ -6,6 +6,7 @@
 //! - [`dns`] — MX and A/AAAA lookups.
 //! - [`smtp`] — the client (its replies read by [`postern_wire::smtp_reply`]).
 //! - [`tls`] — STARTTLS: opportunistic, or required (and verified) by a route.
+//! - DKIM signing: [`postern_auth::dkim::sign`], before anything else.
 //!
 //! The report it writes on fd 1 (qmail-remote's format) is
 //! [`postern_wire::delivery_report`].
@@ -166,7 +167,20 @@ pub fn main() -> Result<()> {
         .take(MAX_MESSAGE)
         .read_to_end(&mut message)
         .temp("unable to read the message")?;
-    let out = deliver(&Control::from_env(), &domain, &sender, &rcpts, &message);
+    let control = Control::from_env();
+    // DKIM-signed as it goes out, when the From: (else the sender's) domain has a key
+    // (docs/postern-remote.md "DKIM signing"); a key it cannot use keeps the mail queued.
+    let out = match postern_auth::dkim::sign::sign(&control, &sender, &message) {
+        Ok(signed) => {
+            let message = signed.as_deref().unwrap_or(&message);
+            deliver(&control, &domain, &sender, &rcpts, message)
+        }
+        Err(e) => Report {
+            rcpts: vec![],
+            verdict: Outcome::deferred(String::new()).verdict,
+            text: format!("DKIM signing failed: {e}. (#4.3.0)"),
+        },
+    };
     delivery_report::write(&mut std::io::stdout().lock(), &out).temp("unable to write the report")
 }
 
