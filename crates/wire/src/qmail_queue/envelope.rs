@@ -1,4 +1,4 @@
-//! The envelope on the queue program's fd 1 (interop §5.1): `F<sender>\0`, zero or more
+//! The envelope on the queue program's fd 1: `F<sender>\0`, zero or more
 //! `T<recipient>\0`, then `\0`. Addresses are bytes and stay bytes: whatever a caller
 //! hands in, the queue gets unchanged (a program that needs text, such as postern-scan's
 //! rules, decodes its own copy).

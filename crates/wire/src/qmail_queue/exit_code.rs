@@ -1,4 +1,4 @@
-//! qmail-queue's exit codes (interop §5.2), the whole answer of a queue program:
+//! qmail-queue's exit codes, the whole answer of a queue program:
 //! postern-queue and postern-scan exit with these, their callers read them. 11–40 are
 //! permanent, every other non-zero code temporary (qmail.c). A caller that is a program
 //! says what a code means with [`describe`] (postern-inject, bounces); an SMTP server

@@ -1,4 +1,4 @@
-//! The qmail-queue interface (interop §5), the one way a message gets into the queue:
+//! The qmail-queue interface, the one way a message gets into the queue:
 //! the caller runs the queue program (`$QMAILQUEUE`, else postern-queue), writes the
 //! message to its fd 0 and closes it, then writes the envelope to its fd 1; the program
 //! answers with its exit code alone (or, exit 82, with a reason on fd 6).
