@@ -3,7 +3,8 @@
 //! `ClamAV 1.4.3/27000/Tue Nov 25 09:00:00 2026`: the database date must be within
 //! [`MAX_SIGNATURE_AGE_DAYS`]. An engine that does not answer is a FAIL (postern-scan
 //! answers 451 to every message then). A `command:` engine must be an executable file;
-//! its signatures cannot be dated from here. No engine at all is a WARN.
+//! its signatures cannot be dated from here; an `rspamd:` or `spamd:` score engine must
+//! accept a connection. No engine at all is a WARN.
 
 use super::{Finding, Status};
 use chrono::{NaiveDateTime, Utc};
@@ -57,6 +58,14 @@ pub fn finding(control: &Control) -> Finding {
                     "program missing or not executable".to_string(),
                 ),
             },
+            // A spam-score engine: reachable is all the audit can tell.
+            Engine::Rspamd(at) | Engine::Spamd(at) => match at.connect(CLAMD_TIMEOUT) {
+                Ok(_) => (Status::Pass, "score engine reachable".to_string()),
+                Err(e) => (
+                    Status::Fail,
+                    format!("unreachable: {}", postern_common::exit::describe_io(&e)),
+                ),
+            },
         };
         worst = worst.max(status);
         notes.push(format!("{}: {note}", engine.name()));
@@ -107,7 +116,7 @@ fn clamd_version(engine: &Engine) -> Result<String, String> {
             s.set_write_timeout(Some(CLAMD_TIMEOUT)).map_err(err)?;
             talk(s).map_err(err)
         }
-        Engine::Command(_) => Err("not clamd".to_string()),
+        Engine::Command(_) | Engine::Rspamd(_) | Engine::Spamd(_) => Err("not clamd".to_string()),
     }
 }
 

@@ -7,6 +7,12 @@
 //!   temporary file as its last argument. Exit 0 = clean; exit 1 = infected, and the first
 //!   line of its output names the signature; anything else (or a crash) = scanner error.
 //!
+//! - `rspamd:HOST:PORT` or `rspamd:/path/to/socket` (`rspamd:` alone is 127.0.0.1:11333)
+//!   and `spamd:HOST:PORT` or `spamd:/path/to/socket` (`spamd:` alone is 127.0.0.1:783)
+//!   — *score* engines ([`crate::scan::rspamd`], [`crate::scan::spamd`]): they do not
+//!   find viruses but score spam, and [`crate::scan::spam`] asks them after the virus
+//!   scan.
+//!
 //! A scanner that cannot be reached or answers nonsense is an *error*, never "clean": the
 //! caller answers 451 (or lets the mail through only if `control/scanfailopen` says so).
 
@@ -31,6 +37,100 @@ pub enum Engine {
     ClamdUnix(PathBuf),
     ClamdTcp(String),
     Command(Vec<String>),
+    Rspamd(Endpoint),
+    Spamd(Endpoint),
+}
+
+/// Where a score engine listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    /// `HOST:PORT`, resolved at each connection.
+    Tcp(String),
+}
+
+/// rspamd's normal worker, where Debian's rspamd listens.
+pub const RSPAMD_DEFAULT: &str = "127.0.0.1:11333";
+/// spamd's port (spamc's default).
+pub const SPAMD_DEFAULT: &str = "127.0.0.1:783";
+
+/// A connected score-engine socket, either kind.
+pub trait Stream: Read + Write {
+    /// Say we have sent everything (spamd reads to the end; harmless for rspamd).
+    fn shutdown_write(&self) -> std::io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn shutdown_write(&self) -> std::io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl Stream for UnixStream {
+    fn shutdown_write(&self) -> std::io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl Endpoint {
+    /// `/socket/path`, `HOST:PORT`, or empty for `default`.
+    fn parse(addr: &str, default: &str) -> Option<Endpoint> {
+        if addr.is_empty() {
+            Some(Endpoint::Tcp(default.to_string()))
+        } else if addr.starts_with('/') {
+            Some(Endpoint::Unix(PathBuf::from(addr)))
+        } else if host_port(addr) {
+            Some(Endpoint::Tcp(addr.to_string()))
+        } else {
+            None
+        }
+    }
+
+    /// Connect within `limit`, with `limit` as the read and write timeout too.
+    pub fn connect(&self, limit: Duration) -> std::io::Result<Box<dyn Stream>> {
+        match self {
+            Endpoint::Unix(path) => {
+                let s = UnixStream::connect(path)?;
+                s.set_read_timeout(Some(limit))?;
+                s.set_write_timeout(Some(limit))?;
+                Ok(Box::new(s))
+            }
+            Endpoint::Tcp(addr) => {
+                use std::net::ToSocketAddrs;
+                let mut last = std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{addr}: no address"),
+                );
+                for a in addr.to_socket_addrs()? {
+                    match TcpStream::connect_timeout(&a, limit) {
+                        Ok(s) => {
+                            s.set_read_timeout(Some(limit))?;
+                            s.set_write_timeout(Some(limit))?;
+                            return Ok(Box::new(s));
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "{}", p.display()),
+            Endpoint::Tcp(a) => f.write_str(a),
+        }
+    }
+}
+
+/// `HOST:PORT` with a host and a port number.
+fn host_port(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .map(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        .unwrap_or(false)
 }
 
 impl Engine {
@@ -40,7 +140,14 @@ impl Engine {
             Engine::ClamdUnix(p) => format!("clamd:{}", p.display()),
             Engine::ClamdTcp(a) => format!("clamd:{a}"),
             Engine::Command(argv) => format!("command:{}", argv[0]),
+            Engine::Rspamd(e) => format!("rspamd:{e}"),
+            Engine::Spamd(e) => format!("spamd:{e}"),
         }
+    }
+
+    /// A spam-score engine (asked by [`crate::scan::spam`]), not a virus scanner.
+    pub fn is_score(&self) -> bool {
+        matches!(self, Engine::Rspamd(_) | Engine::Spamd(_))
     }
 }
 
@@ -60,11 +167,7 @@ pub fn parse(lines: &[Line]) -> Result<Vec<Engine>> {
             if let Some(addr) = l.text.strip_prefix("clamd:") {
                 if addr.starts_with('/') {
                     Ok(Engine::ClamdUnix(PathBuf::from(addr)))
-                } else if addr
-                    .rsplit_once(':')
-                    .map(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-                    .unwrap_or(false)
-                {
+                } else if host_port(addr) {
                     Ok(Engine::ClamdTcp(addr.to_string()))
                 } else {
                     Err(bad("clamd: needs /socket/path or host:port"))
@@ -75,8 +178,18 @@ pub fn parse(lines: &[Line]) -> Result<Vec<Engine>> {
                     return Err(bad("command: needs a program"));
                 }
                 Ok(Engine::Command(argv))
+            } else if let Some(addr) = l.text.strip_prefix("rspamd:") {
+                Endpoint::parse(addr.trim(), RSPAMD_DEFAULT)
+                    .map(Engine::Rspamd)
+                    .ok_or_else(|| bad("rspamd: needs /socket/path or host:port"))
+            } else if let Some(addr) = l.text.strip_prefix("spamd:") {
+                Endpoint::parse(addr.trim(), SPAMD_DEFAULT)
+                    .map(Engine::Spamd)
+                    .ok_or_else(|| bad("spamd: needs /socket/path or host:port"))
             } else {
-                Err(bad("expected clamd:SOCKET or command:PROGRAM"))
+                Err(bad(
+                    "expected clamd:SOCKET, command:PROGRAM, rspamd:ADDRESS or spamd:ADDRESS",
+                ))
             }
         })
         .collect()
@@ -188,6 +301,10 @@ pub fn scan(engine: &Engine, message: &[u8], file: &Path) -> std::result::Result
             s.set_write_timeout(Some(SCAN_TIMEOUT)).map_err(io)?;
             clamd_verdict(&instream(s, message).map_err(io)?)
         }
+        Engine::Rspamd(_) | Engine::Spamd(_) => Err(format!(
+            "{}: a score engine, asked by the spam check, not the virus scan",
+            engine.name()
+        )),
         Engine::Command(argv) => {
             let (status, first) = run_command(argv, file, SCAN_TIMEOUT)
                 .map_err(|why| format!("{}: {why}", engine.name()))?;
@@ -233,6 +350,35 @@ mod tests {
             "control/scanners:2: clamd: needs /socket/path or host:port"
         );
         assert!(parse(&parse_lines("sophos:x\n")).is_err());
+    }
+
+    #[test]
+    fn parses_score_engines_with_their_default_addresses() {
+        let lines = parse_lines(
+            "rspamd:\nrspamd:10.0.0.2:11333\nspamd:/run/spamd.sock\nspamd:\nclamd:127.0.0.1:3310\n",
+        );
+        let engines = parse(&lines).unwrap();
+        assert_eq!(
+            engines[0],
+            Engine::Rspamd(Endpoint::Tcp("127.0.0.1:11333".into()))
+        );
+        assert_eq!(engines[0].name(), "rspamd:127.0.0.1:11333");
+        assert_eq!(
+            engines[1],
+            Engine::Rspamd(Endpoint::Tcp("10.0.0.2:11333".into()))
+        );
+        assert_eq!(
+            engines[2],
+            Engine::Spamd(Endpoint::Unix("/run/spamd.sock".into()))
+        );
+        assert_eq!(engines[3].name(), "spamd:127.0.0.1:783");
+        assert!(engines[..4].iter().all(Engine::is_score));
+        assert!(!engines[4].is_score());
+        let e = parse(&parse_lines("spamd:nowhere\n")).unwrap_err();
+        assert_eq!(
+            e.msg,
+            "control/scanners:1: spamd: needs /socket/path or host:port"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! a refusal.
 
 use crate::scan::quarantine::Refusal;
-use crate::scan::{alert, engines, mime, policy, quarantine, rules};
+use crate::scan::{alert, engines, mime, policy, quarantine, rules, spam};
 use postern_common::control::Control;
 use postern_common::custom_error;
 use postern_common::logline::LogLine;
@@ -161,7 +161,7 @@ pub fn run() -> Result<()> {
                     format!("unable to write a temporary file: {e}"),
                 )
             })?;
-        for engine in &engines {
+        for engine in engines.iter().filter(|e| !e.is_score()) {
             engine_names.push(engine.name());
             match engines::scan(engine, &message, file.path()) {
                 Ok(engines::Verdict::Clean) => {}
@@ -191,7 +191,15 @@ pub fn run() -> Result<()> {
         }
     }
 
-    match refusal {
+    // Spam scores, after the virus scan: a virus is refused whatever it scores.
+    let spam = match refusal {
+        Some(_) => spam::Outcome::default(),
+        None => spam::check(
+            &control, &engines, &message, &envelope, good, fail_open, &log,
+        )?,
+    };
+    engine_names.extend(spam.engines.iter().cloned());
+    match refusal.or(spam.refusal.clone()) {
         Some(r) => {
             refuse(&home, &control, &message, &envelope, &r, &client_ip)?;
             // Say what was refused, when the caller listens on fd 6.
@@ -202,7 +210,7 @@ pub fn run() -> Result<()> {
             }
         }
         None => {
-            let engines_text = if engines.is_empty() {
+            let engines_text = if engine_names.is_empty() {
                 "none".to_string()
             } else {
                 engine_names.join(",")
@@ -212,7 +220,12 @@ pub fn run() -> Result<()> {
                 .kv("engines", &engines_text)
                 .kv("goodmailfrom", good)
                 .emit();
-            Err(accept(&control, &message, &envelope, &engines_text))
+            Err(accept(
+                &control,
+                &spam.message(&message),
+                &envelope,
+                &engines_text,
+            ))
         }
     }
 }

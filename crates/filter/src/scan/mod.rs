@@ -7,16 +7,23 @@
 //! - [`rules`]: `control/filter.rules` (qmail-scanner's quarantine-attachments format).
 //! - [`mime`], [`zipnames`]: taking a message apart, bounded.
 //! - [`policy`]: applying the rules (pure).
-//! - [`engines`]: clamd (INSTREAM) and command-line virus scanners.
+//! - [`engines`]: clamd (INSTREAM) and command-line virus scanners; the score engines'
+//!   addresses.
+//! - [`spam`]: spam scores to actions (tag, quarantine, reject), over [`rspamd`]'s HTTP
+//!   protocol (its answer read by [`json`]) and [`spamd`]'s spamc protocol.
 //! - [`quarantine`], [`alert`]: keeping a copy and telling the admin.
 
 pub mod alert;
 pub mod engines;
 pub mod flow;
+pub mod json;
 pub mod mime;
 pub mod policy;
 pub mod quarantine;
+pub mod rspamd;
 pub mod rules;
+pub mod spam;
+pub mod spamd;
 pub mod zipnames;
 
 pub use flow::run;
