@@ -78,6 +78,12 @@ pub fn check(home: &Path) -> Findings {
     per_line(&control, "scanners", &mut f, |line| {
         postern_filter::scan::engines::parse(std::slice::from_ref(line)).map(|_| ())
     });
+    per_line(&control, "spamactions", &mut f, |line| {
+        postern_filter::scan::spam::Actions::parse(std::slice::from_ref(line)).map(|_| ())
+    });
+    per_line(&control, "spamoutbound", &mut f, |line| {
+        postern_filter::scan::spam::Outbound::parse(Some(&line.text)).map(|_| ())
+    });
     per_line(
         &control,
         postern_mailstore::relayrecipients::SOURCE,
@@ -491,6 +497,8 @@ mod tests {
                 ".exe\t0\tExe\nbad line\n.com\t0\tCom\n([\tVirus-Subject\tbroken\n",
             ),
             ("scanners", "clamd:/run/x.sock\nsomething\n"),
+            ("spamactions", "tag 5\ndrop 3\n"),
+            ("spamoutbound", "maybe\n"),
             ("resolvers", "1.2.3.4\nnot-an-ip\n"),
             ("smtproutes", "example.test\n"),
             ("domains", "example.test\nbad domain\n"),
@@ -507,6 +515,8 @@ mod tests {
             "control/filter.rules:2: ",
             "control/filter.rules:4: bad pattern",
             "control/scanners:2: ",
+            "control/spamactions:2: expected tag, quarantine, reject or rspamd",
+            "control/spamoutbound: expected skip, score or score SETTINGS",
             "control/resolvers:2: not ip[:port]",
             "control/smtproutes:1: ",
             "control/domains:2: ",
@@ -515,7 +525,7 @@ mod tests {
         ] {
             assert!(has(prefix), "{prefix} missing from {:#?}", f.problems);
         }
-        assert_eq!(f.problems.len(), 12, "{:#?}", f.problems);
+        assert_eq!(f.problems.len(), 14, "{:#?}", f.problems);
     }
 
     #[test]
