@@ -218,11 +218,17 @@ s.quit()
             .map(|d| {
                 d.flatten().any(|e| {
                     fs::read_to_string(e.path())
-                        .map(|m| m.contains("X-Postern-Released: ") && m.contains("Subject: invoice"))
+                        .map(|m| {
+                            m.contains("X-Postern-Released: ") && m.contains("Subject: invoice")
+                        })
                         .unwrap_or(false)
                 })
             })
             .unwrap_or(false)
     });
-    assert_eq!(count(&home.join("quarantine/new")), 1, "the released copy is gone");
+    assert_eq!(
+        count(&home.join("quarantine/new")),
+        1,
+        "the released copy is gone"
+    );
 }

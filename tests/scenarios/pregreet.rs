@@ -32,7 +32,10 @@ fn an_early_talker_is_refused_and_smtplib_gets_through() {
     let home = user_instance(&user, dir.path(), &ports);
     add_domain(&user, &home, "example.test", PASSWORD);
     fs::write(home.join("control/pregreetwait"), "2\n").unwrap();
-    assert!(home.join("run/pregreet").is_dir(), "posternctl init makes it");
+    assert!(
+        home.join("run/pregreet").is_dir(),
+        "posternctl init makes it"
+    );
 
     let mut svscan = user.command(workspace_bin("postern-svscan"));
     svscan.arg(home.join("service"));

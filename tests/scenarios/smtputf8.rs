@@ -31,10 +31,18 @@ fn a_utf8_address_is_accepted_and_delivered_to_its_mailbox() {
     let home = user_instance(&user, dir.path(), &ports);
     add_domain(&user, &home, "example.test", PASSWORD);
     let mut add = user.command(workspace_bin("postern-user"));
-    add.env("POSTERN_HOME", &home).args(["add", "jörg@example.test"]);
-    run_with_input("postern-user add jörg", &mut add, format!("{PASSWORD}\n").as_bytes());
+    add.env("POSTERN_HOME", &home)
+        .args(["add", "jörg@example.test"]);
+    run_with_input(
+        "postern-user add jörg",
+        &mut add,
+        format!("{PASSWORD}\n").as_bytes(),
+    );
     let maildir = home.join("users/example.test/jörg/Maildir");
-    assert!(maildir.join("new").is_dir(), "the mailbox directory is the local part");
+    assert!(
+        maildir.join("new").is_dir(),
+        "the mailbox directory is the local part"
+    );
 
     let mut svscan = user.command(workspace_bin("postern-svscan"));
     svscan.arg(home.join("service"));
@@ -78,8 +86,14 @@ s.quit()
         .unwrap()
         .path();
     let message = fs::read_to_string(path).unwrap();
-    assert!(message.contains("Delivered-To: jörg@example.test"), "{message}");
-    assert!(message.contains("Return-Path: <zoë@outside.test>"), "{message}");
+    assert!(
+        message.contains("Delivered-To: jörg@example.test"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Return-Path: <zoë@outside.test>"),
+        "{message}"
+    );
     assert!(message.contains(" with UTF8SMTP;"), "{message}");
     assert!(message.contains("Subject: grüße"), "{message}");
     assert!(message.ends_with("Hallo Jörg\n"), "{message}");

@@ -313,21 +313,37 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
         .len()
         .saturating_sub(queue_made.len());
     outcome.created.extend(queue_made);
-    // Recipient verification's answers (run/verify, 0700): postern-verify runs as the
-    // network account, so a root instance gives the directory to it.
+    run_directories(&home, &mut outcome)?;
+    // Compiled forms the daemons need, made only where missing (never replaced).
+    let compiled = crate::cdb_compile::compile_all(&home, true);
+    outcome.created.extend(
+        compiled
+            .compiled
+            .iter()
+            .map(|n| home.join("control").join(n)),
+    );
+    outcome
+        .warnings
+        .extend(compiled.failed.into_iter().map(|e| e.msg));
+    Ok(outcome)
+}
+
+/// The network account's working directories under `run/` (0700 each): recipient
+/// verification's answers (postern-verify), the clients postern-pregreet remembers and
+/// smtpd's greylist — all three programs run as that account, so a root instance gives
+/// the directories to it.
+fn run_directories(home: &Path, outcome: &mut Outcome) -> Result<()> {
     let net_owner = if privilege::is_root() {
-        let names = accounts(&Control::for_home(&home))?;
+        let names = accounts(&Control::for_home(home))?;
         privilege::lookup_account(account_of(&names, "net"))
             .ok()
             .map(|a| (a.uid, a.gid))
     } else {
         None
     };
-    let run_made = postern_mailstore::verifycache::Cache::prepare(&home, net_owner)?;
+    let run_made = postern_mailstore::verifycache::Cache::prepare(home, net_owner)?;
     outcome.kept += 2 - run_made.len();
     outcome.created.extend(run_made);
-    // The clients postern-pregreet remembers and smtpd's greylist (0700 each, the
-    // network account's: both programs run as it).
     for dir in ["run/pregreet", "run/greylist"] {
         let dir = home.join(dir);
         if dir.is_dir() {
@@ -344,18 +360,7 @@ pub fn init(opts: &InitOptions) -> Result<Outcome> {
         }
         outcome.created.push(dir);
     }
-    // Compiled forms the daemons need, made only where missing (never replaced).
-    let compiled = crate::cdb_compile::compile_all(&home, true);
-    outcome.created.extend(
-        compiled
-            .compiled
-            .iter()
-            .map(|n| home.join("control").join(n)),
-    );
-    outcome
-        .warnings
-        .extend(compiled.failed.into_iter().map(|e| e.msg));
-    Ok(outcome)
+    Ok(())
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {

@@ -77,7 +77,10 @@ fn unescape(text: &str) -> Vec<u8> {
 /// An address from `<…>`.
 fn address(value: &str) -> Vec<u8> {
     let v = value.trim();
-    let v = v.strip_prefix('<').and_then(|v| v.strip_suffix('>')).unwrap_or(v);
+    let v = v
+        .strip_prefix('<')
+        .and_then(|v| v.strip_suffix('>'))
+        .unwrap_or(v);
     unescape(v)
 }
 
@@ -146,7 +149,10 @@ pub fn copies(home: &Path) -> Result<Vec<Copy>> {
 /// The copy named `id`: its whole ID, or a prefix of one ID only.
 pub fn find(home: &Path, id: &str) -> Result<Copy> {
     if id.is_empty() || id.contains('/') {
-        return Err(Error::usage(format!("not a quarantine ID: {}", printable(id))));
+        return Err(Error::usage(format!(
+            "not a quarantine ID: {}",
+            printable(id)
+        )));
     }
     let all = copies(home)?;
     if let Some(c) = all.iter().find(|c| c.id == id) {
@@ -191,7 +197,10 @@ fn subject(message: &[u8]) -> String {
 }
 
 fn age(modified: SystemTime, now: SystemTime) -> String {
-    let s = now.duration_since(modified).unwrap_or(Duration::ZERO).as_secs();
+    let s = now
+        .duration_since(modified)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     match s {
         0..=5999 => format!("{}m", s / 60),
         6000..=172_799 => format!("{}h", s / 3600),
@@ -260,7 +269,12 @@ pub fn show(home: &Path, id: &str, raw: bool, out: &mut impl Write) -> Result<()
         .windows(2)
         .position(|w| w == b"\n\n")
         .map(|p| p + 2)
-        .or_else(|| bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4))
+        .or_else(|| {
+            bytes
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|p| p + 4)
+        })
         .unwrap_or(bytes.len());
     for line in bytes[..body_at].split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -290,7 +304,10 @@ pub fn release(home: &Path, id: &str, to: &[String], queue: &Path) -> Result<usi
     } else {
         for a in to {
             if !a.contains('@') || a.bytes().any(|b| b <= b' ' || b == b'<' || b == b'>') {
-                return Err(Error::usage(format!("--to needs an address: {}", printable(a))));
+                return Err(Error::usage(format!(
+                    "--to needs an address: {}",
+                    printable(a)
+                )));
             }
         }
         to.iter().map(|a| a.as_bytes().to_vec()).collect()
@@ -363,7 +380,11 @@ pub fn run(home: &Path, action: Action) -> Result<()> {
             let queue = postern_common::sibling::program("postern-queue");
             let c = find(home, &id)?;
             let n = release(home, &c.id, &to, &queue)?;
-            println!("posternctl: released {}: queued for {n} recipient{}", c.id, if n == 1 { "" } else { "s" });
+            println!(
+                "posternctl: released {}: queued for {n} recipient{}",
+                c.id,
+                if n == 1 { "" } else { "s" }
+            );
             Ok(())
         }
         Action::Delete { id } => {
@@ -430,7 +451,10 @@ body\n";
         assert_eq!(held.sender, b"bad@outside.test");
         assert_eq!(
             held.recipients,
-            vec![b"a@example.test".to_vec(), "café\\x@example.test".as_bytes().to_vec()]
+            vec![
+                b"a@example.test".to_vec(),
+                "café\\x@example.test".as_bytes().to_vec()
+            ]
         );
         assert_eq!(held.client_ip, "192.0.2.9");
         assert!(COPY[held.message_at..].starts_with(b"From: bad@outside.test\n"));
@@ -449,7 +473,8 @@ body\n";
             let path = home.path().join("quarantine").join(sub).join(name);
             fs::write(&path, bytes).unwrap();
             let f = fs::File::options().write(true).open(&path).unwrap();
-            f.set_modified(now - Duration::from_secs(age_days * 86_400)).unwrap();
+            f.set_modified(now - Duration::from_secs(age_days * 86_400))
+                .unwrap();
         }
         home
     }
@@ -471,24 +496,44 @@ body\n";
         assert!(lines[3].starts_with("quarantine: 3 messages, "), "{text}");
         assert!(lines[3].ends_with("oldest 10d"), "{text}");
 
-        assert_eq!(find(home.path(), "1700000001").unwrap().id, "1700000001.M1P2Q1.host");
-        assert!(find(home.path(), "17000000").unwrap_err().msg.contains("matches 3"));
+        assert_eq!(
+            find(home.path(), "1700000001").unwrap().id,
+            "1700000001.M1P2Q1.host"
+        );
+        assert!(find(home.path(), "17000000")
+            .unwrap_err()
+            .msg
+            .contains("matches 3"));
         assert!(find(home.path(), "nope").is_err());
-        assert_eq!(find(home.path(), "../x").unwrap_err().kind, postern_common::Kind::Usage);
+        assert_eq!(
+            find(home.path(), "../x").unwrap_err().kind,
+            postern_common::Kind::Usage
+        );
 
         let mut out = Vec::new();
         show(home.path(), "1700000000", false, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("X-Postern-Envelope-To: <a@example.test>"), "{text}");
-        assert!(text.contains("Subject: invoice \\x1b[31mred"), "no raw escape: {text}");
+        assert!(
+            text.contains("X-Postern-Envelope-To: <a@example.test>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Subject: invoice \\x1b[31mred"),
+            "no raw escape: {text}"
+        );
         assert!(text.contains("(body: 5 bytes;"), "{text}");
 
-        assert_eq!(delete(home.path(), "1700000002").unwrap(), "1700000002.M1P2Q2.host");
+        assert_eq!(
+            delete(home.path(), "1700000002").unwrap(),
+            "1700000002.M1P2Q2.host"
+        );
         let (removed, kept) = expire(home.path(), 5, SystemTime::now()).unwrap();
         assert_eq!((removed, kept), (1, 1));
         let mut out = Vec::new();
         list(home.path(), &mut out).unwrap();
-        assert!(String::from_utf8(out).unwrap().contains("quarantine: 1 message, "));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("quarantine: 1 message, "));
     }
 
     #[test]
@@ -509,13 +554,21 @@ body\n";
         assert_eq!(n, 2);
         let msg = fs::read_to_string(out.with_extension("msg")).unwrap();
         assert!(msg.starts_with("X-Postern-Released: "), "{msg}");
-        assert!(msg.contains("by posternctl; held for reason=attachment rule=.exe"), "{msg}");
+        assert!(
+            msg.contains("by posternctl; held for reason=attachment rule=.exe"),
+            "{msg}"
+        );
         assert!(!msg.contains("X-Postern-Envelope"), "{msg}");
         assert!(msg.ends_with("From: bad@outside.test\nSubject: invoice \x1b[31mred\n\nbody\n"));
         let env = fs::read(out.with_extension("env")).unwrap();
         assert_eq!(
             env,
-            [&b"Fbad@outside.test\0Ta@example.test\0T"[..], "café\\x@example.test".as_bytes(), b"\0\0"].concat()
+            [
+                &b"Fbad@outside.test\0Ta@example.test\0T"[..],
+                "café\\x@example.test".as_bytes(),
+                b"\0\0"
+            ]
+            .concat()
         );
         assert!(copies(home.path()).unwrap().is_empty(), "the copy is gone");
 
@@ -523,7 +576,11 @@ body\n";
         let home = home_with(&[("new", "1700000000.M1P2Q0.host", COPY, 1)]);
         fs::write(&queue, "#!/bin/sh\ncat >/dev/null\nexit 31\n").unwrap();
         let err = release(home.path(), "1700", &["admin@example.test".into()], &queue).unwrap_err();
-        assert!(err.msg.starts_with("1700000000.M1P2Q0.host: not released"), "{}", err.msg);
+        assert!(
+            err.msg.starts_with("1700000000.M1P2Q0.host: not released"),
+            "{}",
+            err.msg
+        );
         assert_eq!(copies(home.path()).unwrap().len(), 1);
         assert!(release(home.path(), "1700", &["not an address".into()], &queue).is_err());
     }

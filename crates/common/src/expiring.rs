@@ -81,7 +81,10 @@ mod tests {
         fs::write(dir.path().join("other"), "").unwrap();
         let entry = |name: &str| name.starts_with('e');
         // Older than 75 s: e8 and e9.
-        assert_eq!(sweep(dir.path(), now, Duration::from_secs(75), 100, entry), 2);
+        assert_eq!(
+            sweep(dir.path(), now, Duration::from_secs(75), 100, entry),
+            2
+        );
         // 8 left, limit 6: cut back to 3, the newest.
         assert_eq!(sweep(dir.path(), now, Duration::from_secs(75), 6, entry), 5);
         let mut left: Vec<String> = fs::read_dir(dir.path())
@@ -90,7 +93,10 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["e0", "e1", "e2", "other"]);
-        assert_eq!(age(&dir.path().join("e2"), now), Some(Duration::from_secs(20)));
+        assert_eq!(
+            age(&dir.path().join("e2"), now),
+            Some(Duration::from_secs(20))
+        );
         assert_eq!(age(&dir.path().join("e9"), now), None);
         assert!(sweep_now(1));
     }

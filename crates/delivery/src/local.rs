@@ -246,7 +246,14 @@ mod tests {
     #[test]
     fn newlines_in_fields_become_underscores() {
         assert_eq!(one_line(b"a\nb\rc"), b"a_b_c");
-        assert_eq!(one_line("zoë".as_bytes()), "zoë".as_bytes(), "UTF-8 kept as it is");
-        assert_eq!(header_line("Delivered-To", b"j\xc3\xb6rg@x"), b"Delivered-To: j\xc3\xb6rg@x\n");
+        assert_eq!(
+            one_line("zoë".as_bytes()),
+            "zoë".as_bytes(),
+            "UTF-8 kept as it is"
+        );
+        assert_eq!(
+            header_line("Delivered-To", b"j\xc3\xb6rg@x"),
+            b"Delivered-To: j\xc3\xb6rg@x\n"
+        );
     }
 }

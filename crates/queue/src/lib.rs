@@ -11,10 +11,10 @@
 //! (postern-inject) and [`inject_smtp`] (its `-bs`), [`qstat`] (postern-qstat), [`qread`] (postern-qread).
 #![forbid(unsafe_code)]
 
-pub mod inject_smtp;
 pub mod enqueue;
 pub mod header;
 pub mod inject;
+pub mod inject_smtp;
 pub mod layout;
 pub mod qread;
 pub mod qstat;

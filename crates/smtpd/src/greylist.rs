@@ -152,7 +152,9 @@ impl Entry {
 }
 
 fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn hashed(kind: char, key: &str) -> String {
@@ -196,7 +198,10 @@ impl Greylist {
             .and_then(|_| fs::rename(&tmp, &path));
         if let Err(err) = done {
             let _ = fs::remove_file(&tmp);
-            return Err(Error::io(format!("unable to write {}", path.display()), &err));
+            return Err(Error::io(
+                format!("unable to write {}", path.display()),
+                &err,
+            ));
         }
         Ok(())
     }
@@ -230,7 +235,14 @@ impl Greylist {
         let name = hashed('t', &key);
         let verdict = match self.read(&name) {
             Some(e) if e.passes > 0 && fresh(&e) => {
-                self.write(&name, Entry { last: t, passes: e.passes + 1, ..e })?;
+                self.write(
+                    &name,
+                    Entry {
+                        last: t,
+                        passes: e.passes + 1,
+                        ..e
+                    },
+                )?;
                 Verdict::Known
             }
             Some(e) if e.passes == 0 && t.saturating_sub(e.first) < s.retry => {
@@ -239,20 +251,42 @@ impl Greylist {
                     self.write(&name, Entry { last: t, ..e })?;
                     return Ok(Verdict::Defer { wait: ready - t });
                 }
-                self.write(&name, Entry { last: t, passes: 1, ..e })?;
+                self.write(
+                    &name,
+                    Entry {
+                        last: t,
+                        passes: 1,
+                        ..e
+                    },
+                )?;
                 Verdict::Retried
             }
             // Never seen, expired, or a retry window missed: start over.
             _ => {
-                self.write(&name, Entry { first: t, last: t, passes: 0 })?;
+                self.write(
+                    &name,
+                    Entry {
+                        first: t,
+                        last: t,
+                        passes: 0,
+                    },
+                )?;
                 self.maybe_sweep(s, now);
                 return Ok(Verdict::Defer { wait: s.delay });
             }
         };
         // An accepted triplet counts for its client network.
         let net_entry = match self.read(&net_name) {
-            Some(e) if fresh(&e) => Entry { last: t, passes: e.passes + 1, ..e },
-            _ => Entry { first: t, last: t, passes: 1 },
+            Some(e) if fresh(&e) => Entry {
+                last: t,
+                passes: e.passes + 1,
+                ..e
+            },
+            _ => Entry {
+                first: t,
+                last: t,
+                passes: 1,
+            },
         };
         self.write(&net_name, net_entry)?;
         Ok(verdict)
@@ -303,14 +337,32 @@ mod tests {
         let check = |ipx: &str, from: &str, to: &str, t: u64| {
             g.check(&s, ip(ipx), from, to, at(t)).unwrap()
         };
-        assert_eq!(check("192.0.2.1", "a@x.test", "b@y.test", 0), Verdict::Defer { wait: 300 });
-        assert_eq!(check("192.0.2.1", "a@x.test", "b@y.test", 100), Verdict::Defer { wait: 200 });
+        assert_eq!(
+            check("192.0.2.1", "a@x.test", "b@y.test", 0),
+            Verdict::Defer { wait: 300 }
+        );
+        assert_eq!(
+            check("192.0.2.1", "a@x.test", "b@y.test", 100),
+            Verdict::Defer { wait: 200 }
+        );
         // Another server of the same /24, and case, are the same triplet.
-        assert_eq!(check("192.0.2.9", "A@X.test", "b@Y.test", 300), Verdict::Retried);
-        assert_eq!(check("192.0.2.1", "a@x.test", "b@y.test", 400), Verdict::Known);
+        assert_eq!(
+            check("192.0.2.9", "A@X.test", "b@Y.test", 300),
+            Verdict::Retried
+        );
+        assert_eq!(
+            check("192.0.2.1", "a@x.test", "b@y.test", 400),
+            Verdict::Known
+        );
         // Another recipient is another triplet; another network too.
-        assert_eq!(check("192.0.2.1", "a@x.test", "c@y.test", 500), Verdict::Defer { wait: 300 });
-        assert_eq!(check("198.51.100.1", "a@x.test", "b@y.test", 500), Verdict::Defer { wait: 300 });
+        assert_eq!(
+            check("192.0.2.1", "a@x.test", "c@y.test", 500),
+            Verdict::Defer { wait: 300 }
+        );
+        assert_eq!(
+            check("198.51.100.1", "a@x.test", "b@y.test", 500),
+            Verdict::Defer { wait: 300 }
+        );
         // A known triplet unused for longer than the lifetime starts over.
         let later = 400 + 30 * 86_400;
         assert_eq!(
@@ -324,7 +376,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let g = Greylist::at(dir.path().to_path_buf());
         let s = settings();
-        let check = |t: u64| g.check(&s, ip("192.0.2.1"), "a@x.test", "b@y.test", at(t)).unwrap();
+        let check = |t: u64| {
+            g.check(&s, ip("192.0.2.1"), "a@x.test", "b@y.test", at(t))
+                .unwrap()
+        };
         assert_eq!(check(0), Verdict::Defer { wait: 300 });
         assert_eq!(check(86_400), Verdict::Defer { wait: 300 });
         assert_eq!(check(86_400 + 300), Verdict::Retried);
@@ -338,20 +393,24 @@ mod tests {
         for (i, to) in ["a@y.test", "b@y.test", "c@y.test"].iter().enumerate() {
             let t0 = i as u64 * 1000;
             assert!(matches!(
-                g.check(&s, ip("192.0.2.1"), "s@x.test", to, at(t0)).unwrap(),
+                g.check(&s, ip("192.0.2.1"), "s@x.test", to, at(t0))
+                    .unwrap(),
                 Verdict::Defer { .. }
             ));
             assert_eq!(
-                g.check(&s, ip("192.0.2.1"), "s@x.test", to, at(t0 + 300)).unwrap(),
+                g.check(&s, ip("192.0.2.1"), "s@x.test", to, at(t0 + 300))
+                    .unwrap(),
                 Verdict::Retried
             );
         }
         assert_eq!(
-            g.check(&s, ip("192.0.2.200"), "new@x.test", "d@y.test", at(5000)).unwrap(),
+            g.check(&s, ip("192.0.2.200"), "new@x.test", "d@y.test", at(5000))
+                .unwrap(),
             Verdict::Client
         );
         assert!(matches!(
-            g.check(&s, ip("192.0.3.1"), "new@x.test", "d@y.test", at(5000)).unwrap(),
+            g.check(&s, ip("192.0.3.1"), "new@x.test", "d@y.test", at(5000))
+                .unwrap(),
             Verdict::Defer { .. }
         ));
     }
@@ -361,7 +420,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let g = Greylist::at(dir.path().to_path_buf());
         let s = settings();
-        g.check(&s, ip("192.0.2.1"), "../../etc@x", "b@y.test", at(0)).unwrap();
+        g.check(&s, ip("192.0.2.1"), "../../etc@x", "b@y.test", at(0))
+            .unwrap();
         let names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -370,7 +430,8 @@ mod tests {
         assert!(is_entry(&names[0]), "{names:?}");
         fs::write(dir.path().join(&names[0]), "garbage\n").unwrap();
         assert_eq!(
-            g.check(&s, ip("192.0.2.1"), "../../etc@x", "b@y.test", at(400)).unwrap(),
+            g.check(&s, ip("192.0.2.1"), "../../etc@x", "b@y.test", at(400))
+                .unwrap(),
             Verdict::Defer { wait: 300 }
         );
     }
@@ -378,7 +439,9 @@ mod tests {
     #[test]
     fn an_unwritable_directory_is_an_error_the_caller_can_fail_open_on() {
         let g = Greylist::at(PathBuf::from("/nonexistent/run/greylist"));
-        assert!(g.check(&settings(), ip("192.0.2.1"), "a@x", "b@y", at(0)).is_err());
+        assert!(g
+            .check(&settings(), ip("192.0.2.1"), "a@x", "b@y", at(0))
+            .is_err());
     }
 
     #[test]

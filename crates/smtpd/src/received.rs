@@ -126,7 +126,10 @@ mod tests {
         );
         f.utf8 = true;
         let h = header(&f);
-        assert!(h.contains("with UTF8SMTPSA (TLSv1.3"), "RFC 6531 §3.7.3: {h}");
+        assert!(
+            h.contains("with UTF8SMTPSA (TLSv1.3"),
+            "RFC 6531 §3.7.3: {h}"
+        );
         assert!(h.contains("(unknown [192.0.2.7])"));
     }
 

@@ -3,8 +3,8 @@
 //! leaves the old cdb in force; then TMP is written, fsynced and renamed onto CDB, and
 //! the directory fsynced.
 
-use postern_common::cdb::Writer;
 use crate::rules::compile;
+use postern_common::cdb::Writer;
 use postern_common::{getopt, Error, Result, ResultExt};
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};

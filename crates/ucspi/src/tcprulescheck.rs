@@ -2,8 +2,8 @@
 //! classic tcprulescheck's words. The client is `ADDRESS` if given, else
 //! `$TCPREMOTEIP`, with `$TCPREMOTEHOST` and `$TCPREMOTEINFO` if set.
 
-use postern_common::cdb::Reader;
 use crate::rules::{lookup, Client};
+use postern_common::cdb::Reader;
 use postern_common::{getopt, Error, Result, ResultExt};
 use std::ffi::OsString;
 use std::io::Write;

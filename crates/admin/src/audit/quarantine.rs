@@ -22,13 +22,20 @@ pub fn finding_at(home: &Path, now: SystemTime) -> Finding {
     let copies = match crate::quarantine::copies(home) {
         Ok(c) => c,
         Err(e) => {
-            return Finding::warn(ITEM, e.msg, "run the audit as root or the quarantine's owner")
+            return Finding::warn(
+                ITEM,
+                e.msg,
+                "run the audit as root or the quarantine's owner",
+            )
         }
     };
     let Some(oldest) = copies.first() else {
         return Finding::pass(ITEM, "empty");
     };
-    let age = now.duration_since(oldest.modified).unwrap_or(Duration::ZERO).as_secs();
+    let age = now
+        .duration_since(oldest.modified)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     let bytes: u64 = copies.iter().map(|c| c.size).sum();
     let detail = format!(
         "{} message{}, {bytes} bytes, the oldest kept {}",

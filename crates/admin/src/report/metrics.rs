@@ -191,7 +191,12 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     );
     let greylist: Vec<(String, String)> = ["defer", "retried", "known", "client"]
         .iter()
-        .map(|r| (format!("{{result=\"{r}\"}}"), stats.greylist.get(r).to_string()))
+        .map(|r| {
+            (
+                format!("{{result=\"{r}\"}}"),
+                stats.greylist.get(r).to_string(),
+            )
+        })
         .collect();
     family(
         &mut out,

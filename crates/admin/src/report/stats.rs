@@ -130,7 +130,14 @@ pub struct Stats {
 }
 
 /// The ranges spam scores are counted in, in the order reports show them.
-pub const SCORE_RANGES: [&str; 6] = ["below 0", "0 to 2", "2 to 5", "5 to 10", "10 to 15", "15 and up"];
+pub const SCORE_RANGES: [&str; 6] = [
+    "below 0",
+    "0 to 2",
+    "2 to 5",
+    "5 to 10",
+    "10 to 15",
+    "15 and up",
+];
 
 /// The range of [`SCORE_RANGES`] a score falls in.
 pub fn score_range(score: f64) -> &'static str {
@@ -448,7 +455,11 @@ mod tests {
         assert_eq!(s.greylist.get("retried"), 1);
         assert_eq!(s.rejected_in(Category::Pregreet), 1);
         assert_eq!(s.blocked_ips.get("203.0.113.9"), 1);
-        assert_eq!(s.total_rejected(), 2, "a deferral is not a refusal; the spam one is");
+        assert_eq!(
+            s.total_rejected(),
+            2,
+            "a deferral is not a refusal; the spam one is"
+        );
         assert_eq!(s.scores.get("0 to 2"), 1);
         assert_eq!(s.scores.get("5 to 10"), 1);
         assert_eq!(s.scores.get("15 and up"), 1);

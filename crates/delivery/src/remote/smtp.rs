@@ -400,41 +400,12 @@ fn transaction(
         verdict,
         text,
     };
-    let Some(from) = write_path(sender) else {
-        return done(
-            vec![],
-            Verdict::Failed,
-            "sender address contains a forbidden character".into(),
-        );
+    let from = match before_mail(s, ext, sender, rcpts, message) {
+        Ok(from) => from,
+        Err(refused) => return refused,
     };
     let size = message_size(message);
-    if let Some(limit) = size_limit(ext).filter(|&limit| size > limit) {
-        // The server said it would refuse it (RFC 1870): do not send it at all.
-        quit(s);
-        return done(
-            vec![],
-            Verdict::Failed,
-            format!(
-                "message too big for {} (SIZE {limit}): it is {size} bytes. (#5.3.4)",
-                s.host
-            ),
-        );
-    }
-    // SMTPUTF8 (RFC 6531): an address that is not ASCII may only go to a server that
-    // offers it, with the parameter on MAIL; otherwise the message cannot be sent as it
-    // is, and is never changed: it fails for good (#5.6.7) and is bounced.
-    let utf8 = !sender.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
-    if utf8 && !offers(ext, "SMTPUTF8") {
-        quit(s);
-        return done(
-            vec![],
-            Verdict::Failed,
-            format!(
-                "{} does not offer SMTPUTF8, which this message's non-ASCII address needs. (#5.6.7)",
-                s.host
-            ),
-        );
-    }
+    let utf8 = needs_smtputf8(sender, rcpts);
     let data = data_bytes(message);
     let mut mail = format!("MAIL FROM:{from}");
     if offers(ext, "SIZE") {
@@ -587,6 +558,54 @@ fn transaction(
             s.said("failed after I sent the message", &r),
         ),
     }
+}
+
+/// Whether an address of the transaction is not ASCII (RFC 6531: it needs SMTPUTF8).
+fn needs_smtputf8(sender: &[u8], rcpts: &[Vec<u8>]) -> bool {
+    !sender.is_ascii() || rcpts.iter().any(|r| !r.is_ascii())
+}
+
+/// What is decided before `MAIL`: the sender as a path, or the failure that ends the
+/// delivery without sending — a sender that cannot be written, a message over the
+/// server's SIZE (RFC 1870), a non-ASCII address for a server without SMTPUTF8. The
+/// message is never changed to fit.
+fn before_mail(
+    s: &mut Session,
+    ext: &[String],
+    sender: &[u8],
+    rcpts: &[Vec<u8>],
+    message: &[u8],
+) -> std::result::Result<String, Attempt> {
+    let failed = |text: String| Attempt::Done {
+        rcpts: vec![],
+        verdict: Verdict::Failed,
+        text,
+    };
+    let Some(from) = write_path(sender) else {
+        return Err(failed(
+            "sender address contains a forbidden character".into(),
+        ));
+    };
+    let size = message_size(message);
+    if let Some(limit) = size_limit(ext).filter(|&limit| size > limit) {
+        // The server said it would refuse it: do not send it at all.
+        quit(s);
+        return Err(failed(format!(
+            "message too big for {} (SIZE {limit}): it is {size} bytes. (#5.3.4)",
+            s.host
+        )));
+    }
+    // SMTPUTF8 (RFC 6531): an address that is not ASCII may only go to a server that
+    // offers it, with the parameter on MAIL; otherwise the message cannot be sent as it
+    // is, and is never changed: it fails for good (#5.6.7) and is bounced.
+    if needs_smtputf8(sender, rcpts) && !offers(ext, "SMTPUTF8") {
+        quit(s);
+        return Err(failed(format!(
+            "{} does not offer SMTPUTF8, which this message's non-ASCII address needs. (#5.6.7)",
+            s.host
+        )));
+    }
+    Ok(from)
 }
 
 fn quit(s: &mut Session) {

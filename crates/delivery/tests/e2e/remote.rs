@@ -617,12 +617,20 @@ fn a_utf8_address_needs_smtputf8_and_is_never_mangled() {
     let rec = tempdir();
     let (_srv, port) = raw_server(rec.path(), &[]);
     inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
-    let (code, report) = remote(&inst, "far.test", "a@b.test", &["jörg@far.test"], b"Subject: x\n\nhi\n");
+    let (code, report) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["jörg@far.test"],
+        b"Subject: x\n\nhi\n",
+    );
     assert_eq!(code, 0);
     let recs = records(&report);
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert!(
-        recs[0].starts_with('D') && recs[0].contains("does not offer SMTPUTF8") && recs[0].contains("#5.6.7"),
+        recs[0].starts_with('D')
+            && recs[0].contains("does not offer SMTPUTF8")
+            && recs[0].contains("#5.6.7"),
         "{recs:?}"
     );
     let (cmds, sent) = recorded(rec.path());
@@ -632,12 +640,21 @@ fn a_utf8_address_needs_smtputf8_and_is_never_mangled() {
     let rec = tempdir();
     let (_srv, port) = raw_server(rec.path(), &["--smtputf8"]);
     inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
-    let (_, report) = remote(&inst, "far.test", "zoë@b.test", &["jörg@far.test"], b"Subject: x\n\nhi\n");
+    let (_, report) = remote(
+        &inst,
+        "far.test",
+        "zoë@b.test",
+        &["jörg@far.test"],
+        b"Subject: x\n\nhi\n",
+    );
     let recs = records(&report);
     assert!(recs.last().unwrap().starts_with('K'), "{recs:?}");
     let (cmds, sent) = recorded(rec.path());
     assert!(sent);
-    assert!(cmds.contains("MAIL FROM:<zo\\xc3\\xab@b.test> SIZE="), "{cmds}");
+    assert!(
+        cmds.contains("MAIL FROM:<zo\\xc3\\xab@b.test> SIZE="),
+        "{cmds}"
+    );
     assert!(cmds.contains(" SMTPUTF8\\r\\n"), "{cmds}");
     assert!(cmds.contains("RCPT TO:<j\\xc3\\xb6rg@far.test>"), "{cmds}");
 
@@ -645,7 +662,13 @@ fn a_utf8_address_needs_smtputf8_and_is_never_mangled() {
     let rec = tempdir();
     let (_srv, port) = raw_server(rec.path(), &["--smtputf8"]);
     inst.control("smtproutes", &format!("far.test:127.0.0.1:{port}"));
-    let (_, _) = remote(&inst, "far.test", "a@b.test", &["x@far.test"], "Subject: caf\u{e9}\n\nhi\n".as_bytes());
+    let (_, _) = remote(
+        &inst,
+        "far.test",
+        "a@b.test",
+        &["x@far.test"],
+        "Subject: caf\u{e9}\n\nhi\n".as_bytes(),
+    );
     let (cmds, _) = recorded(rec.path());
     assert!(!cmds.contains("SMTPUTF8"), "{cmds}");
 }

@@ -3,8 +3,8 @@
 //! random, at least 30 times; afterwards every message is in a Maildir, whole.
 
 use crate::helpers::*;
-use postern_wire::queue_file::{encode_file, Envelope};
 use postern_testkit::{expect_within, Daemon};
+use postern_wire::queue_file::{encode_file, Envelope};
 use std::collections::HashMap;
 use std::fs;
 use std::time::{Duration, Instant};

@@ -210,17 +210,26 @@ mod tests {
     fn the_shipped_policy_refuses_todays_malware_carriers() {
         let rules = parse(DEFAULT_RULES).unwrap();
         let refused = |file: &str| {
-            rules.iter().any(|r| {
-                matches!(&r.kind, RuleKind::Attachment { name, size: 0 } if name.matches(file))
-            })
+            rules.iter().any(
+                |r| matches!(&r.kind, RuleKind::Attachment { name, size: 0 } if name.matches(file)),
+            )
         };
         for ext in [
             "iso", "img", "vhd", "vhdx", "one", "html", "htm", "shtml", "xll", "ps1", "jar",
         ] {
             assert!(refused(&format!("Invoice.{ext}")), ".{ext}");
-            assert!(refused(&format!("Invoice.{}", ext.to_uppercase())), ".{ext} upper");
+            assert!(
+                refused(&format!("Invoice.{}", ext.to_uppercase())),
+                ".{ext} upper"
+            );
         }
-        for fine in ["report.pdf", "photo.jpg", "notes.txt", "page.html.txt", "disk.isox"] {
+        for fine in [
+            "report.pdf",
+            "photo.jpg",
+            "notes.txt",
+            "page.html.txt",
+            "disk.isox",
+        ] {
             assert!(!refused(fine), "{fine}");
         }
     }

@@ -6,9 +6,9 @@ mod inject;
 mod qread;
 mod queue;
 
-use postern_wire::queue_file::{self, QueueFile};
 use postern_queue::layout::{self, Queue};
 use postern_testkit::TempDir;
+use postern_wire::queue_file::{self, QueueFile};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! postern-qstat and postern-qread: counts, listing, admin requests.
 
 use crate::*;
-use postern_wire::queue_file::{encode_file, Envelope};
 use postern_queue::layout::{Action, Id};
+use postern_wire::queue_file::{encode_file, Envelope};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;

@@ -812,9 +812,21 @@ fn greylisting_defers_first_sight_and_spares_relay_clients_and_goodmailfrom() {
              RCPT TO:<v@example.test>\r\nQUIT\r\n"
         )
     };
-    let count = |run: &Run, prefix: &str| run.replies.iter().filter(|r| r.starts_with(prefix)).count();
-    let first = run_session(dialogue("a@c.test").as_bytes(), &cfg, &peer, World::default(), false);
-    assert_eq!(count(&first, "451 4.7.1 greylisted, please try again later"), 2, "{:#?}", first.replies);
+    let count =
+        |run: &Run, prefix: &str| run.replies.iter().filter(|r| r.starts_with(prefix)).count();
+    let first = run_session(
+        dialogue("a@c.test").as_bytes(),
+        &cfg,
+        &peer,
+        World::default(),
+        false,
+    );
+    assert_eq!(
+        count(&first, "451 4.7.1 greylisted, please try again later"),
+        2,
+        "{:#?}",
+        first.replies
+    );
     assert!(
         first.world.logs.iter().any(|l| l.contains(
             "event=greylist ip=192.0.2.7 from=<a@c.test> rcpt=<u@example.test> result=defer wait=300"
@@ -823,22 +835,50 @@ fn greylisting_defers_first_sight_and_spares_relay_clients_and_goodmailfrom() {
         first.world.logs
     );
     // The retry (the state carried over) is accepted.
-    let retry = run_session(dialogue("a@c.test").as_bytes(), &cfg, &peer, first.world.fresh(), false);
+    let retry = run_session(
+        dialogue("a@c.test").as_bytes(),
+        &cfg,
+        &peer,
+        first.world.fresh(),
+        false,
+    );
     assert_eq!(count(&retry, "250 2.1.5"), 2, "{:#?}", retry.replies);
-    assert!(retry.world.logs.iter().any(|l| l.contains("result=retried")));
+    assert!(retry
+        .world
+        .logs
+        .iter()
+        .any(|l| l.contains("result=retried")));
     // goodmailfrom senders and relay clients are never asked about.
-    let good = run_session(dialogue("b@partner.test").as_bytes(), &cfg, &peer, World::default(), false);
+    let good = run_session(
+        dialogue("b@partner.test").as_bytes(),
+        &cfg,
+        &peer,
+        World::default(),
+        false,
+    );
     assert_eq!(count(&good, "250 2.1.5"), 2, "{:#?}", good.replies);
     assert!(good.world.greylisted.is_empty());
     let relay = Peer {
         relayclient: true,
         ..peer.clone()
     };
-    let inside = run_session(dialogue("a@c.test").as_bytes(), &cfg, &relay, World::default(), false);
+    let inside = run_session(
+        dialogue("a@c.test").as_bytes(),
+        &cfg,
+        &relay,
+        World::default(),
+        false,
+    );
     assert_eq!(count(&inside, "250 2.1.5"), 2, "{:#?}", inside.replies);
     assert!(inside.world.greylisted.is_empty());
     // Off (the default): never asked.
-    let off = run_session(dialogue("a@c.test").as_bytes(), &base_config(), &peer, World::default(), false);
+    let off = run_session(
+        dialogue("a@c.test").as_bytes(),
+        &base_config(),
+        &peer,
+        World::default(),
+        false,
+    );
     assert_eq!(count(&off, "250 2.1.5"), 2);
     assert!(off.world.greylisted.is_empty());
 }

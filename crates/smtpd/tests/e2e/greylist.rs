@@ -29,14 +29,20 @@ fn the_first_attempt_is_greylisted_and_the_retry_after_the_delay_is_queued() {
 
     let (code, out, err) = s.python(SEND);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.trim(), "refused 451 4.7.1 greylisted, please try again later");
+    assert_eq!(
+        out.trim(),
+        "refused 451 4.7.1 greylisted, please try again later"
+    );
     assert!(s.queued().is_empty());
     let names: Vec<String> = fs::read_dir(s.home().join("run/greylist"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
-    assert!(names[0].starts_with("t-") && names[0].len() == 34, "{names:?}");
+    assert!(
+        names[0].starts_with("t-") && names[0].len() == 34,
+        "{names:?}"
+    );
 
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let (code, out, err) = s.python(SEND);
@@ -58,5 +64,10 @@ fn the_first_attempt_is_greylisted_and_the_retry_after_the_delay_is_queued() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.trim(), "accepted");
     s.wait_sessions_done(3);
-    assert!(s.log().contains("event=error ip=127.0.0.1 what=\"greylist: unable to write"), "{}", s.log());
+    assert!(
+        s.log()
+            .contains("event=error ip=127.0.0.1 what=\"greylist: unable to write"),
+        "{}",
+        s.log()
+    );
 }

@@ -8,8 +8,5 @@
 //! 111 unable to run the program or a bad control file. See docs/postern-pregreet.md.
 
 fn main() {
-    postern_common::exit::run(
-        postern_ucspi::pregreet::PROG,
-        postern_ucspi::pregreet::main,
-    )
+    postern_common::exit::run(postern_ucspi::pregreet::PROG, postern_ucspi::pregreet::main)
 }

@@ -9,8 +9,5 @@
 //! docs/postern-rblsmtpd.md.
 
 fn main() {
-    postern_common::exit::run(
-        postern_ucspi::rblsmtpd::PROG,
-        postern_ucspi::rblsmtpd::main,
-    )
+    postern_common::exit::run(postern_ucspi::rblsmtpd::PROG, postern_ucspi::rblsmtpd::main)
 }

@@ -7,8 +7,5 @@
 //! `deny connection`, as classic tcprulescheck does. See docs/postern-tcprulescheck.md.
 
 fn main() {
-    postern_common::exit::run(
-        "postern-tcprulescheck",
-        postern_ucspi::tcprulescheck::main,
-    )
+    postern_common::exit::run("postern-tcprulescheck", postern_ucspi::tcprulescheck::main)
 }

@@ -115,9 +115,16 @@ mod tests {
         assert_eq!(m.recall(now, 60, 60), Remembered::Nothing);
         m.passed(60);
         assert_eq!(m.recall(now, 60, 60), Remembered::Passed);
-        assert_eq!(m.recall(now, 60, 0), Remembered::Nothing, "pass TTL 0: always wait");
+        assert_eq!(
+            m.recall(now, 60, 0),
+            Remembered::Nothing,
+            "pass TTL 0: always wait"
+        );
         m.dropped(60);
-        assert!(!dir.path().join("p-192.0.2.7").exists(), "a drop forgets the pass");
+        assert!(
+            !dir.path().join("p-192.0.2.7").exists(),
+            "a drop forgets the pass"
+        );
         assert_eq!(m.recall(now, 60, 60), Remembered::Dropped);
         let later = now + Duration::from_secs(61);
         assert_eq!(m.recall(later, 60, 60), Remembered::Nothing);

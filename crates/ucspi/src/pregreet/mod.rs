@@ -81,10 +81,9 @@ impl Settings {
                 None => 0,
                 Some(lines) => match lines.first() {
                     None => 0,
-                    Some(line) => parse_wait(
-                        &line.text,
-                        &format!("control/pregreetwait:{}", line.number),
-                    )?,
+                    Some(line) => {
+                        parse_wait(&line.text, &format!("control/pregreetwait:{}", line.number))?
+                    }
                 },
             },
         };
@@ -224,11 +223,10 @@ fn me(control: &Control) -> String {
 }
 
 fn exec(program: &[OsString]) -> Result<()> {
-    let err = postern_common::sys::with_default_signals(&mut std::process::Command::new(
-        &program[0],
-    ))
-    .args(&program[1..])
-    .exec();
+    let err =
+        postern_common::sys::with_default_signals(&mut std::process::Command::new(&program[0]))
+            .args(&program[1..])
+            .exec();
     Err(Error::temp(format!(
         "unable to run {}: {}",
         program[0].to_string_lossy(),
@@ -275,7 +273,11 @@ mod tests {
         assert!(err.msg.starts_with("$PREGREETWAIT"), "{}", err.msg);
         std::fs::write(dir.path().join("pregreetwait"), "\n3s\n").unwrap();
         let err = Settings::load(&control, None).unwrap_err();
-        assert!(err.msg.starts_with("control/pregreetwait:2:"), "{}", err.msg);
+        assert!(
+            err.msg.starts_with("control/pregreetwait:2:"),
+            "{}",
+            err.msg
+        );
     }
 
     #[test]

@@ -139,6 +139,10 @@ mod tests {
     fn the_deadline_ends_it() {
         let mut out = Vec::new();
         dialogue("mx.test", b"", &b"QUIT\r\n"[..], &mut out, || false).unwrap();
-        assert_eq!(out.len(), opening("mx.test").len(), "no read after the deadline");
+        assert_eq!(
+            out.len(),
+            opening("mx.test").len(),
+            "no read after the deadline"
+        );
     }
 }

@@ -128,8 +128,8 @@ pub fn lookup<S: Source + ?Sized>(reader: &Reader<S>, client: &Client) -> io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern_common::cdb::Writer;
     use crate::rules::compile;
+    use postern_common::cdb::Writer;
 
     fn cdb(source: &str) -> Reader<[u8]> {
         let mut w = Writer::new();

@@ -26,7 +26,10 @@ fn start(home: &Path, rules: Option<&Path>) -> Server {
     let fake = home.join("fake-smtpd");
     postern_testkit::write_script(
         &fake,
-        &format!("#!/bin/sh\nprintf '220 fake ready\\r\\n'\nexec cat > {}/got\n", home.display()),
+        &format!(
+            "#!/bin/sh\nprintf '220 fake ready\\r\\n'\nexec cat > {}/got\n",
+            home.display()
+        ),
     );
     let mut cmd = Command::new(bin("postern-tcpserver"));
     cmd.env("POSTERN_HOME", home).args(["-1", "-v", "-R", "-H"]);
@@ -63,7 +66,10 @@ fn an_early_talker_gets_554_is_logged_and_remembered() {
         reply.starts_with("554 5.7.1 mx.test you talked before the greeting"),
         "{reply:?}"
     );
-    assert!(reply.contains("503 5.5.1 bad sequence of commands\r\n"), "{reply:?}");
+    assert!(
+        reply.contains("503 5.5.1 bad sequence of commands\r\n"),
+        "{reply:?}"
+    );
     c.write_all(b"QUIT\r\n").unwrap();
     let bye = read_until(&mut c, "221");
     assert!(bye.starts_with("221 2.0.0 mx.test"), "{bye:?}");
