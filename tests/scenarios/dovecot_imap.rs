@@ -163,6 +163,7 @@ s.quit()
     );
 }
 
+#[ignore = "needs root: runs the instance as a throwaway user"]
 #[test]
 fn dovecot_serves_postern_mailboxes_through_postern_checkpassword() {
     let Some(dovecot) = require("dovecot", "dovecot-imapd") else {

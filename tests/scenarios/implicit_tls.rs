@@ -111,6 +111,7 @@ fn run_hook(home: &Path, lineage: &Path) -> String {
     out
 }
 
+#[ignore = "needs root: runs the instance as a throwaway user"]
 #[test]
 fn implicit_tls_services_and_certificate_renewals() {
     let Some(user) = ThrowawayUser::create("postern-t-itls") else {

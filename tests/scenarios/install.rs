@@ -115,12 +115,10 @@ fn python(code: &str) -> String {
     out
 }
 
+#[ignore = "needs root: scripts/install makes system accounts"]
 #[test]
 fn install_runs_every_daemon_under_its_own_account_and_the_chain_works() {
-    if !postern_common::privilege::is_root() {
-        eprintln!("skipped: scripts/install needs root");
-        return;
-    }
+    postern_testkit::require_root("scripts/install makes system accounts");
     let Some(_) = require("openssl", "openssl") else {
         return;
     };

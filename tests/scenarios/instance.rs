@@ -123,6 +123,7 @@ fn init_refuses_bad_input() {
     assert!(err.starts_with("posternctl: usage: "), "{err}");
 }
 
+#[ignore = "needs root: runs the instance as a throwaway user"]
 #[test]
 fn init_by_a_normal_user_makes_a_single_user_instance() {
     let Some(user) = ThrowawayUser::create("postern-t-init") else {

@@ -67,6 +67,7 @@ fn user_with_instance(name: &str) -> Option<(ThrowawayUser, TempDir, PathBuf)> {
     Some((user, dir, home))
 }
 
+#[ignore = "needs root: runs the instance as a throwaway user"]
 #[test]
 fn deliveries_reuse_workers_and_workers_end_with_postern_send() {
     let Some((user, _dir, home)) = user_with_instance("postern-t-work") else {
@@ -140,6 +141,7 @@ ours.close()
 print("exit", p.wait(timeout=30))
 "#;
 
+#[ignore = "needs root: runs the instance as a throwaway user"]
 #[test]
 fn the_worker_protocol_from_python_and_no_worker_as_root() {
     let Some((user, dir, home)) = user_with_instance("postern-t-wproto") else {

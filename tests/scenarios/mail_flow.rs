@@ -21,6 +21,7 @@ fn count(dir: &Path) -> usize {
     fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
+#[ignore = "needs root: runs the instance as a throwaway user"]
 #[test]
 fn smtp_in_local_delivery_pop3_out_and_a_virus_stopped() {
     let Some(user) = ThrowawayUser::create("postern-t-flow") else {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
+#[ignore = "needs root: runs the instance as a throwaway user"]
 #[test]
 fn a_single_user_instance_serves_pop3_with_stls() {
     let Some(user) = ThrowawayUser::create("postern-t-pop3") else {

@@ -71,6 +71,7 @@ fn quickstart_stops_with_one_line_when_a_port_is_taken() {
     drop(taken);
 }
 
+#[ignore = "needs root: runs the instance as a throwaway user"]
 #[test]
 fn quickstart_as_a_normal_user_sends_fetches_and_stops_cleanly() {
     let Some(user) = ThrowawayUser::create("postern-t-qs") else {

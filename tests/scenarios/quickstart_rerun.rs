@@ -33,12 +33,10 @@ impl Drop for DemoAccount {
     }
 }
 
+#[ignore = "needs root: quickstart runs the demo as its own user only for root"]
 #[test]
 fn quickstart_again_with_an_unreadable_users_file_stops_and_keeps_the_password() {
-    if !postern_common::privilege::is_root() {
-        eprintln!("skipped: quickstart runs the demo as {DEMO} only when run by root");
-        return;
-    }
+    postern_testkit::require_root("quickstart runs the demo as its own user only for root");
     let _account = DemoAccount {
         made_here: postern_common::privilege::lookup_account(DEMO).is_err(),
     };

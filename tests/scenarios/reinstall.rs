@@ -101,12 +101,10 @@ fn prefix(tag: &str) -> String {
     format!("{tag}{}", std::process::id() % 100_000)
 }
 
+#[ignore = "needs root: scripts/install makes system accounts"]
 #[test]
 fn reinstall_into_the_same_home_keeps_the_account_prefix() {
-    if !postern_common::privilege::is_root() {
-        eprintln!("skipped: scripts/install needs root");
-        return;
-    }
+    postern_testkit::require_root("scripts/install makes system accounts");
     let dir = tempdir();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let home = dir.path().join("inst");
@@ -259,12 +257,10 @@ fn quote(p: &Path) -> String {
     format!("'{}'", p.display())
 }
 
+#[ignore = "needs root: scripts/install makes system accounts"]
 #[test]
 fn install_systemd_without_systemd_stops_with_one_line() {
-    if !postern_common::privilege::is_root() {
-        eprintln!("skipped: scripts/install needs root");
-        return;
-    }
+    postern_testkit::require_root("scripts/install makes system accounts");
     let dir = tempdir();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let home = dir.path().join("inst");
@@ -300,12 +296,10 @@ fn install_systemd_without_systemd_stops_with_one_line() {
     );
 }
 
+#[ignore = "needs root: scripts/install makes system accounts"]
 #[test]
 fn install_systemd_names_the_unit_after_the_home() {
-    if !postern_common::privilege::is_root() {
-        eprintln!("skipped: scripts/install needs root");
-        return;
-    }
+    postern_testkit::require_root("scripts/install makes system accounts");
     let dir = tempdir();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let home = dir.path().join("inst");

@@ -13,6 +13,7 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(60);
 const PASSWORD: &str = "k7#Vq9!zLm2p";
 
+#[ignore = "needs root: runs the instance as a throwaway user"]
 #[test]
 fn a_utf8_address_is_accepted_and_delivered_to_its_mailbox() {
     let Some(user) = ThrowawayUser::create("postern-t-utf8") else {
