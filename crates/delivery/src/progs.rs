@@ -21,7 +21,7 @@ pub fn sibling(name: &str) -> PathBuf {
 
 /// Queue a message: `prefix` then the rest of `body`, with `sender` and `recipients`,
 /// through `$QMAILQUEUE` or postern-queue ([`client::queue_program`]). Exit codes follow
-/// qmail-queue: 11–40 permanent, the rest temporary (interop §5.2). A `body` that fails
+/// qmail-queue: 11–40 permanent, the rest temporary. A `body` that fails
 /// to read is a temporary error and queues nothing.
 pub fn inject(
     prefix: &[u8],

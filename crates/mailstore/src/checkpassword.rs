@@ -1,4 +1,4 @@
-//! `postern-checkpassword prog [arg...]`: the checkpassword interface (interop §7) over
+//! `postern-checkpassword prog [arg...]`: the checkpassword interface over
 //! postern's user database.
 //!
 //! Reads `user\0password\0[timestamp\0]` (at most [`MAX_INPUT`] bytes) from descriptor

@@ -26,7 +26,7 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
 pub const RESERVE: u64 = 4096;
 /// Tries at a fresh ID when `tmp/ID` exists (O_EXCL), before giving up with 63.
 pub const MAX_ID_TRIES: u32 = 100;
-/// `control/databytes` when it is missing (DESIGN.md's default), for untrusted callers
+/// `control/databytes` when it is missing (the documented default, docs/control-files.md), for untrusted callers
 /// of a setuid postern-queue.
 pub const DEFAULT_DATABYTES: u64 = 10_240_000;
 /// Added to `databytes` for untrusted callers: the trace fields (Received:, the

@@ -1,4 +1,4 @@
-//! `postern-svok DIR`: is a supervise running for DIR? (interop §1.5)
+//! `postern-svok DIR`: is a supervise running for DIR? (daemontools' svok)
 //!
 //! A supervise holds `supervise/ok` open for reading for its whole life, so opening it
 //! write-only without blocking succeeds exactly when one runs; with nobody reading the
