@@ -9,3 +9,4 @@
 //! `control/resolvers`); mail-auth does the DKIM work, ring the cryptography.
 
 pub mod dkim;
+pub mod inbound;
