@@ -16,6 +16,7 @@ pub enum Category {
     Rbl,
     BadSender,
     Virus,
+    Spam,
     ContentRule,
     Mime,
     RateLimit,
@@ -28,12 +29,13 @@ pub enum Category {
 
 impl Category {
     /// Every category, in the order reports show them.
-    pub const ALL: [Category; 13] = [
+    pub const ALL: [Category; 14] = [
         Category::Relay,
         Category::UnknownUser,
         Category::Rbl,
         Category::BadSender,
         Category::Virus,
+        Category::Spam,
         Category::ContentRule,
         Category::Mime,
         Category::RateLimit,
@@ -51,6 +53,7 @@ impl Category {
             Category::Rbl => "RBL",
             Category::BadSender => "bad sender",
             Category::Virus => "virus",
+            Category::Spam => "spam",
             Category::ContentRule => "content rule",
             Category::Mime => "MIME structure",
             Category::RateLimit => "rate limit",
@@ -70,6 +73,7 @@ impl Category {
             Category::Rbl => "rbl",
             Category::BadSender => "sender",
             Category::Virus => "virus",
+            Category::Spam => "spam",
             Category::ContentRule => "content",
             Category::Mime => "mime",
             Category::RateLimit => "ratelimit",
@@ -155,10 +159,13 @@ pub const TABLE: &[Row] = &[
     // postern-scan: `event=quarantine reason=attachment|header|virus|mime|partial`, one
     // line per refused message (smtpd's `reason=queue` line for it is not counted).
     ("quarantine", "reason", "virus", Reject(Virus)),
+    ("quarantine", "reason", "spam", Reject(Spam)),
     ("quarantine", "reason", "mime", Reject(Mime)),
     ("quarantine", "reason", "partial", Reject(Mime)),
     ("quarantine", "*", "*", Reject(ContentRule)),
     ("scan", "", "", Info),
+    // A score engine's verdict (`score`, `action`); a refusal has its quarantine line.
+    ("spam", "", "", Info),
     ("scanerror", "", "", Info),
     ("alertfail", "", "", Info),
     // postern-ratelimit: `kind=sender|ip|auth key action=warn|block|paranoid|hold|expire`.

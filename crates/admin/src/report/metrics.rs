@@ -31,6 +31,7 @@ pub fn reason_label(c: Category) -> &'static str {
         Category::Rbl => "rbl",
         Category::BadSender => "bad_sender",
         Category::Virus => "virus",
+        Category::Spam => "spam",
         Category::ContentRule => "content_rule",
         Category::Mime => "mime",
         Category::RateLimit => "rate_limit",

@@ -117,7 +117,7 @@ pub struct Stats {
     pub viruses: Counter,
     /// Greylisting answers by `result` (defer, retried, known, client).
     pub greylist: Counter,
-    /// Spam scores of scanned messages (`score=` on postern-scan's lines), by range.
+    /// Spam scores of scored messages (postern-scan's `event=spam … score=`), by range.
     pub scores: Counter,
     /// Log directories read, with their line counts.
     pub sources: BTreeMap<String, u64>,
@@ -264,7 +264,7 @@ impl Stats {
         };
         let get = |k| logline::get(&fields, k);
         if let Some(score) = get("score").and_then(|v| v.parse::<f64>().ok()) {
-            if matches!(get("event"), Some("scan") | Some("quarantine")) {
+            if get("event") == Some("spam") {
                 self.scores.add(score_range(score), 1);
             }
         }
@@ -447,9 +447,11 @@ mod tests {
             "event=greylist ip=192.0.2.1 from=<a@x.test> rcpt=<b@y.test> result=retried",
             "event=pregreet ip=203.0.113.9 result=drop why=talked-first after=3ms text=EHLO",
             "event=pregreet ip=203.0.113.8 result=gone after=2000ms",
-            "event=scan ip=192.0.2.1 result=clean score=1.5",
-            "event=scan ip=192.0.2.1 result=tagged score=7",
-            "event=quarantine ip=192.0.2.1 reason=spam score=22.5",
+            "event=spam ip=192.0.2.1 engine=rspamd origin=inbound score=1.5 required=15.0 action=none",
+            "event=spam ip=192.0.2.1 engine=spamd origin=inbound score=7.0 required=5.0 action=tag",
+            "event=spam ip=192.0.2.1 engine=rspamd origin=inbound score=22.5 required=15.0 action=reject",
+            "event=quarantine ip=192.0.2.1 reason=spam rule=rspamd:127.0.0.1:11333:reject",
+            "event=spam ip=192.0.2.1 action=skipped origin=authenticated",
         ]);
         assert_eq!(s.greylist.get("defer"), 2);
         assert_eq!(s.greylist.get("retried"), 1);

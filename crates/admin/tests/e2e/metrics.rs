@@ -218,6 +218,7 @@ fn metrics_file_parses_with_prometheus_client_and_matches_the_logs() {
         ("rbl", 0.0),
         ("bad_sender", 0.0),
         ("virus", 1.0),
+        ("spam", 0.0),
         ("content_rule", 0.0),
         ("mime", 0.0),
         ("rate_limit", 2.0),

@@ -227,41 +227,16 @@ mod tests {
 
     #[test]
     fn names_inside_zip_archives() {
-        use base64_free as b64;
+        use postern_common::sasl::encode_base64;
         let zip = crate::scan::zipnames::tests::make_zip(&[("docs/invoice.pdf.scr", b"MZ")]);
         let msg = format!(
             "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: application/zip; name=\"invoice.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--B--\r\n",
-            b64::encode(&zip)
+            encode_base64(&zip)
         );
         let r = run(".scr\t0\tScreen saver\n", &msg, "a@b", "1.1.1.1").unwrap();
         assert_eq!(
             r.detail,
             "Screen saver: invoice.pdf.scr (in zip:invoice.zip)"
         );
-    }
-
-    /// A tiny base64 encoder for building test messages.
-    mod base64_free {
-        pub fn encode(data: &[u8]) -> String {
-            const A: &[u8; 64] =
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            let mut out = String::new();
-            for chunk in data.chunks(3) {
-                let b = [
-                    chunk[0],
-                    *chunk.get(1).unwrap_or(&0),
-                    *chunk.get(2).unwrap_or(&0),
-                ];
-                let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-                for i in 0..4 {
-                    if i <= chunk.len() {
-                        out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
-                    } else {
-                        out.push('=');
-                    }
-                }
-            }
-            out
-        }
     }
 }
