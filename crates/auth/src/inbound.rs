@@ -42,6 +42,9 @@ pub struct Policy {
     pub fail_open: bool,
     /// The longest the checks may take (`control/authtimeout`, default [`DEADLINE`]).
     pub deadline: Duration,
+    /// Refuse mail from outside that uses a hosted domain without passing SPF or an
+    /// aligned DKIM signature (`control/refuseforgedhosted`, default 1).
+    pub refuse_forged_hosted: bool,
 }
 
 impl Policy {
@@ -53,6 +56,7 @@ impl Policy {
             deadline: Duration::from_secs(
                 control.number("authtimeout", DEADLINE.as_secs())?.max(1),
             ),
+            refuse_forged_hosted: control.number("refuseforgedhosted", 1)? != 0,
         })
     }
 }
@@ -64,6 +68,7 @@ impl Default for Policy {
             spf_reject: false,
             fail_open: false,
             deadline: DEADLINE,
+            refuse_forged_hosted: true,
         }
     }
 }
@@ -79,6 +84,9 @@ pub struct Input<'a> {
     pub mail_from: &'a str,
     /// This host's name: the header's authserv-id.
     pub hostname: &'a str,
+    /// The hosted domains (`control/rcpthosts` entries; `.suffix` for subdomains), which
+    /// mail from outside may use only with SPF or an aligned DKIM signature.
+    pub hosted: &'a [String],
 }
 
 /// What becomes of the message.
@@ -309,6 +317,7 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
             summary,
         };
     }
+    let forged = forged_hosted(input, &mail_from, &parsed, &spf, &dkim);
     let dmarc_failed = dmarc.dmarc_record().is_some()
         && !matches!(dmarc.dkim_result(), DmarcResult::Pass)
         && !matches!(dmarc.spf_result(), DmarcResult::Pass);
@@ -322,6 +331,11 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
              SPF- nor DKIM-aligned with it",
             dmarc.domain()
         ))
+    } else if let (true, Some(domain)) = (policy.refuse_forged_hosted, forged) {
+        Verdict::Reject(format!(
+            "5.7.1 {domain} is a domain of this host: mail from outside that uses it must \
+             pass SPF or carry its DKIM signature"
+        ))
     } else if policy.spf_reject && spf.result() == SpfResult::Fail {
         Verdict::Reject(format!(
             "5.7.1 SPF: {} is not allowed to send mail for {spf_domain}",
@@ -334,6 +348,52 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
         verdict,
         message: out,
         summary,
+    }
+}
+
+/// Whether `domain` is hosted: listed in `hosted`, or under a `.suffix` entry (as
+/// smtpd reads rcpthosts).
+pub fn is_hosted(domain: &str, hosted: &[String]) -> bool {
+    let domain = domain.to_ascii_lowercase();
+    hosted.iter().any(|h| {
+        let h = h.to_ascii_lowercase();
+        match h.strip_prefix('.') {
+            Some(_) => domain.ends_with(&h),
+            None => h == domain,
+        }
+    })
+}
+
+/// The hosted domain a message from outside uses (the envelope sender's, else the
+/// From: domain) without SPF passing for MAIL FROM or, for each hosted domain it uses, a
+/// DKIM signature that passes with a `d=` of that domain's organization; `None` when it
+/// uses none, or is authenticated so.
+fn forged_hosted(
+    input: &Input,
+    mail_from: &str,
+    parsed: &AuthenticatedMessage,
+    spf: &mail_auth::SpfOutput,
+    dkim: &[mail_auth::DkimOutput],
+) -> Option<String> {
+    let from = domain_of(parsed.from()).to_ascii_lowercase();
+    let used: Vec<String> = [domain_of(mail_from).to_string(), from]
+        .into_iter()
+        .filter(|d| !d.is_empty() && is_hosted(d, input.hosted))
+        .collect();
+    let first = used.first()?.clone();
+    if spf.result() == SpfResult::Pass {
+        return None;
+    }
+    let signed = |d: &str| {
+        dkim.iter().any(|o| {
+            o.result() == &DkimResult::Pass
+                && o.signature()
+                    .is_some_and(|s| organizational(&s.d.to_ascii_lowercase()) == organizational(d))
+        })
+    };
+    match used.iter().all(|d| signed(d)) {
+        true => None,
+        false => Some(first),
     }
 }
 
@@ -423,6 +483,15 @@ Subject: hi\n\nAuthentication-Results: mx.example.test; in the body\n"
     }
 
     #[test]
+    fn hosted_domains_as_rcpthosts_lists_them() {
+        let hosted = vec!["example.test".to_string(), ".sub.test".to_string()];
+        assert!(is_hosted("Example.TEST", &hosted));
+        assert!(is_hosted("a.sub.test", &hosted));
+        assert!(!is_hosted("sub.test", &hosted));
+        assert!(!is_hosted("notexample.test", &hosted));
+    }
+
+    #[test]
     fn policy_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let control = Control::at(dir.path());
@@ -437,6 +506,7 @@ Subject: hi\n\nAuthentication-Results: mx.example.test; in the body\n"
                 spf_reject: true,
                 fail_open: true,
                 deadline: DEADLINE,
+                refuse_forged_hosted: true,
             }
         );
     }
@@ -449,6 +519,7 @@ Subject: hi\n\nAuthentication-Results: mx.example.test; in the body\n"
             helo: "client.test",
             mail_from: "a@client.test",
             hostname: "mx.example.test",
+            hosted: &[],
         };
         let msg = b"From: a@client.test\nSubject: x\n\nbody\n";
         let o = check(&dns, &input, msg, &Policy::default());

@@ -4,9 +4,11 @@
 //! - [`dkim`]: DKIM keys per domain and selector under `control/dkim/` (made by
 //!   `posternctl dkim`), the DNS TXT record that publishes each, and the signature
 //!   postern-remote puts on outgoing mail.
+//! - [`inbound`]: SPF, DKIM and DMARC of incoming mail (postern-scan), the one
+//!   `Authentication-Results:` header, and the policy's verdict.
 //!
 //! DNS goes through [`postern_dns`] (its resolver, its servers from
-//! `control/resolvers`); mail-auth does the DKIM work, ring the cryptography.
+//! `control/resolvers`); mail-auth does the SPF, DKIM and DMARC work, ring the cryptography.
 
 pub mod dkim;
 pub mod inbound;

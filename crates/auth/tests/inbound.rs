@@ -128,11 +128,24 @@ Date: Mon, 7 Dec 2026 20:00:00 +0000\nMessage-ID: <in-1@x.test>\n\nHello Bob,\nt
 }
 
 fn run(w: &World, ip: &str, mail_from: &str, msg: &[u8], policy: &Policy) -> (Outcome, String) {
+    run_hosting(w, ip, mail_from, msg, policy, &[])
+}
+
+/// As [`run`], on a host whose rcpthosts lists `hosted`.
+fn run_hosting(
+    w: &World,
+    ip: &str,
+    mail_from: &str,
+    msg: &[u8],
+    policy: &Policy,
+    hosted: &[String],
+) -> (Outcome, String) {
     let input = Input {
         ip: ip.parse().unwrap(),
         helo: "client.test",
         mail_from,
         hostname: HOST,
+        hosted,
     };
     let o = check(&w.dns, &input, msg, policy);
     let text = String::from_utf8_lossy(&o.message).into_owned();
@@ -300,4 +313,60 @@ Authentication-Results: relay.other.test; spf=pass\n"
     let (o, h) = run(&w, STRANGER, "x@fail.test", &message("x@fail.test"), &open);
     assert_eq!(o.verdict, Verdict::Accept);
     assert!(h.contains("temperror"), "{h}");
+}
+
+#[test]
+fn hosted_domains_cannot_be_forged_from_outside() {
+    if !dkimpy_present() {
+        return;
+    }
+    let Some(w) = world() else { return };
+    // none.test (p=none: DMARC would let it through) and strict.test are ours.
+    let hosted = vec!["none.test".to_string(), "strict.test".to_string()];
+    let lenient = Policy {
+        dmarc_reject: false,
+        ..Policy::default()
+    };
+    let forged = message("Postmaster <postmaster@none.test>");
+    let (o, h) = run_hosting(&w, STRANGER, "x@outside.test", &forged, &lenient, &hosted);
+    assert!(
+        matches!(&o.verdict, Verdict::Reject(t) if t.starts_with("5.7.1 none.test is a domain of this host")),
+        "{o:?}"
+    );
+    assert!(h.contains("dmarc=fail"), "{h}");
+    // The envelope sender alone counts too.
+    let (o, _) = run_hosting(
+        &w,
+        STRANGER,
+        "x@none.test",
+        &message("x@outside.test"),
+        &lenient,
+        &hosted,
+    );
+    assert!(matches!(o.verdict, Verdict::Reject(_)), "{o:?}");
+    // SPF passes: the client may send for it.
+    let (o, _) = run_hosting(&w, ALLOWED, "x@none.test", &forged, &lenient, &hosted);
+    assert_eq!(o.verdict, Verdict::Accept);
+    // A passing signature of the domain: through, from anywhere.
+    let signed = dkimpy_sign(&message("alice@strict.test"), &w.rsa);
+    let (o, _) = run_hosting(
+        &w,
+        STRANGER,
+        "alice@strict.test",
+        &signed,
+        &lenient,
+        &hosted,
+    );
+    assert_eq!(o.verdict, Verdict::Accept);
+    // Another domain's signature does not vouch for ours.
+    let other = dkimpy_sign(&message("alice@strict.test"), &w.other);
+    let (o, _) = run_hosting(&w, STRANGER, "alice@strict.test", &other, &lenient, &hosted);
+    assert!(matches!(o.verdict, Verdict::Reject(_)), "{o:?}");
+    // control/refuseforgedhosted 0 turns it off.
+    let off = Policy {
+        refuse_forged_hosted: false,
+        ..lenient.clone()
+    };
+    let (o, _) = run_hosting(&w, STRANGER, "x@outside.test", &forged, &off, &hosted);
+    assert_eq!(o.verdict, Verdict::Accept);
 }

@@ -106,7 +106,7 @@ pub fn refusal_text(r: &Refusal) -> String {
 /// `postern_common::exit::run`.
 pub fn run() -> Result<()> {
     // First, before any scanner runs: fd 6 becomes close-on-exec here.
-    let reason_pipe = custom_error::take_pipe();
+    let mut reason_pipe = custom_error::take_pipe();
     let (message, envelope) = read_input()?;
     let home = postern_common::home::postern_home();
     let control = Control::for_home(&home);
@@ -138,6 +138,9 @@ pub fn run() -> Result<()> {
             return Err(fatal(qq::CONFIG_ERROR, e.msg));
         }
     };
+
+    // SPF, DKIM and DMARC for mail from outside (control/authchecks; scan/auth.rs).
+    let message = crate::scan::auth::check(&control, message, &envelope.sender, &mut reason_pipe)?;
 
     // Content rules (skipped for goodmailfrom senders; the virus scan never is).
     let mut refusal = None;

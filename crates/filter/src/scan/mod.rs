@@ -4,6 +4,7 @@
 //! - [`flow`]: the program — read, decide, then exec postern-queue or refuse. The
 //!   qmail-queue envelope, exit codes and the running of postern-queue are
 //!   [`postern_wire::qmail_queue`]'s.
+//! - [`auth`]: SPF, DKIM and DMARC for mail from outside ([`postern_auth::inbound`]).
 //! - [`rules`]: `control/filter.rules` (qmail-scanner's quarantine-attachments format).
 //! - [`mime`], [`zipnames`]: taking a message apart, bounded.
 //! - [`policy`]: applying the rules (pure).
@@ -14,6 +15,7 @@
 //! - [`quarantine`], [`alert`]: keeping a copy and telling the admin.
 
 pub mod alert;
+pub mod auth;
 pub mod engines;
 pub mod flow;
 pub mod json;

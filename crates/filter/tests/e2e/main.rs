@@ -3,6 +3,7 @@
 //! a signature database made in the test — no download needed; and real rspamd and
 //! spamd (Debian's) for the score engines.
 
+mod auth;
 mod hostile;
 mod ratelimit;
 mod scan;
