@@ -6,9 +6,12 @@
 //!   postern-remote puts on outgoing mail.
 //! - [`inbound`]: SPF, DKIM and DMARC of incoming mail (postern-scan), the one
 //!   `Authentication-Results:` header, and the policy's verdict.
+//! - [`published`]: what DNS publishes for one of our domains (SPF, DMARC), for
+//!   `posternctl audit`.
 //!
 //! DNS goes through [`postern_dns`] (its resolver, its servers from
 //! `control/resolvers`); mail-auth does the SPF, DKIM and DMARC work, ring the cryptography.
 
 pub mod dkim;
 pub mod inbound;
+pub mod published;

@@ -11,6 +11,7 @@
 //! - [`recipients`]: `rcpthosts` and recipient validation at RCPT time.
 //! - [`tls`]: passwords only under TLS; the certificate valid and not about to expire.
 //! - [`dns`]: DNS blocklists configured and answering.
+//! - [`mailauth`]: SPF, DKIM and DMARC published for each hosted domain.
 //! - [`antivirus`]: engines reachable, signatures recent.
 //! - [`files`]: modes and owners of control files, binaries, run scripts and secrets;
 //!   the tripwire (`--record`, `control/.audit-checksums`).
@@ -24,6 +25,7 @@ pub mod banner;
 pub mod dns;
 pub mod files;
 pub mod logs;
+pub mod mailauth;
 pub mod quarantine;
 pub mod queue;
 pub mod recipients;
@@ -154,6 +156,7 @@ pub fn audit(opts: &Options) -> Vec<Finding> {
     out.extend(recipients::findings(home, &control, &session));
     out.extend(tls::findings(home, &control));
     out.push(dns::finding(&control));
+    out.extend(mailauth::findings(&control));
     out.push(antivirus::finding(&control));
     out.extend(files::findings(home));
     out.push(logs::written(home));

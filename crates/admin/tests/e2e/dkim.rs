@@ -124,3 +124,95 @@ fn keys_are_made_published_listed_and_rotated() {
     let (code, _, _) = dkim(home, &["use", "example.test", "s1"]);
     assert_eq!(code, Some(100), "a removed key cannot sign");
 }
+
+/// `posternctl audit`'s SPF, DKIM and DMARC lines for an instance made by `init`.
+fn audit_lines(home: &Path) -> Vec<String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_posternctl"));
+    cmd.env_remove("POSTERN_HOME")
+        .arg("audit")
+        .arg("--home")
+        .arg(home);
+    let (_, out, err) = run(&mut cmd, RUN);
+    let mut lines = Vec::new();
+    let mut keep = false;
+    for l in out.lines() {
+        if !l.starts_with(' ') {
+            keep = ["SPF ", "DKIM ", "DMARC "]
+                .iter()
+                .any(|p| l.get(6..).is_some_and(|rest| rest.starts_with(p)));
+        }
+        if keep {
+            lines.push(l.to_string());
+        }
+    }
+    assert!(!lines.is_empty(), "{out}{err}");
+    lines
+}
+
+#[test]
+fn audit_checks_each_hosted_domains_spf_dkim_and_dmarc() {
+    let dir = postern_testkit::tempdir();
+    let home = dir.path().join("i");
+    let mut init = Command::new(env!("CARGO_BIN_EXE_posternctl"));
+    init.env_remove("POSTERN_HOME")
+        .arg("init")
+        .arg("--home")
+        .arg(&home)
+        .args(["--domain", "example.test"]);
+    let (code, out, err) = run(&mut init, RUN);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let control = home.join("control");
+    fs::write(control.join("me"), "mx.example.test\n").unwrap();
+    fs::write(
+        control.join("rcpthosts"),
+        "example.test\nbare.test\nwrong.test\n",
+    )
+    .unwrap();
+    let (code, line, err) = dkim(&home, &["new", "example.test", "--selector", "s1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = dkim(&home, &["new", "wrong.test", "--selector", "s1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let Some((_dns, port)) = postern_testkit::dnsmasq(&[
+        "--local=/test/".to_string(),
+        "--host-record=mx.example.test,192.0.2.25".to_string(),
+        "--txt-record=example.test,v=spf1 ip4:192.0.2.25 -all".to_string(),
+        "--txt-record=_dmarc.example.test,v=DMARC1; p=reject".to_string(),
+        txt_option(line.trim()),
+        "--txt-record=wrong.test,v=spf1 ip4:192.0.2.99 -all".to_string(),
+        "--txt-record=_dmarc.wrong.test,v=DMARC1; p=none".to_string(),
+    ]) else {
+        return;
+    };
+    fs::write(control.join("resolvers"), format!("127.0.0.1:{port}\n")).unwrap();
+    let lines = audit_lines(&home);
+    let text = lines.join("\n");
+    eprintln!("{text}");
+    let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+    assert!(
+        has("PASS  SPF example.test — lets mx.example.test (192.0.2.25) send"),
+        "{text}"
+    );
+    assert!(
+        has(
+            "PASS  DKIM example.test — s1._domainkey.example.test publishes the rsa key that signs"
+        ),
+        "{text}"
+    );
+    assert!(has("PASS  DMARC example.test — p=reject"), "{text}");
+    assert!(has("WARN  SPF bare.test — no SPF record"), "{text}");
+    assert!(has("WARN  DKIM bare.test — no signing key"), "{text}");
+    assert!(has("WARN  DMARC bare.test — no DMARC record"), "{text}");
+    assert!(
+        has("FAIL  SPF wrong.test — does not let mx.example.test (192.0.2.25) send: SPF says fail"),
+        "{text}"
+    );
+    assert!(
+        has("FAIL  DKIM wrong.test — s1._domainkey.wrong.test is not in DNS"),
+        "{text}"
+    );
+    assert!(has("WARN  DMARC wrong.test — p=none"), "{text}");
+    assert!(
+        text.contains("fix: publish s1._domainkey.wrong.test. IN TXT ( \"v=DKIM1; k=rsa; p="),
+        "{text}"
+    );
+}
