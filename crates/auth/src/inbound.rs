@@ -30,6 +30,9 @@ use std::time::Duration;
 /// (seconds) says otherwise.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Most DKIM signatures of one message verified, topmost first.
+pub const MAX_SIGNATURES: usize = 8;
+
 /// What to do with what the checks found (control files, documented in
 /// docs/control-files.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +204,7 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
         .iter()
         .position(|&b| b == b'\n')
         .is_some_and(|i| i > 0 && message[i - 1] == b'\r');
-    let Some(parsed) = AuthenticatedMessage::parse(&message) else {
+    let Some(mut parsed) = AuthenticatedMessage::parse(&message) else {
         // Not a message mail-auth can read (no header section): nothing to check.
         return Outcome {
             verdict: Verdict::Accept,
@@ -209,6 +212,9 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
             summary: "unparsed".to_string(),
         };
     };
+    // Each signature may cost a DNS question: the first few are verified, the rest
+    // ignored (RFC 6376 6.1 lets a verifier limit them).
+    parsed.dkim_headers.truncate(MAX_SIGNATURES);
     let helo = input.helo.trim_end_matches('.').to_ascii_lowercase();
     let mail_from = input.mail_from.to_ascii_lowercase();
     // RFC 7208 2.4: a null sender is checked as postmaster@HELO.
