@@ -2,7 +2,8 @@
 //! records: a forged `From: postmaster@example.test` from outside is refused 550 5.7.1
 //! before any 250, as is mail from a `p=reject` domain that is not aligned; mail from
 //! outside goes on with our `Authentication-Results:` on top and a forged one removed;
-//! a logged-in user's mail is not checked.
+//! a logged-in user's mail is not checked. Last, the real postern-smtpd in front: the
+//! forged postmaster gets `554 5.7.1` as the answer to the final dot, nothing queued.
 
 use crate::scan::Setup;
 use std::fs;
@@ -115,4 +116,79 @@ fn forged_hosted_senders_and_dmarc_rejects_are_refused_before_250() {
         got.ends_with(&plain[plain.find("From:").unwrap()..]),
         "{got}"
     );
+}
+
+/// One SMTP reply (its last line) from `out`.
+fn reply(out: &mut impl std::io::BufRead) -> String {
+    loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "smtpd hung up");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line.trim_end().to_string();
+        }
+    }
+}
+
+#[test]
+fn through_postern_smtpd_the_forged_postmaster_gets_554_before_250() {
+    use std::io::{BufReader, Write};
+    let s = Setup::new();
+    let Some((_dns, port)) = postern_testkit::dnsmasq(&[
+        "--local=/test/".to_string(),
+        "--txt-record=example.test,v=spf1 ip4:192.0.2.10 -all".to_string(),
+    ]) else {
+        return;
+    };
+    let control = s.home().join("control");
+    fs::write(control.join("resolvers"), format!("127.0.0.1:{port}\n")).unwrap();
+    fs::write(control.join("authchecks"), "1\n").unwrap();
+    let mut smtpd = Command::new(postern_testkit::workspace_bin("postern-smtpd"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("POSTERN_HOME", s.home())
+        .env("QMAILQUEUE", s.home().join("bin/postern-scan"))
+        .env("PROTO", "TCP")
+        .env("TCPREMOTEIP", "192.0.2.7")
+        .env("TCPREMOTEPORT", "40000")
+        .env("TCPLOCALIP", "127.0.0.1")
+        .env("TCPLOCALPORT", "25")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = smtpd.stdin.take().unwrap();
+    let mut out = BufReader::new(smtpd.stdout.take().unwrap());
+    let greeting = reply(&mut out);
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let mut say = |line: &str, answer: bool| -> String {
+        input.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        if answer {
+            reply(&mut out)
+        } else {
+            String::new()
+        }
+    };
+    assert!(say("EHLO mx.outside.test", true).starts_with("250"));
+    assert!(say("MAIL FROM:<x@outside.test>", true).starts_with("250"));
+    let rcpt = say("RCPT TO:<user@example.test>", true);
+    assert!(rcpt.starts_with("250"), "{rcpt}");
+    assert!(say("DATA", true).starts_with("354"));
+    for l in [
+        "From: Postmaster <postmaster@example.test>",
+        "Subject: verify your account",
+        "",
+        "click",
+    ] {
+        say(l, false);
+    }
+    let answer = say(".", true);
+    assert!(
+        answer.starts_with("554 5.7.1 example.test is a domain of this host"),
+        "{answer}"
+    );
+    eprintln!("smtpd: {answer}");
+    assert!(say("QUIT", true).starts_with("221"));
+    let _ = smtpd.wait();
+    assert!(queued(&s).is_empty(), "nothing queued");
 }
