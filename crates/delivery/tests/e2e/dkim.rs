@@ -1,7 +1,8 @@
 //! DKIM signing in postern-remote, checked by someone else's verifier: Python's dkimpy
-//! (Debian's python3-dkim) verifies what reached a raw SMTP server — a user's message
-//! through postern-queue → postern-send → postern-remote, a bounce postern-send made,
-//! and a message handed to postern-remote directly (rsa-sha256 and ed25519-sha256).
+//! (Debian's python3-dkim) verifies what reached a raw SMTP server — a relay client's
+//! message through postern-smtpd → postern-queue → postern-send → postern-remote, a
+//! user's message queued directly, a bounce postern-send made, and a message handed to
+//! postern-remote directly (rsa-sha256 and ed25519-sha256).
 //! The public keys are given to dkimpy as the TXT records `posternctl dkim new` prints.
 
 use crate::helpers::*;
@@ -196,4 +197,90 @@ fn postern_remote_signs_with_ed25519_and_leaves_other_domains_alone() {
     );
     assert!(last.contains("mode 444"), "{last}");
     assert!(!rec.path().join("data.3").exists(), "nothing sent");
+}
+
+/// One SMTP reply (its last line).
+fn reply(out: &mut impl std::io::BufRead) -> String {
+    loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "smtpd hung up");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line.trim_end().to_string();
+        }
+    }
+}
+
+#[test]
+fn a_relay_clients_message_through_smtpd_arrives_signed() {
+    use std::io::{BufReader, Write};
+    use std::process::Stdio;
+    if !dkimpy_present() {
+        return;
+    }
+    let inst = Instance::new(&[("alice", 0)], "");
+    let dns = vec![key(&inst, DOMAIN, "s1", KeyType::Rsa)];
+    let rec = tempdir();
+    let (_srv, port) = raw_server(rec.path(), &[]);
+    inst.control("smtproutes", &format!(":127.0.0.1:{port}"));
+    let send = inst.start_send();
+    // postern-smtpd as tcpserver runs it for a relay client, queueing with postern-queue.
+    let mut smtpd = Command::new(postern_testkit::workspace_bin("postern-smtpd"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("POSTERN_HOME", inst.home())
+        .env("QMAILQUEUE", bin("postern-queue"))
+        .env("PROTO", "TCP")
+        .env("TCPREMOTEIP", "192.0.2.20")
+        .env("TCPREMOTEPORT", "40000")
+        .env("TCPLOCALIP", "127.0.0.1")
+        .env("TCPLOCALPORT", "25")
+        .env("RELAYCLIENT", "")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = smtpd.stdin.take().unwrap();
+    let mut out = BufReader::new(smtpd.stdout.take().unwrap());
+    assert!(reply(&mut out).starts_with("220"));
+    let mut say = |line: &str, answer: bool| -> String {
+        input.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        if answer {
+            reply(&mut out)
+        } else {
+            String::new()
+        }
+    };
+    assert!(say("EHLO laptop.example.test", true).starts_with("250"));
+    assert!(say("MAIL FROM:<alice@example.test>", true).starts_with("250"));
+    assert!(say("RCPT TO:<bob@far.test>", true).starts_with("250"));
+    assert!(say("DATA", true).starts_with("354"));
+    for l in String::from_utf8_lossy(MESSAGE).split('\n') {
+        let l = l.replace('\r', "");
+        say(
+            &if l.starts_with('.') {
+                format!(".{l}")
+            } else {
+                l
+            },
+            false,
+        );
+    }
+    let queued = say(".", true);
+    assert!(queued.starts_with("250"), "{queued}");
+    assert!(say("QUIT", true).starts_with("221"));
+    let _ = smtpd.wait();
+
+    let d = send.wait_log("event=delivery ", T);
+    assert!(d.contains("result=ok"), "{d}");
+    let msg = received(rec.path(), 1);
+    let text = String::from_utf8_lossy(&msg).into_owned();
+    assert!(text.starts_with("DKIM-Signature: "), "{text}");
+    assert!(
+        text.contains("\r\nReceived: from laptop.example.test"),
+        "smtpd's line kept: {text}"
+    );
+    let (ok, out) = dkimpy(&msg, &dns);
+    assert!(ok, "dkimpy: {out}\n{text}");
+    eprintln!("through smtpd: {out}");
 }
