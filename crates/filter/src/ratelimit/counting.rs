@@ -1,4 +1,5 @@
-//! Counting one accepted message (from smtpd's `event=accept` line) against the
+//! Counting one accepted message (from smtpd's `event=accept` line; postern-scan's
+//! `event=quarantine` lines become alert events, [`super::quarantined`]) against the
 //! sender's, the client's and the user's windows and the storm trigger, and acting on
 //! the level it crosses: warn, block, the paranoid hold of everything, hold the user.
 
@@ -11,6 +12,11 @@ use postern_wire::ratelimit_lists::{self, Layout};
 impl Engine {
     /// Count one log line, acting on what it crosses.
     pub fn handle_line(&mut self, line: &str, now: u64) {
+        // postern-scan's refusals go out as alert events, in the same digest.
+        if let Some((subject, text)) = super::quarantined::alert(line) {
+            self.alert(&subject, &text, now);
+            return;
+        }
         let Some(a) = accept::parse_accept(line) else {
             return;
         };

@@ -38,8 +38,18 @@ impl Engine {
             ([(subject, body)], 0) => (subject.clone(), body.clone()),
             _ => {
                 let n = events.len() as u64 + more;
+                // Rate-limit events only: as before; with postern-scan's refusals among
+                // them, a digest of both.
+                let all_ratelimit = events
+                    .iter()
+                    .all(|(subject, _)| subject.starts_with("[postern] rate limit"));
+                let what = if all_ratelimit {
+                    "rate-limit events"
+                } else {
+                    "events"
+                };
                 let mut body = format!(
-                    "{n} rate-limit events since the last alert (one mail per {} seconds at \
+                    "{n} {what} since the last alert (one mail per {} seconds at \
                      most, alertinterval in control/ratelimit):\n\n",
                     self.settings.alertinterval
                 );
@@ -52,7 +62,12 @@ impl Engine {
                 for (subject, text) in &events {
                     body.push_str(&format!("\n== {subject}\n\n{text}"));
                 }
-                (format!("[postern] rate limit: {n} events"), body)
+                let subject = if all_ratelimit {
+                    format!("[postern] rate limit: {n} events")
+                } else {
+                    format!("[postern] alerts: {n} events")
+                };
+                (subject, body)
             }
         };
         let result = crate::scan::alert::recipient(&self.control).and_then(|to| {

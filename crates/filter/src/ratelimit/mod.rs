@@ -10,6 +10,7 @@
 //! - [`ignore`]: the whitelist, `control/ratelimit.ignore`.
 //! - [`blocklist`]: keeping `control/ratelimit.blocked` and `control/ratelimit.holdauth`.
 //! - [`alerts`]: alert mails through postern-queue.
+//! - [`quarantined`]: postern-scan's refusals (`event=quarantine`) as alert events.
 //! - [`state`]: read positions and users' averages kept across restarts.
 //!
 //! The loop: wait up to [`TICK`] on a signalfd (HUP rereads the control files, TERM and
@@ -25,6 +26,7 @@ pub mod alerts;
 pub mod blocklist;
 pub mod ignore;
 pub mod policy;
+pub mod quarantined;
 pub mod state;
 pub mod window;
 

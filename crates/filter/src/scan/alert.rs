@@ -1,6 +1,14 @@
-//! One alert mail per refused message to `control/alertto` (default `postmaster@` the
-//! first domain in `rcpthosts`, else `postmaster@` `me`): what was refused and why, the
-//! envelope, the client, the message's headers and where the copy is. Sent with an empty
+//! Telling the admin about a refused message, at `control/alertto` (default
+//! `postmaster@` the first domain in `rcpthosts`, else `postmaster@` `me`).
+//!
+//! A refusal in an SMTP session is logged (`event=quarantine`, in the smtpd or
+//! submission log), and postern-ratelimit, which follows those logs, mails it in its
+//! alert digest: at most one mail per `alertinterval` (`control/ratelimit`, default 300
+//! seconds), listing every event — a spam or virus storm is one mail, not thousands.
+//! postern-scan mails each refusal itself, at once, when `alertinterval` is 0 or when it
+//! was not started by an SMTP session (no `TCPREMOTEIP`: postern-inject's mail, whose
+//! log postern-ratelimit does not read): what was refused and why, the envelope, the
+//! client, the message's headers and where the copy is. Alerts go out with an empty
 //! envelope sender so that a failed alert can never bounce back into a loop.
 
 use crate::scan::quarantine::Refusal;
@@ -9,6 +17,18 @@ use postern_common::logline::printable;
 use postern_common::Result;
 use postern_wire::qmail_queue::{client, Envelope};
 use std::path::Path;
+
+/// Whether postern-scan mails this refusal itself (see the module's text); a
+/// `control/ratelimit` that cannot be read means yes, so no refusal goes untold.
+pub fn mail_each(control: &Control) -> bool {
+    if std::env::var_os("TCPREMOTEIP").is_none_or(|ip| ip.is_empty()) {
+        return true;
+    }
+    match crate::ratelimit::policy::Settings::load(control) {
+        Ok(s) => s.alertinterval == 0,
+        Err(_) => true,
+    }
+}
 
 /// Who gets alerts.
 pub fn recipient(control: &Control) -> Result<String> {

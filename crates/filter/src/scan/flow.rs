@@ -258,6 +258,10 @@ fn refuse(
         .kv("detail", &r.detail)
         .kv("copy", copy.display())
         .emit();
+    if !alert::mail_each(control) {
+        // postern-ratelimit mails it from the log line above, in its digest.
+        return Ok(());
+    }
     let me = control
         .value_or("me", &postern_common::control::system_hostname())
         .unwrap_or_else(|_| "localhost".into());

@@ -357,6 +357,58 @@ fn alerts_are_sent_as_one_digest_per_interval() {
     assert_eq!(s.alerts().len(), 2, "one digest, not a mail per event");
 }
 
+/// postern-scan's refusals (its `event=quarantine` lines in the smtpd log) are alert
+/// events in the same digest: the first mailed at once, a storm after it in one mail.
+#[test]
+fn quarantined_messages_are_alerts_in_the_digest() {
+    let mut s = Setup::new("alertinterval 3\n");
+    let _d = s.start();
+    let quarantine = |n: usize| {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(s.logdir().join("current"))
+            .unwrap();
+        writeln!(
+            f,
+            "{} event=quarantine ip=203.0.113.{n} from=<spam{n}@bad.test> rcpts=1 reason=virus rule=clamd:/run/clamav/clamd.ctl:Eicar-Test-Signature detail=Eicar-Test-Signature copy=quarantine/new/17651000{n:02}.M1P1Q1.mx",
+            Tai64n::now().label()
+        )
+        .unwrap();
+    };
+    quarantine(1);
+    let first = s.wait_alerts(1);
+    let mail = &first[0].0;
+    assert!(
+        mail.contains("Subject: [postern] message quarantined: virus\n"),
+        "{mail}"
+    );
+    assert!(mail.contains("Client IP:  203.0.113.1\n"), "{mail}");
+    assert!(
+        mail.contains("posternctl quarantine release 1765100001.M1P1Q1.mx"),
+        "{mail}"
+    );
+    for n in 2..=6 {
+        quarantine(n);
+    }
+    let alerts = s.wait_alerts(2);
+    let digest = &alerts[1].0;
+    assert!(
+        digest.contains("Subject: [postern] alerts: 5 events\n"),
+        "{digest}"
+    );
+    assert_eq!(
+        digest
+            .matches("- [postern] message quarantined: virus\n")
+            .count(),
+        5,
+        "{digest}"
+    );
+    assert!(digest.contains("<spam6@bad.test>"), "{digest}");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(s.alerts().len(), 2, "one digest, not a mail per refusal");
+}
+
 /// The storm trigger: more than `total` unauthenticated messages in the window over
 /// all senders (none of them over its own limit) writes control/holdbulk and alerts;
 /// authenticated mail does not count.

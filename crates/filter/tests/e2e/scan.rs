@@ -42,6 +42,9 @@ impl Setup {
         );
         fs::write(home.join("control/me"), "mx.example.test\n").unwrap();
         fs::write(home.join("control/rcpthosts"), "example.test\n").unwrap();
+        // postern-scan mails each refusal itself (the tests below read those mails);
+        // `alerts_are_left_to_the_rate_limiters_digest` shows the default.
+        fs::write(home.join("control/ratelimit"), "alertinterval 0\n").unwrap();
         Setup { dir }
     }
 
@@ -200,6 +203,46 @@ fn postern_scan_passes_a_non_utf8_envelope_address_on_changed() {
         q[0].1, env,
         "the envelope changed on its way to postern-queue"
     );
+}
+
+#[test]
+fn alerts_are_left_to_the_rate_limiters_digest() {
+    // The default alertinterval: a refusal in an SMTP session (TCPREMOTEIP) is only
+    // logged; postern-ratelimit mails it from the log, in its digest.
+    let s = Setup::new();
+    fs::remove_file(s.home().join("control/ratelimit")).unwrap();
+    let (code, err) = s.scan(&with_attachment("Invoice.pdf.exe", "TVqQAAMAAAAEAAAA"));
+    assert_eq!(code, 31, "{err}");
+    assert!(err.contains("event=quarantine ip=192.0.2.7"), "{err}");
+    assert_eq!(s.quarantined().len(), 1);
+    assert!(s.queued().is_empty(), "no alert of its own");
+    // Not from an SMTP session (postern-inject's mail): no log the rate limiter reads, so
+    // postern-scan mails it at once.
+    let msg = with_attachment("Invoice.pdf.exe", "TVqQAAMAAAAEAAAA");
+    let out = Command::new(s.home().join("bin/postern-scan"))
+        .env("POSTERN_HOME", s.home())
+        .env_remove("TCPREMOTEIP")
+        .stdin(write_to(s.home(), "local.msg", msg.as_bytes()))
+        .stdout(write_to(
+            s.home(),
+            "local.env",
+            b"Fsender@example.test\0Tuser@example.test\0\0",
+        ))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(31));
+    let q = s.queued();
+    assert_eq!(q.len(), 1, "the alert");
+    assert!(q[0]
+        .0
+        .contains("Subject: [postern] message quarantined: attachment"));
+}
+
+/// A file with `bytes`, opened for reading.
+fn write_to(dir: &Path, name: &str, bytes: &[u8]) -> File {
+    fs::write(dir.join(name), bytes).unwrap();
+    File::open(dir.join(name)).unwrap()
 }
 
 #[test]
