@@ -372,21 +372,17 @@ fn attempt(p: &Params, addr: &str) -> Step {
                 let Conn::Plain(tcp) = s.io.into_inner() else {
                     return failed("TLS twice".into());
                 };
-                let conn = match rustls::ClientConnection::new(
+                let stream = match tls::start(
+                    tcp,
                     p.tls.config.clone(),
                     tls::server_name(&p.target.host, p.target.addr.ip()),
+                    &host,
                 ) {
-                    Ok(c) => c,
-                    Err(e) => return failed(format!("TLS setup: {e}")),
+                    Ok(stream) => stream,
+                    Err(why) => return failed(why),
                 };
-                let mut stream = rustls::StreamOwned::new(conn, tcp);
-                while stream.conn.is_handshaking() {
-                    if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
-                        return failed(tls::handshake_failure(&host, &e));
-                    }
-                }
                 s = Session {
-                    io: BufReader::new(Conn::Tls(Box::new(stream))),
+                    io: BufReader::new(Conn::Tls(stream)),
                     host,
                     deadline,
                 };

@@ -148,6 +148,26 @@ pub fn policy(control: &Control, domain: &str, options: &Options) -> Result<Poli
     Ok(Policy { config, required })
 }
 
+/// The TLS session after the server's `220` to STARTTLS: the handshake with `config`
+/// for `name`, run to its end before a byte of SMTP goes over it (postern-remote and
+/// postern-verify both). The error is the reason for the delivery report.
+pub fn start(
+    tcp: std::net::TcpStream,
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    host: &str,
+) -> Result<Box<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>>, String> {
+    let conn =
+        rustls::ClientConnection::new(config, name).map_err(|e| format!("TLS setup: {e}"))?;
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+            return Err(handshake_failure(host, &e));
+        }
+    }
+    Ok(Box::new(stream))
+}
+
 /// Why a handshake with `host` failed: a certificate that did not verify is named as such.
 pub fn handshake_failure(host: &str, e: &std::io::Error) -> String {
     match e
