@@ -246,7 +246,11 @@ fn dovecot_serves_postern_mailboxes_through_postern_checkpassword() {
     // Mail in by SMTP, delivered by postern-send → postern-local into the Maildir.
     send(smtp, "first");
     send(smtp, "second");
-    expect_within(T, "two deliveries", || maildir_usage(&maildir).1 == 2);
+    expect_within(T, "two deliveries and their maildirsize lines", || {
+        maildir_usage(&maildir).1 == 2
+            && maildir.join("maildirsize").is_file()
+            && maildirsize(&maildir).1 == maildir_usage(&maildir)
+    });
     assert_quota_consistent(&maildir, "two deliveries by postern-local");
 
     // IMAP: a wrong password, then the right one (the address in another case).
@@ -320,7 +324,13 @@ m.logout()
 
     // POP3 sees what IMAP did: one message left (the second).
     send(smtp, "third");
-    expect_within(T, "the third delivery", || maildir_usage(&maildir).1 == 2);
+    // postern-local links the message into new/ first (that is the delivery) and adds
+    // its maildirsize line right after: wait for both.
+    expect_within(T, "the third delivery and its maildirsize line", || {
+        maildir_usage(&maildir).1 == 2
+            && maildir.join("maildirsize").is_file()
+            && maildirsize(&maildir).1 == maildir_usage(&maildir)
+    });
     assert_quota_consistent(&maildir, "a delivery after Dovecot's expunge");
     let out = python(
         "poplib",

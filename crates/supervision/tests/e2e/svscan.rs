@@ -276,6 +276,13 @@ fn services_start_with_default_signals_whatever_svscan_inherited() {
         0b110,
         "svscan itself runs with INT and QUIT ignored"
     );
+    // supervise reports the pid at fork; the masks are the service's once it has exec'd
+    // (until then the child is a copy of supervise, signals blocked around the fork).
+    expect_within(SOON, "the service to exec", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| !c.trim().starts_with("postern-"))
+            .unwrap_or(false)
+    });
     for field in ["SigIgn", "SigBlk"] {
         let value = postern_testkit::proc_status_field(pid, field).unwrap();
         // Bits 31 and 32 are glibc's own real-time signals, never ours to reset.
