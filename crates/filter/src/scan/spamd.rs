@@ -50,7 +50,8 @@ pub fn check(
 
 /// `SPAMD/1.x 0 EX_OK`, a `Spam:` header, the symbols.
 pub fn parse_reply(reply: &[u8]) -> Result<Score, String> {
-    let shown = |s: &str| postern_common::logline::printable(&s[..s.len().min(200)]);
+    // Cut as bytes: 200 bytes may end inside a character (a fuzzed answer did).
+    let shown = |s: &str| postern_common::logline::printable(&s.as_bytes()[..s.len().min(200)]);
     let text = String::from_utf8_lossy(reply);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");
@@ -97,6 +98,20 @@ pub fn parse_reply(reply: &[u8]) -> Result<Score, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_answer_cut_inside_a_character_is_an_error_not_a_panic() {
+        // Found by the spam_reply fuzz target: 199 bytes, then a 3-byte character.
+        let mut status = "x".repeat(199).into_bytes();
+        status.extend_from_slice("\u{20ac}\r\n\r\n".as_bytes());
+        assert!(parse_reply(&status).is_err());
+        let mut spam = b"SPAMD/1.1 0 EX_OK\r\nSpam: ".to_vec();
+        spam.extend_from_slice("€".repeat(100).as_bytes());
+        spam.extend_from_slice(b"\r\n\r\n");
+        assert!(parse_reply(&spam)
+            .unwrap_err()
+            .starts_with("bad Spam: header: "));
+    }
 
     fn facts(settings: Option<&str>) -> Facts<'_> {
         Facts {
