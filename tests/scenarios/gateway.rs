@@ -908,6 +908,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
     for (name, text) in files {
         fs::write(control.join(name), text).unwrap();
     }
+    // Alerts come from postern-ratelimit's digest: the first at once, the next after
+    // alertinterval — two seconds here, so flow 5's second alert does not wait five
+    // minutes.
+    let mut ratelimit = fs::read_to_string(control.join("ratelimit")).unwrap_or_default();
+    ratelimit.push_str("alertinterval 2\n");
+    fs::write(control.join("ratelimit"), ratelimit).unwrap();
     let out = w.posternctl(&["cdb"]);
     assert!(out.contains("relayrecipients"), "{out}");
     let (code, out, err) = run(

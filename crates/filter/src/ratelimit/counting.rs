@@ -12,9 +12,12 @@ use postern_wire::ratelimit_lists::{self, Layout};
 impl Engine {
     /// Count one log line, acting on what it crosses.
     pub fn handle_line(&mut self, line: &str, now: u64) {
-        // postern-scan's refusals go out as alert events, in the same digest.
+        // postern-scan's refusals go out as alert events, in the same digest — unless
+        // alertinterval is 0, when postern-scan mails each one itself.
         if let Some((subject, text)) = super::quarantined::alert(line) {
-            self.alert(&subject, &text, now);
+            if self.settings.alertinterval > 0 {
+                self.alert(&subject, &text, now);
+            }
             return;
         }
         let Some(a) = accept::parse_accept(line) else {

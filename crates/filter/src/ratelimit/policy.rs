@@ -226,7 +226,14 @@ impl Settings {
             "window" => self.window = seconds(rest)?,
             "cooldown" => self.cooldown = seconds(rest)?,
             "holdtime" => self.holdtime = seconds(rest)?,
-            "alertinterval" => self.alertinterval = seconds(rest)?,
+            // 0: no digest; postern-scan mails each refusal itself (and the rate
+            // limiter each of its events at once, as with any interval after a quiet one).
+            "alertinterval" => {
+                self.alertinterval = match rest {
+                    ["0"] => 0,
+                    _ => seconds(rest)?,
+                }
+            }
             "total" => match rest {
                 [n] => self.total = n.parse().map_err(|_| "total needs a number")?,
                 _ => return Err("total needs one number (0 = off)"),

@@ -409,6 +409,38 @@ fn quarantined_messages_are_alerts_in_the_digest() {
     assert_eq!(s.alerts().len(), 2, "one digest, not a mail per refusal");
 }
 
+/// With `alertinterval 0` postern-scan mails each refusal itself: the rate limiter
+/// leaves its lines alone (no second alert for the same message).
+#[test]
+fn with_alertinterval_0_quarantines_are_left_to_postern_scan() {
+    let mut s = Setup::new("sender warn 1\nalertinterval 0\n");
+    let _d = s.start();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(s.logdir().join("current"))
+        .unwrap();
+    writeln!(
+        f,
+        "{} event=quarantine ip=203.0.113.1 from=<a@bad.test> rcpts=1 reason=virus rule=x detail=y copy=quarantine/new/1.M1P1Q1.mx",
+        Tai64n::now().label()
+    )
+    .unwrap();
+    drop(f);
+    // A rate-limit warning after it: when its alert is there, the line before it was
+    // read too, and gave no alert of its own.
+    s.mail_from(2, "first@bad.test");
+    let alerts = s.wait_alerts(1);
+    std::thread::sleep(Duration::from_secs(2));
+    let alerts_now = s.alerts();
+    assert_eq!(alerts_now.len(), 1, "{alerts_now:?}");
+    assert!(
+        alerts[0].0.contains("rate limit warning"),
+        "{}",
+        alerts[0].0
+    );
+}
+
 /// The storm trigger: more than `total` unauthenticated messages in the window over
 /// all senders (none of them over its own limit) writes control/holdbulk and alerts;
 /// authenticated mail does not count.
