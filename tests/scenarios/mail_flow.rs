@@ -7,7 +7,7 @@
 //! authenticated user on the submission port (outgoing mail is scanned too). Last, the
 //! admin releases the incoming one with `posternctl quarantine release`.
 
-use crate::support::{add_domain, free_port, user_instance, ThrowawayUser};
+use crate::support::{add_domain, mail_instance, ThrowawayUser};
 use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon};
 use std::fs;
 use std::path::Path;
@@ -28,17 +28,8 @@ fn smtp_in_local_delivery_pop3_out_and_a_virus_stopped() {
         return;
     };
     let dir = tempdir();
-    let (smtp, submission, pop3) = (free_port(), free_port(), free_port());
-    let ports = [
-        ("--smtp-port", smtp),
-        ("--submission-port", submission),
-        ("--pop3-port", pop3),
-    ];
-    let ports: Vec<String> = ports
-        .iter()
-        .flat_map(|(o, p)| [o.to_string(), p.to_string()])
-        .collect();
-    let home = user_instance(&user, dir.path(), &ports);
+    let (home, ports) = mail_instance(&user, dir.path());
+    let (smtp, submission, pop3) = (ports.smtp, ports.submission, ports.pop3);
     for service in ["smtpd", "submission", "pop3d", "send", "ratelimit"] {
         assert!(
             home.join("service").join(service).join("run").is_file(),

@@ -4,7 +4,7 @@
 //! 554 (and 221 to QUIT) and is logged; Python's smtplib, which waits for the greeting,
 //! sends a message that is delivered.
 
-use crate::support::{add_domain, free_port, user_instance, ThrowawayUser};
+use crate::support::{add_domain, mail_instance, ThrowawayUser};
 use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon};
 use std::fs;
 use std::net::TcpStream;
@@ -21,16 +21,8 @@ fn an_early_talker_is_refused_and_smtplib_gets_through() {
         return;
     };
     let dir = tempdir();
-    let (smtp, submission, pop3) = (free_port(), free_port(), free_port());
-    let ports: Vec<String> = [
-        ("--smtp-port", smtp),
-        ("--submission-port", submission),
-        ("--pop3-port", pop3),
-    ]
-    .iter()
-    .flat_map(|(o, p)| [o.to_string(), p.to_string()])
-    .collect();
-    let home = user_instance(&user, dir.path(), &ports);
+    let (home, ports) = mail_instance(&user, dir.path());
+    let smtp = ports.smtp;
     add_domain(&user, &home, "example.test", PASSWORD);
     fs::write(home.join("control/pregreetwait"), "2\n").unwrap();
     assert!(

@@ -3,7 +3,7 @@
 //! from a UTF-8 sender, delivered by postern-local into that mailbox's Maildir with the
 //! addresses unchanged; without the option, smtplib's message is refused with 5.6.7.
 
-use crate::support::{add_domain, free_port, run_with_input, user_instance, ThrowawayUser};
+use crate::support::{add_domain, mail_instance, run_with_input, ThrowawayUser};
 use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon};
 use std::fs;
 use std::net::TcpStream;
@@ -20,16 +20,8 @@ fn a_utf8_address_is_accepted_and_delivered_to_its_mailbox() {
         return;
     };
     let dir = tempdir();
-    let (smtp, submission, pop3) = (free_port(), free_port(), free_port());
-    let ports: Vec<String> = [
-        ("--smtp-port", smtp),
-        ("--submission-port", submission),
-        ("--pop3-port", pop3),
-    ]
-    .iter()
-    .flat_map(|(o, p)| [o.to_string(), p.to_string()])
-    .collect();
-    let home = user_instance(&user, dir.path(), &ports);
+    let (home, ports) = mail_instance(&user, dir.path());
+    let smtp = ports.smtp;
     add_domain(&user, &home, "example.test", PASSWORD);
     let mut add = user.command(workspace_bin("postern-user"));
     add.env("POSTERN_HOME", &home)

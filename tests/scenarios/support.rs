@@ -87,6 +87,31 @@ pub fn user_instance(user: &ThrowawayUser, dir: &Path, ports: &[String]) -> Path
     home
 }
 
+/// The ports of a [`mail_instance`].
+pub struct Ports {
+    pub smtp: u16,
+    pub submission: u16,
+    pub pop3: u16,
+}
+
+/// [`user_instance`] on three free ports (SMTP, submission, POP3): its path and ports.
+pub fn mail_instance(user: &ThrowawayUser, dir: &Path) -> (PathBuf, Ports) {
+    let ports = Ports {
+        smtp: free_port(),
+        submission: free_port(),
+        pop3: free_port(),
+    };
+    let args: Vec<String> = [
+        ("--smtp-port", ports.smtp),
+        ("--submission-port", ports.submission),
+        ("--pop3-port", ports.pop3),
+    ]
+    .iter()
+    .flat_map(|(o, p)| [o.to_string(), p.to_string()])
+    .collect();
+    (user_instance(user, dir, &args), ports)
+}
+
 /// `postern-user domain add DOMAIN` as `user`: the postmaster mailbox, its password on
 /// standard input (never argv).
 pub fn add_domain(user: &ThrowawayUser, home: &Path, domain: &str, password: &str) {
