@@ -49,6 +49,7 @@ pub const NUMBER_FILES: &[&str] = &[
     "verifytimeout",
     "pregreetttl",
     "pregreetpassttl",
+    "authtimeout",
 ];
 
 /// What `check` found.
