@@ -18,8 +18,8 @@
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::Policy as DmarcPolicy;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
-    SpfResult,
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult,
+    MessageAuthenticator, SpfResult,
 };
 use postern_common::control::Control;
 use postern_dns::Dns;
@@ -268,6 +268,7 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
     let Some((dkim, spf_helo, spf, dmarc)) = dns.block_on(policy.deadline, run) else {
         return trouble(policy, input.hostname, message, "the checks timed out", lf);
     };
+    let dkim = body_hash_fails(&dkim);
 
     // mail-auth 0.7 leaves both DMARC results None when nothing passed at all; with a
     // record that is a failure (RFC 7489 6.6.2), and the header must say so.
@@ -355,6 +356,27 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
         message: out,
         summary,
     }
+}
+
+/// mail-auth's outputs with a body hash that did not verify turned from `neutral` into
+/// `fail`: the message is not what was signed, a PERMFAIL (RFC 6376 6.1.3, step 4),
+/// which RFC 8601 2.7.1 records as `fail` — `neutral` is for a signature that could be
+/// judged neither way. DMARC counts only `pass`, so its answer is the same either way.
+fn body_hash_fails<'a>(outputs: &'a [DkimOutput<'a>]) -> Vec<DkimOutput<'a>> {
+    outputs
+        .iter()
+        .map(|o| match (o.result(), o.signature()) {
+            (DkimResult::Neutral(mail_auth::Error::FailedBodyHashMatch), Some(sig)) => {
+                let failed =
+                    DkimOutput::fail(mail_auth::Error::FailedBodyHashMatch).with_signature(sig);
+                match o.failure_report_addr() {
+                    Some(addr) => failed.with_report(addr.to_string()),
+                    None => failed,
+                }
+            }
+            _ => o.clone(),
+        })
+        .collect()
 }
 
 /// Whether `domain` is hosted: listed in `hosted`, or under a `.suffix` entry (as

@@ -197,8 +197,20 @@ fn dkimpy_signatures_spf_and_dmarc_decide_as_the_policy_says() {
         .replace("the figures.", "other figures.");
     let (o, h) = run(&w, STRANGER, "alice@strict.test", body.as_bytes(), &p);
     assert!(rejected(&o), "body changed: {o:?}");
-    // mail-auth says neutral for a body hash that does not verify (RFC 6376 6.1.3).
-    assert!(h.contains("dkim=neutral (body hash did not verify)"), "{h}");
+    // A body hash that does not verify is a failed verification (RFC 6376 6.1.3,
+    // RFC 8601 2.7.1), though mail-auth itself says neutral; DMARC does not align.
+    assert!(h.contains("dkim=fail (body hash did not verify)"), "{h}");
+    assert!(!h.contains("dkim=neutral"), "{h}");
+    assert!(h.contains("dmarc=fail"), "{h}");
+    assert!(o.summary.contains("dkim=fail"), "{}", o.summary);
+    // With the policy lenient, the message goes on, still failed and not aligned.
+    let lenient = Policy {
+        dmarc_reject: false,
+        ..p.clone()
+    };
+    let (o, h) = run(&w, STRANGER, "alice@strict.test", body.as_bytes(), &lenient);
+    assert_eq!(o.verdict, Verdict::Accept, "{h}");
+    assert!(h.contains("dkim=fail (body hash did not verify)"), "{h}");
     assert!(h.contains("dmarc=fail"), "{h}");
     let head = String::from_utf8(signed.clone())
         .unwrap()
