@@ -968,6 +968,11 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         "scanned by clamd at the gateway: {mail}"
     );
     assert!(mail.contains(INET_CLIENT), "the gateway's Received: {mail}");
+    // SPF, DKIM and DMARC are on by default: outside.test's SPF covers the client.
+    assert!(
+        mail.contains("Authentication-Results: gw.corp.test;") && mail.contains("spf=pass"),
+        "checked at the gateway: {mail}"
+    );
     assert!(
         mail.contains(&format!("[{GW_INSIDE}])")) && mail.contains("(using TLS"),
         "Postfix received it from the gateway over TLS: {mail}"
@@ -1003,6 +1008,33 @@ postlog   unix-dgram n  -       n       -       1       postlogd
     assert_eq!(s.reply("data"), None, "no DATA without a recipient");
     assert_eq!(w.gateway_queue(), queued_before, "nothing queued");
     eprintln!("gateway: flow 2 (nosuch@ refused at RCPT by relayrecipients) passed");
+
+    // --- 2b. An outsider writing as our postmaster: corp.test's SPF (`mx -all`) does
+    //         not cover the client and nothing carries corp.test's signature: 550 5.7.1
+    //         before any 250 (the checks are on by default), nothing queued.
+    let s = w.smtp(
+        &inet,
+        INET_CLIENT,
+        To::Addr(GW_OUTSIDE),
+        "postmaster@corp.test",
+        &["alice@corp.test"],
+        &message(
+            "Postmaster <postmaster@corp.test>",
+            "alice@corp.test",
+            "verify your account",
+            "forged-1@outside.test",
+            "click",
+        ),
+    );
+    assert_eq!(s.code("rcpt alice@corp.test"), Some(250), "{}", s.out);
+    let (code, text) = s.reply("data").unwrap_or_default();
+    assert_eq!(code, 550, "{}", s.out);
+    assert!(
+        text.starts_with("5.7.1 corp.test is a domain of this host"),
+        "{text}"
+    );
+    assert_eq!(w.gateway_queue(), queued_before, "nothing queued");
+    eprintln!("gateway: flow 2b (forged postmaster@corp.test from outside: 550) passed");
 
     // --- 3. EICAR from the internet: 554 at the gateway.
     let s = w.smtp(

@@ -234,6 +234,7 @@ fn install_runs_every_daemon_under_its_own_account_and_the_chain_works() {
     );
     let cdb = home.join("control/users.cdb");
     assert_eq!((owner(&cdb), mode(&cdb)), (uid("mail"), 0o600));
+    let _dns = crate::support::quiet_dns(&home);
     let tls = home.join("control/tls");
     let (code, _, err) = run(
         Command::new("openssl")

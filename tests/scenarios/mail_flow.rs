@@ -38,6 +38,7 @@ fn smtp_in_local_delivery_pop3_out_and_a_virus_stopped() {
     }
 
     add_domain(&user, &home, "example.test", PASSWORD);
+    let _dns = crate::support::quiet_dns(&home);
 
     let mut svscan = user.command(workspace_bin("postern-svscan"));
     svscan.arg(home.join("service"));

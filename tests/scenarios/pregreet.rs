@@ -4,7 +4,7 @@
 //! 554 (and 221 to QUIT) and is logged; Python's smtplib, which waits for the greeting,
 //! sends a message that is delivered.
 
-use crate::support::{add_domain, mail_instance, ThrowawayUser};
+use crate::support::{add_domain, mail_instance, quiet_dns, ThrowawayUser};
 use postern_testkit::{expect_within, run, tempdir, workspace_bin, Daemon};
 use std::fs;
 use std::net::TcpStream;
@@ -25,6 +25,7 @@ fn an_early_talker_is_refused_and_smtplib_gets_through() {
     let smtp = ports.smtp;
     add_domain(&user, &home, "example.test", PASSWORD);
     fs::write(home.join("control/pregreetwait"), "2\n").unwrap();
+    let _dns = quiet_dns(&home);
     assert!(
         home.join("run/pregreet").is_dir(),
         "posternctl init makes it"

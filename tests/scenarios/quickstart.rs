@@ -98,6 +98,7 @@ fn quickstart_as_a_normal_user_sends_fetches_and_stops_cleanly() {
             && std::net::TcpStream::connect(("127.0.0.1", pop3)).is_ok()
     });
     let password = fs::read_to_string(demo.join("control/quickstart-password")).unwrap();
+    let _dns = crate::support::quiet_dns(&demo);
     let password = password.trim();
 
     let script = format!(

@@ -7,6 +7,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// A DNS server on loopback that answers NXDOMAIN for every name, made the instance's
+/// `control/resolvers`: mail from outside clients (127.0.0.200) meets SPF, DKIM and DMARC
+/// (on by default), and their questions stay on loopback instead of going to the
+/// machine's resolver. Keep the daemon as long as the instance runs.
+pub fn quiet_dns(home: &Path) -> Option<postern_testkit::Daemon> {
+    let (dns, port) = postern_testkit::dnsmasq(&["--local=/#/".to_string()])?;
+    std::fs::write(
+        home.join("control/resolvers"),
+        format!("127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    Some(dns)
+}
+
 /// A throwaway account for the duration of a test.
 pub struct ThrowawayUser {
     pub name: String,

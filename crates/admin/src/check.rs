@@ -50,6 +50,10 @@ pub const NUMBER_FILES: &[&str] = &[
     "pregreetttl",
     "pregreetpassttl",
     "authtimeout",
+    "authchecks",
+    "dmarcreject",
+    "spfreject",
+    "refuseforgedhosted",
 ];
 
 /// What `check` found.

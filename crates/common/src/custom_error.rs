@@ -9,6 +9,12 @@
 //! `554 TEXT` for `D`, `451 TEXT` for `Z`. A program that does not know the convention
 //! never writes to descriptor 6 and is not affected by it.
 //!
+//! postern's extension: a text that begins with a reply code of its class — `550`, `552`,
+//! `553` or `554` after `D`, `450`, `451` or `452` after `Z` — is answered with that code
+//! (`D550 5.7.1 …` → `550 5.7.1 …`), so a policy refusal can say 550 as RFC 7372 and the
+//! big providers do. A qmail-smtpd with the classic patch would answer `554 550 5.7.1 …`:
+//! still a permanent refusal, only uglier.
+//!
 //! The text reaches a stranger's SMTP client, so both sides [`clean`] it: printable ASCII
 //! only, one line, at most [`MAX_TEXT`] characters; the caller reads at most
 //! [`MAX_RECORD`] bytes. postern-scan writes the record ([`record`], [`take_pipe`]);
@@ -46,6 +52,15 @@ impl Class {
         match self {
             Class::Permanent => ("554", "5.3.0"),
             Class::Temporary => ("451", "4.3.0"),
+        }
+    }
+
+    /// The reply codes a record of this class may choose instead of the default: the
+    /// ones RFC 5321 allows as an answer to the end of DATA.
+    fn allowed_codes(self) -> &'static [&'static str] {
+        match self {
+            Class::Permanent => &["550", "552", "553", "554"],
+            Class::Temporary => &["450", "451", "452"],
         }
     }
 }
@@ -96,7 +111,8 @@ fn has_status_code(class: Class, text: &str) -> bool {
 }
 
 /// The SMTP reply for a record read from the pipe, or `None` when it is not one (empty,
-/// no `D`/`Z`, no text): the caller then answers as for any unknown exit code. Text
+/// no `D`/`Z`, no text): the caller then answers as for any unknown exit code. A reply
+/// code of the record's class in front of the text is used instead of 554 / 451; text
 /// without an enhanced status code of its class gets `5.3.0` / `4.3.0` in front.
 pub fn reply(record: &[u8]) -> Option<String> {
     let class = match record.first()? {
@@ -105,10 +121,14 @@ pub fn reply(record: &[u8]) -> Option<String> {
         _ => return None,
     };
     let text = clean(&record[1..record.len().min(MAX_RECORD)]);
+    let (default_code, status) = class.codes();
+    let (code, text) = match text.split_once(' ') {
+        Some((c, rest)) if class.allowed_codes().contains(&c) => (c, rest.to_string()),
+        _ => (default_code, text),
+    };
     if text.is_empty() {
         return None;
     }
-    let (code, status) = class.codes();
     if has_status_code(class, &text) {
         Some(format!("{code} {text}"))
     } else {
@@ -182,6 +202,24 @@ mod tests {
         assert_eq!(r.len(), 4 + MAX_TEXT);
         assert_eq!(clean(format!("a{}b", " ".repeat(300))), "a b");
         assert_eq!(clean(" \t padded \r\n"), "padded");
+    }
+
+    #[test]
+    fn a_reply_code_of_its_class_replaces_the_default() {
+        assert_eq!(
+            reply(b"D550 5.7.1 DMARC policy of example.org is reject").unwrap(),
+            "550 5.7.1 DMARC policy of example.org is reject"
+        );
+        assert_eq!(reply(b"D552 too big").unwrap(), "552 5.3.0 too big");
+        assert_eq!(reply(b"Z450 4.7.1 later").unwrap(), "450 4.7.1 later");
+        // A code of the other class, or one not allowed after DATA, is only text.
+        assert_eq!(reply(b"D451 4.7.1 x").unwrap(), "554 5.3.0 451 4.7.1 x");
+        assert_eq!(reply(b"Z550 5.7.1 x").unwrap(), "451 4.3.0 550 5.7.1 x");
+        assert_eq!(reply(b"D250 2.0.0 ok").unwrap(), "554 5.3.0 250 2.0.0 ok");
+        assert_eq!(reply(b"D551 5.7.1 x").unwrap(), "554 5.3.0 551 5.7.1 x");
+        // A code and nothing after it is not a reason.
+        assert_eq!(reply(b"D550"), Some("554 5.3.0 550".to_string()));
+        assert_eq!(reply(b"D550 "), Some("554 5.3.0 550".to_string()));
     }
 
     #[test]

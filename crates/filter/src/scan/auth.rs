@@ -1,7 +1,7 @@
 //! SPF, DKIM and DMARC in postern-scan (docs/postern-scan.md "Mail authentication"),
 //! the checks themselves [`postern_auth::inbound`]'s.
 //!
-//! They run when `control/authchecks` is set, for mail from outside only: a client
+//! They run unless `control/authchecks` says `0`, for mail from outside only: a client
 //! address (`TCPREMOTEIP`), no login (`AUTHUSER`) and no relay right (`RELAYCLIENT`) —
 //! our own users' mail is neither checked nor refused here. The message goes on with
 //! forged `Authentication-Results:` headers removed and ours on top; a refusal is
@@ -25,7 +25,8 @@ pub fn check(
     reason_pipe: &mut Option<File>,
 ) -> Result<Vec<u8>> {
     let config_error = |e: Error| Error::code(qq::CONFIG_ERROR, e.msg);
-    if !control.flag("authchecks").map_err(config_error)? {
+    // On unless turned off: DMARC p=reject honoured is what the large providers expect.
+    if control.number("authchecks", 1).map_err(config_error)? == 0 {
         return Ok(message);
     }
     let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
@@ -69,7 +70,13 @@ pub fn check(
     let Some((class, text)) = class else {
         return Ok(outcome.message);
     };
-    let record = custom_error::record(class, text);
+    // A policy refusal is 550 (RFC 7372, and what the large providers answer), not the
+    // 554 a content refusal gets.
+    let text = match class {
+        Class::Permanent => format!("550 {text}"),
+        Class::Temporary => text.clone(),
+    };
+    let record = custom_error::record(class, &text);
     match reason_pipe.take().map(|mut p| p.write_all(&record)) {
         Some(Ok(())) => Err(Error::code(qq::CUSTOM_ERROR, "")),
         _ => Err(Error::code(code, "")),

@@ -1,9 +1,10 @@
-//! SPF, DKIM and DMARC in postern-scan (control/authchecks), with dnsmasq serving the
+//! SPF, DKIM and DMARC in postern-scan (on by default), with dnsmasq serving the
 //! records: a forged `From: postmaster@example.test` from outside is refused 550 5.7.1
 //! before any 250, as is mail from a `p=reject` domain that is not aligned; mail from
 //! outside goes on with our `Authentication-Results:` on top and a forged one removed;
 //! a logged-in user's mail is not checked. Last, the real postern-smtpd in front: the
-//! forged postmaster gets `554 5.7.1` as the answer to the final dot, nothing queued.
+//! forged postmaster gets `550 5.7.1` as the answer to the final dot, nothing queued;
+//! `control/authchecks` set to 0 turns the checks off.
 
 use crate::scan::Setup;
 use std::fs;
@@ -71,14 +72,15 @@ fn forged_hosted_senders_and_dmarc_rejects_are_refused_before_250() {
     };
     let control = s.home().join("control");
     fs::write(control.join("resolvers"), format!("127.0.0.1:{port}\n")).unwrap();
-    fs::write(control.join("authchecks"), "1\n").unwrap();
+    // No control/authchecks: the checks are on by default (the Setup turns them off).
+    fs::remove_file(control.join("authchecks")).unwrap();
 
     // An outsider writing as our postmaster.
     let forged = format!("{RECEIVED}From: Postmaster <postmaster@example.test>\nSubject: verify your account\n\nclick\n");
     let (code, reason) = scan(&s, "x@outside.test", &forged, &[]);
     assert_eq!(code, 82, "{reason}");
     assert!(
-        reason.starts_with("D5.7.1 example.test is a domain of this host"),
+        reason.starts_with("D550 5.7.1 example.test is a domain of this host"),
         "{reason}"
     );
     // The same from a logged-in user: not checked, queued as it was.
@@ -96,9 +98,15 @@ fn forged_hosted_senders_and_dmarc_rejects_are_refused_before_250() {
     let (code, reason) = scan(&s, "boss@strict.test", &dmarc, &[]);
     assert_eq!(code, 82, "{reason}");
     assert!(
-        reason.starts_with("D5.7.1 strict.test publishes a DMARC policy of reject"),
+        reason.starts_with("D550 5.7.1 strict.test publishes a DMARC policy of reject"),
         "{reason}"
     );
+    // `authchecks 0`: neither checked nor refused, no header added.
+    fs::write(control.join("authchecks"), "0\n").unwrap();
+    let (code, reason) = scan(&s, "boss@strict.test", &dmarc, &[]);
+    assert_eq!(code, 0, "{reason}");
+    assert_eq!(queued(&s).last().unwrap(), &dmarc);
+    fs::remove_file(control.join("authchecks")).unwrap();
 
     // Ordinary mail from outside: through, our header on top, the forged one gone.
     let plain = format!("{RECEIVED}Authentication-Results: mx.example.test; dmarc=pass\nFrom: sam@outside.test\nSubject: lunch\n\nTuesday?\n");
@@ -130,7 +138,7 @@ fn reply(out: &mut impl std::io::BufRead) -> String {
 }
 
 #[test]
-fn through_postern_smtpd_the_forged_postmaster_gets_554_before_250() {
+fn through_postern_smtpd_the_forged_postmaster_gets_550_before_250() {
     use std::io::{BufReader, Write};
     let s = Setup::new();
     let Some((_dns, port)) = postern_testkit::dnsmasq(&[
@@ -141,7 +149,7 @@ fn through_postern_smtpd_the_forged_postmaster_gets_554_before_250() {
     };
     let control = s.home().join("control");
     fs::write(control.join("resolvers"), format!("127.0.0.1:{port}\n")).unwrap();
-    fs::write(control.join("authchecks"), "1\n").unwrap();
+    fs::remove_file(control.join("authchecks")).unwrap();
     let mut smtpd = Command::new(postern_testkit::workspace_bin("postern-smtpd"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -184,7 +192,7 @@ fn through_postern_smtpd_the_forged_postmaster_gets_554_before_250() {
     }
     let answer = say(".", true);
     assert!(
-        answer.starts_with("554 5.7.1 example.test is a domain of this host"),
+        answer.starts_with("550 5.7.1 example.test is a domain of this host"),
         "{answer}"
     );
     eprintln!("smtpd: {answer}");
