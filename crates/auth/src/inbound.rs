@@ -215,7 +215,7 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
     // Each signature may cost a DNS question: the first few are verified, the rest
     // ignored (RFC 6376 6.1 lets a verifier limit them).
     parsed.dkim_headers.truncate(MAX_SIGNATURES);
-    let helo = input.helo.trim_end_matches('.').to_ascii_lowercase();
+    let helo = crate::spf::helo_name(input.helo);
     let mail_from = input.mail_from.to_ascii_lowercase();
     // RFC 7208 2.4: a null sender is checked as postmaster@HELO.
     let spf_domain = match domain_of(&mail_from) {
@@ -234,29 +234,10 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
     let auth = MessageAuthenticator(resolver);
     let run = async {
         let dkim = auth.verify_dkim(&parsed).await;
-        let spf_helo = match helo.is_empty() {
-            true => None,
-            false => Some(
-                auth.verify_spf(mail_auth::spf::verify::SpfParameters::verify_ehlo(
-                    input.ip,
-                    &helo,
-                    input.hostname,
-                ))
-                .await,
-            ),
-        };
-        let spf = match (mail_from.is_empty(), &spf_helo) {
-            (true, Some(h)) => h.clone(),
-            _ => {
-                auth.verify_spf(mail_auth::spf::verify::SpfParameters::verify_mail_from(
-                    input.ip,
-                    &helo,
-                    input.hostname,
-                    &mail_from,
-                ))
-                .await
-            }
-        };
+        let crate::spf::Results {
+            helo: spf_helo,
+            mail_from: spf,
+        } = crate::spf::evaluate(&auth, input.ip, &helo, &mail_from, input.hostname).await;
         let dmarc = auth
             .verify_dmarc(
                 mail_auth::dmarc::verify::DmarcParameters::new(&parsed, &dkim, &spf_domain, &spf)
@@ -300,7 +281,7 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
     };
     let summary = format!(
         "spf={} dkim={dkim_word} dmarc={}",
-        word_spf(spf.result()),
+        crate::spf::word(spf.result()),
         word_dmarc(dmarc.dkim_result(), dmarc.spf_result(), dmarc.domain()),
     );
     let mut out = header.into_bytes();
@@ -445,18 +426,6 @@ fn trouble(policy: &Policy, host: &str, message: Vec<u8>, why: &str, lf: bool) -
         verdict: Verdict::Accept,
         message: out,
         summary: "temperror".to_string(),
-    }
-}
-
-fn word_spf(r: SpfResult) -> &'static str {
-    match r {
-        SpfResult::Pass => "pass",
-        SpfResult::Fail => "fail",
-        SpfResult::SoftFail => "softfail",
-        SpfResult::Neutral => "neutral",
-        SpfResult::TempError => "temperror",
-        SpfResult::PermError => "permerror",
-        SpfResult::None => "none",
     }
 }
 

@@ -6,6 +6,7 @@
 //!   postern-remote puts on outgoing mail.
 //! - [`inbound`]: SPF, DKIM and DMARC of incoming mail (postern-scan), the one
 //!   `Authentication-Results:` header, and the policy's verdict.
+//! - [`spf`]: SPF for a client's HELO name and envelope sender, as `inbound` checks it.
 //! - [`published`]: what DNS publishes for one of our domains (SPF, DMARC), for
 //!   `posternctl audit`.
 //!
@@ -15,3 +16,4 @@
 pub mod dkim;
 pub mod inbound;
 pub mod published;
+pub mod spf;
