@@ -1,6 +1,7 @@
 //! Whole-chain scenarios: instances made by `posternctl init` and run under
 //! `postern-svscan`, from the binaries the workspace built.
 
+mod dkim_submission;
 mod dovecot_imap;
 mod gateway;
 mod implicit_tls;
