@@ -249,7 +249,24 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
     let Some((dkim, spf_helo, spf, dmarc)) = dns.block_on(policy.deadline, run) else {
         return trouble(policy, input.hostname, message, "the checks timed out", lf);
     };
-    let dkim = body_hash_fails(&dkim);
+    let dkim = corrected_dkim(&dkim);
+    // No DMARC record found: make sure DNS said so, rather than failed (servfail.rs).
+    let unanswered = match (dmarc.dmarc_record(), dmarc.domain()) {
+        (None, d) if !d.is_empty() => dns
+            .block_on(
+                policy.deadline,
+                crate::servfail::dmarc(&auth, d, organizational(d)),
+            )
+            .unwrap_or_else(|| Some("timed out".to_string())),
+        _ => None,
+    };
+    let dmarc = match unanswered {
+        Some(why) => {
+            let e = DmarcResult::TempError(mail_auth::Error::DnsError(why));
+            dmarc.with_dkim_result(e.clone()).with_spf_result(e)
+        }
+        None => dmarc,
+    };
 
     // mail-auth 0.7 leaves both DMARC results None when nothing passed at all; with a
     // record that is a failure (RFC 7489 6.6.2), and the header must say so.
@@ -339,11 +356,15 @@ pub fn check(dns: &Dns, input: &Input, message: &[u8], policy: &Policy) -> Outco
     }
 }
 
-/// mail-auth's outputs with a body hash that did not verify turned from `neutral` into
-/// `fail`: the message is not what was signed, a PERMFAIL (RFC 6376 6.1.3, step 4),
-/// which RFC 8601 2.7.1 records as `fail` — `neutral` is for a signature that could be
-/// judged neither way. DMARC counts only `pass`, so its answer is the same either way.
-fn body_hash_fails<'a>(outputs: &'a [DkimOutput<'a>]) -> Vec<DkimOutput<'a>> {
+/// mail-auth's DKIM outputs, corrected:
+///
+/// - a body hash that did not verify is `fail`, not mail-auth's `neutral`: the message
+///   is not what was signed, a PERMFAIL (RFC 6376 6.1.3, step 4), which RFC 8601 2.7.1
+///   records as `fail` — `neutral` is for a signature that could be judged neither way.
+///   DMARC counts only `pass`, so its answer is the same either way.
+/// - a key lookup that got a server failure is `temperror`, not `permerror`
+///   ([`crate::servfail`]).
+fn corrected_dkim<'a>(outputs: &'a [DkimOutput<'a>]) -> Vec<DkimOutput<'a>> {
     outputs
         .iter()
         .map(|o| match (o.result(), o.signature()) {
@@ -355,7 +376,7 @@ fn body_hash_fails<'a>(outputs: &'a [DkimOutput<'a>]) -> Vec<DkimOutput<'a>> {
                     None => failed,
                 }
             }
-            _ => o.clone(),
+            _ => crate::servfail::dkim(o).unwrap_or_else(|| o.clone()),
         })
         .collect()
 }

@@ -7,6 +7,8 @@
 //! - [`inbound`]: SPF, DKIM and DMARC of incoming mail (postern-scan), the one
 //!   `Authentication-Results:` header, and the policy's verdict.
 //! - [`spf`]: SPF for a client's HELO name and envelope sender, as `inbound` checks it.
+//! - `servfail`: a DNS server failure told apart from "no record", which mail-auth
+//!   0.7 confuses (SPF, DKIM keys, DMARC records).
 //! - [`published`]: what DNS publishes for one of our domains (SPF, DMARC), for
 //!   `posternctl audit`.
 //!
@@ -16,4 +18,5 @@
 pub mod dkim;
 pub mod inbound;
 pub mod published;
+mod servfail;
 pub mod spf;

@@ -3,6 +3,7 @@
 //! through postern-dns's resolver.
 
 use mail_auth::dmarc::{Dmarc, Policy};
+use mail_auth::hickory_resolver::proto::op::ResponseCode;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{MessageAuthenticator, SpfResult};
 use postern_dns::Dns;
@@ -32,9 +33,11 @@ pub fn spf(dns: &Dns, domain: &str, ip: IpAddr, helo: &str) -> Lookup<&'static s
     let auth = MessageAuthenticator(resolver);
     let sender = format!("postmaster@{domain}");
     let run = async {
-        auth.verify_spf(SpfParameters::verify_mail_from(ip, helo, helo, &sender))
-            .await
-            .result()
+        // A server failure is trouble, not a missing record (servfail.rs).
+        let out = auth
+            .verify_spf(SpfParameters::verify_mail_from(ip, helo, helo, &sender))
+            .await;
+        crate::spf::recheck_first_record(&auth, out).await.result()
     };
     match dns.block_on(DEADLINE, run) {
         None => Lookup::Trouble("timed out".into()),
@@ -66,7 +69,11 @@ pub fn dmarc(dns: &Dns, domain: &str) -> Lookup<&'static str> {
             Policy::Quarantine => "quarantine",
             Policy::None | Policy::Unspecified => "none",
         }),
-        Some(Err(mail_auth::Error::DnsRecordNotFound(_)))
+        // NXDOMAIN or no TXT: missing; SERVFAIL and the like, which mail-auth reports
+        // the same way, are trouble (servfail.rs).
+        Some(Err(mail_auth::Error::DnsRecordNotFound(
+            ResponseCode::NXDomain | ResponseCode::NoError,
+        )))
         | Some(Err(mail_auth::Error::InvalidRecordType)) => Lookup::Missing,
         Some(Err(e)) => Lookup::Trouble(e.to_string()),
     }

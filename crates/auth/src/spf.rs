@@ -57,34 +57,24 @@ pub(crate) async fn evaluate(
 }
 
 /// mail-auth's answer for the domain it started from, corrected where that domain's
-/// own TXT answer shows it wrong (asked once more; hickory's cache usually answers):
+/// own TXT answer, asked once more, shows it wrong:
 ///
-/// - `none` becomes `temperror` when the question got an error (SERVFAIL, REFUSED, …)
-///   rather than NXDOMAIN or an answer without SPF: RFC 7208 4.4. mail-auth 0.7 takes
-///   hickory's "no records" error whatever its response code, so SERVFAIL reads as no
-///   record.
+/// - `none` becomes `temperror` when the server failed rather than said NXDOMAIN or
+///   answered without SPF (RFC 7208 4.4; [`crate::servfail`]).
 /// - two or more SPF records are a `permerror` (RFC 7208 4.5); mail-auth takes the first.
 ///
 /// The same faults inside the record (an `a:`, `mx:` or `include:` name that gets
 /// SERVFAIL, an included domain with two records) stay: mail-auth evaluates those itself.
-async fn recheck_first_record(auth: &MessageAuthenticator, out: SpfOutput) -> SpfOutput {
+pub(crate) async fn recheck_first_record(auth: &MessageAuthenticator, out: SpfOutput) -> SpfOutput {
     if out.result() == SpfResult::TempError || out.domain().is_empty() {
         return out;
     }
-    let name = format!("{}.", out.domain().trim_end_matches('.'));
     let corrected = |r| SpfOutput::new(out.domain().to_string()).with_result(r);
-    match auth.resolver().txt_lookup(name).await {
-        Ok(txt) => {
-            let records = txt
-                .iter()
-                .filter(|t| is_spf_record(&t.txt_data().concat()))
-                .count();
-            match records {
-                0 | 1 => out,
-                _ => corrected(SpfResult::PermError),
-            }
-        }
-        Err(e) if no_such_record(&e) => out,
+    match crate::servfail::txt(auth, out.domain()).await {
+        Ok(texts) => match texts.iter().filter(|t| is_spf_record(t)).count() {
+            0 | 1 => out,
+            _ => corrected(SpfResult::PermError),
+        },
         Err(_) if out.result() == SpfResult::None => corrected(SpfResult::TempError),
         Err(_) => out,
     }
@@ -96,24 +86,6 @@ fn is_spf_record(text: &[u8]) -> bool {
     text.len() >= 6
         && text[..6].eq_ignore_ascii_case(b"v=spf1")
         && (text.len() == 6 || text[6] == b' ')
-}
-
-/// Whether a lookup failed for want of a record (NXDOMAIN, or NOERROR with no answer),
-/// not for want of an answer.
-fn no_such_record(e: &mail_auth::hickory_resolver::ResolveError) -> bool {
-    use mail_auth::hickory_resolver::proto::op::ResponseCode;
-    use mail_auth::hickory_resolver::proto::ProtoErrorKind;
-    use mail_auth::hickory_resolver::ResolveErrorKind;
-    match e.kind() {
-        ResolveErrorKind::Proto(p) => matches!(
-            p.kind(),
-            ProtoErrorKind::NoRecordsFound {
-                response_code: ResponseCode::NXDomain | ResponseCode::NoError,
-                ..
-            }
-        ),
-        _ => false,
-    }
 }
 
 /// SPF for a client at `ip` that said `HELO helo` and `MAIL FROM:<mail_from>`, asking

@@ -4,6 +4,9 @@
 //! wrong key; DMARC: aligned, unaligned, p=reject, p=none, pct=0; SPF pass and fail;
 //! DNS trouble; forged Authentication-Results removed.
 
+#[path = "support/servfail.rs"]
+mod support;
+
 use base64ct::{Base64, Encoding};
 use postern_auth::dkim::{record, Key, KeyType};
 use postern_auth::inbound::{check, Input, Outcome, Policy, Verdict};
@@ -66,6 +69,9 @@ fn dkimpy_sign(msg: &[u8], key: &Key) -> Vec<u8> {
 
 struct World {
     _dns: postern_testkit::Daemon,
+    _servfail: postern_testkit::Daemon,
+    /// Signs as sfkey.test s1, whose key's name gets SERVFAIL.
+    sfkey: Key,
     dns: Dns,
     rsa: Key,
     ed: Key,
@@ -89,7 +95,16 @@ fn world() -> Option<World> {
     // Signs as strict.test s2, but DNS publishes another key there.
     let unpublished = Key::generate("strict.test", "s2", KeyType::Rsa).unwrap();
     let published_s2 = Key::generate("strict.test", "s2", KeyType::Rsa).unwrap();
+    let sfkey = Key::generate("sfkey.test", "s1", KeyType::Rsa).unwrap();
+    let (servfail, servfail_port) = support::start();
     let mut opts = vec![
+        // Broken zones: the DMARC record of sfdmarc.test and the DKIM keys of
+        // sfkey.test get SERVFAIL.
+        format!("--server=/_dmarc.sfdmarc.test/127.0.0.1#{servfail_port}"),
+        txt("sfdmarc.test", &format!("v=spf1 ip4:{ALLOWED} -all")),
+        format!("--server=/_domainkey.sfkey.test/127.0.0.1#{servfail_port}"),
+        txt("sfkey.test", &format!("v=spf1 ip4:{ALLOWED} -all")),
+        txt("_dmarc.sfkey.test", "v=DMARC1; p=reject"),
         "--local=/test/".to_string(),
         // fail.test's server is dead: SERVFAIL.
         "--server=/fail.test/127.0.0.1#9".to_string(),
@@ -111,6 +126,8 @@ fn world() -> Option<World> {
     let dns = Dns::new(&[format!("127.0.0.1:{port}").parse().unwrap()]).unwrap();
     Some(World {
         _dns: daemon,
+        _servfail: servfail,
+        sfkey,
         dns,
         rsa,
         ed,
@@ -381,4 +398,41 @@ fn hosted_domains_cannot_be_forged_from_outside() {
     };
     let (o, _) = run_hosting(&w, STRANGER, "x@outside.test", &forged, &off, &hosted);
     assert_eq!(o.verdict, Verdict::Accept);
+}
+
+/// A server failure is not "no record" (mail-auth 0.7 reads it as one): SERVFAIL for the
+/// DMARC record or for a DKIM key defers the message, or with authfailopen lets it through
+/// tagged temperror — it never makes a p=reject domain's unaligned mail look unprotected.
+#[test]
+fn servfail_for_dmarc_or_a_dkim_key_is_a_temporary_error() {
+    if !dkimpy_present() {
+        return;
+    }
+    let Some(w) = world() else { return };
+    let p = Policy::default();
+    let open = Policy {
+        fail_open: true,
+        ..Policy::default()
+    };
+    let deferred = |o: &Outcome| matches!(&o.verdict, Verdict::Defer(t) if t.starts_with("4.7.0 "));
+
+    // SPF fails and the DMARC record cannot be had: not "no policy", a deferral.
+    let msg = message("x@sfdmarc.test");
+    let (o, h) = run(&w, STRANGER, "x@sfdmarc.test", &msg, &p);
+    assert!(deferred(&o), "{o:?} {h}");
+    let (o, h) = run(&w, STRANGER, "x@sfdmarc.test", &msg, &open);
+    eprintln!("DMARC record SERVFAIL, authfailopen: {h}");
+    assert_eq!(o.verdict, Verdict::Accept, "{h}");
+    assert!(h.contains("dmarc=temperror"), "{h}");
+    assert!(o.summary.contains("dmarc=temperror"), "{}", o.summary);
+
+    // The key's name gets SERVFAIL: dkim=temperror, not permerror.
+    let signed = dkimpy_sign(&message("alice@sfkey.test"), &w.sfkey);
+    let (o, h) = run(&w, STRANGER, "alice@sfkey.test", &signed, &p);
+    assert!(deferred(&o), "{o:?} {h}");
+    let (o, h) = run(&w, STRANGER, "alice@sfkey.test", &signed, &open);
+    eprintln!("DKIM key SERVFAIL, authfailopen: {h}");
+    assert_eq!(o.verdict, Verdict::Accept, "{h}");
+    assert!(h.contains("dkim=temperror"), "{h}");
+    assert!(!h.contains("dkim=permerror"), "{h}");
 }

@@ -9,6 +9,9 @@
 //! in [`KNOWN`] with the section that says who is right — and fails too if one of those
 //! stops disagreeing, so the list stays true. The table is printed.
 
+#[path = "support/servfail.rs"]
+mod support;
+
 use postern_auth::spf;
 use postern_dns::Dns;
 use std::io::Write;
@@ -18,7 +21,6 @@ use std::time::Duration;
 /// Debian's python, whose dist-packages hold python3-spf.
 const PYTHON: &str = "/usr/bin/python3";
 const PYSPF: &str = include_str!("spf_pyspf.py");
-const SERVFAIL: &str = include_str!("servfail_dns.py");
 const HOST: &str = "mx.receiver.test";
 
 /// A client inside 192.0.2.0/24, one outside, IPv6 ones.
@@ -558,19 +560,7 @@ fn postern_and_pyspf_agree_on_rfc7208_cases() {
         return;
     }
     // A server that answers SERVFAIL, for the fail.test zone dnsmasq forwards to it.
-    let mut cmd = Command::new(PYTHON);
-    cmd.args(["-c", SERVFAIL])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut servfail = postern_testkit::Daemon::spawn("servfail", cmd);
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(servfail.child_mut().stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let servfail_port: u16 = line.trim().parse().expect("servfail port");
+    let (mut servfail, servfail_port) = support::start();
     let Some((_dnsmasq, port)) = postern_testkit::dnsmasq(&records(servfail_port)) else {
         return;
     };
