@@ -33,15 +33,18 @@ pub(crate) async fn evaluate(
     mail_from: &str,
     host: &str,
 ) -> Results {
-    let helo_result = match helo.is_empty() {
-        true => None,
-        false => Some(
+    let helo_result = match (helo.is_empty(), checkable(helo)) {
+        (true, _) => None,
+        (false, false) => Some(SpfOutput::new(helo.to_string()).with_result(SpfResult::None)),
+        (false, true) => Some(
             auth.verify_spf(SpfParameters::verify_ehlo(ip, helo, host))
                 .await,
         ),
     };
+    let domain = mail_from.rsplit_once('@').map_or(helo, |(_, d)| d);
     let mail_from_result = match (mail_from.is_empty(), &helo_result) {
         (true, Some(h)) => h.clone(),
+        _ if !checkable(domain) => SpfOutput::new(domain.to_string()).with_result(SpfResult::None),
         _ => {
             auth.verify_spf(SpfParameters::verify_mail_from(ip, helo, host, mail_from))
                 .await
@@ -56,6 +59,21 @@ pub(crate) async fn evaluate(
     }
 }
 
+/// Whether `domain` can be checked at all: RFC 7208 4.3 answers `none` at once for a
+/// malformed name (an empty label, one over 63 bytes) or one of a single label, and a
+/// HELO address literal (`[192.0.2.1]`) is no name. mail-auth catches only some of these
+/// and asks DNS for the rest, which hickory refuses to put in a question: a
+/// `temperror` that would defer the message (a bounce from a client that says
+/// `EHLO [192.0.2.1]` is checked by that name) instead of `none`.
+fn checkable(domain: &str) -> bool {
+    let name = domain.strip_suffix('.').unwrap_or(domain);
+    let labels: Vec<&str> = name.split('.').collect();
+    labels.len() >= 2
+        && name.len() <= 253
+        && labels.iter().all(|l| (1..=63).contains(&l.len()))
+        && mail_auth::hickory_resolver::Name::from_str_relaxed(name).is_ok()
+}
+
 /// mail-auth's answer for the domain it started from, corrected where that domain's
 /// own TXT answer, asked once more, shows it wrong:
 ///
@@ -66,7 +84,7 @@ pub(crate) async fn evaluate(
 /// The same faults inside the record (an `a:`, `mx:` or `include:` name that gets
 /// SERVFAIL, an included domain with two records) stay: mail-auth evaluates those itself.
 pub(crate) async fn recheck_first_record(auth: &MessageAuthenticator, out: SpfOutput) -> SpfOutput {
-    if out.result() == SpfResult::TempError || out.domain().is_empty() {
+    if out.result() == SpfResult::TempError || !checkable(out.domain()) {
         return out;
     }
     let corrected = |r| SpfOutput::new(out.domain().to_string()).with_result(r);
