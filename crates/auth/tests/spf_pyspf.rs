@@ -692,6 +692,7 @@ const EXISTS: &str = "RFC 7208 5.7: exists asks for an A record whatever the cli
 const PTR: &str = "RFC 7208 5.5 (ptr, deprecated): a validated name equal to the target matches; mail-auth 0.7 compares the PTR answer with its final dot against the target without one";
 const VOID: &str =
     "RFC 7208 4.6.4: more than 2 void lookups are a permerror; mail-auth 0.7 does not count them";
+const ZERO: &str = "a CIDR length of 0 (a/0, mx//0, ip4:…/0, ip6:…/0, which match every address): mail-auth 0.7 computes the mask as a shift by 32 or 128 bits; with overflow checks that panicked (postern-scan aborted, 451 for the sender), so the workspace builds mail-auth without them (Cargo.toml) and the shift wraps: /0 acts as /32 or /128 and matches nothing real";
 const CNAME: &str = "this harness: dnsmasq answers a CNAME (served with --dns-rr) only to CNAME questions, so the alias chain the test needs does not resolve; pyspf, asking the same dnsmasq, says permerror too";
 
 /// Where postern's answer is not one the RFC 7208 test suite allows: (test id, why).
@@ -745,6 +746,10 @@ const KNOWN_SUITE: &[(&str, &str)] = &[
     ("ptr-match-ip6", PTR),
     ("void-over-limit", VOID),
     ("cname-aliasing", CNAME),
+    ("a-cidr4-0", ZERO),
+    ("mx-cidr4-0", ZERO),
+    ("cidr4-0", ZERO),
+    ("cidr6-0", ZERO),
 ];
 
 /// One scenario of the suite: its records and tests.
@@ -752,8 +757,6 @@ const KNOWN_SUITE: &[(&str, &str)] = &[
 struct Scenario {
     description: String,
     options: Vec<String>,
-    /// Names whose SPF record has a CIDR length of 0.
-    zero: Vec<String>,
     tests: Vec<SuiteTest>,
 }
 
@@ -801,7 +804,8 @@ fn suite(servfail_port: u16) -> Vec<Scenario> {
                 .options
                 .push(format!("--server=/{}/127.0.0.1#{servfail_port}", f[1])),
             "skip" => eprintln!("suite: record of {} not served: {}", f[1], f[2]),
-            "zero" => scenarios.last_mut().unwrap().zero.push(f[1].to_lowercase()),
+            // A record with a CIDR length of 0: run like the others (see ZERO below).
+            "zero" => {}
             "test" => scenarios.last_mut().unwrap().tests.push(SuiteTest {
                 id: f[1].to_string(),
                 spec: f[2].to_string(),
@@ -831,7 +835,7 @@ fn postern_against_the_rfc7208_test_suite() {
         "{:<28} {:<10} {:<20} {:<10} {:<10}\n",
         "test", "RFC 7208", "suite", "pyspf", "postern"
     );
-    let (mut total, mut agreed, mut py_agreed, mut not_run) = (0, 0, 0, 0);
+    let (mut total, mut agreed, mut py_agreed) = (0, 0, 0);
     let mut wrong = Vec::new();
     for sc in &scenarios {
         table.push_str(&format!("-- {}\n", sc.description));
@@ -846,23 +850,6 @@ fn postern_against_the_rfc7208_test_suite() {
             .collect();
         let py = pyspf(port, &queries);
         for (t, py) in sc.tests.iter().zip(&py) {
-            // The domain check_host starts from: a /0 there makes mail-auth 0.7 panic.
-            let domain = match t.mail_from.rsplit_once('@') {
-                Some((_, d)) => d,
-                None => &t.helo,
-            }
-            .to_lowercase();
-            if sc.zero.contains(&domain) {
-                not_run += 1;
-                table.push_str(&format!(
-                    "{:<28} {:<10} {:<20} {py:<10} {:<10}  (not run: CIDR /0, see below)\n",
-                    t.id,
-                    t.spec,
-                    t.results.join("|"),
-                    "-"
-                ));
-                continue;
-            }
             let ours = match spf::check(
                 &dns,
                 t.ip.parse().unwrap(),
@@ -907,10 +894,7 @@ fn postern_against_the_rfc7208_test_suite() {
     }
     table.push_str(&format!(
         "\npostern: {agreed} of {total} as the suite says; pyspf: {py_agreed} of {total} \
-         (the same tests); {not_run} not run for postern: mail-auth 0.7 computes a CIDR \
-         length of 0 as a shift by 32 (or 128) bits, which panics (overflow checks; \
-         postern's release profile aborts), fixed in mail-auth 0.15 (ip4_mask/ip6_mask)\
-         \n\nknown:\n"
+         (the same tests)\n\nknown:\n"
     ));
     let mut reasons: Vec<&str> = KNOWN_SUITE.iter().map(|k| k.1).collect();
     reasons.dedup();
