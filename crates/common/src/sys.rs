@@ -181,8 +181,39 @@ pub fn exit_on_alarm(seconds: u32, code: i32) -> std::io::Result<()> {
 pub fn one_malloc_arena() {
     // SAFETY: mallopt only sets a tunable of the allocator; called before any thread
     // exists, it races with nothing.
+    #[cfg(target_env = "gnu")]
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+    // musl's allocator has no per-thread arenas: nothing to set.
+}
+
+/// `renameat2(from, to, RENAME_NOREPLACE)`: fails with EEXIST instead of replacing.
+/// Not nix's wrapper, which exists only for glibc: the hot programs may be linked
+/// against musl (scripts/build).
+pub fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &std::path::Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: two NUL-terminated paths that outlive the call; no memory is handed over.
+    // The raw system call: the musl that Rust bundles has no renameat2() wrapper.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -286,14 +286,7 @@ impl TmpFile {
     ) -> Result<(), Fail> {
         let id = self.id.to_string();
         let target = queue.new_file(&id);
-        nix::fcntl::renameat2(
-            nix::fcntl::AT_FDCWD,
-            &self.path,
-            nix::fcntl::AT_FDCWD,
-            &target,
-            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-        )
-        .map_err(|_| qq::NEW_TROUBLE)?;
+        postern_common::sys::rename_noreplace(&self.path, &target).map_err(|_| qq::NEW_TROUBLE)?;
         // The file is in new/ now: it is not ours to remove any more.
         self.done = true;
         let dir = queue.new_dir();

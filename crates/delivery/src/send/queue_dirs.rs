@@ -375,13 +375,8 @@ fn commit_batch(
 
 /// `renameat2(from, to, RENAME_NOREPLACE)`: fails with EEXIST instead of replacing.
 pub fn rename_noreplace(from: &Path, to: &Path) -> nix::Result<()> {
-    nix::fcntl::renameat2(
-        nix::fcntl::AT_FDCWD,
-        from,
-        nix::fcntl::AT_FDCWD,
-        to,
-        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-    )
+    postern_common::sys::rename_noreplace(from, to)
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 /// What start-up recovery found to schedule.
