@@ -31,7 +31,7 @@ done
 if [ $quick = 1 ]; then
   NF_TEXT=300 NF_ATT=200 NA_TEXT=150 NA_ATT=100 NS_TEXT=60 NS_ATT=40 NWARM=10
 else
-  NF_TEXT=1500 NF_ATT=800 NA_TEXT=600 NA_ATT=400 NS_TEXT=200 NS_ATT=120 NWARM=30
+  NF_TEXT=1000 NF_ATT=500 NA_TEXT=300 NA_ATT=180 NS_TEXT=100 NS_ATT=70 NWARM=30
 fi
 
 # --- cgroups for the filter daemons, and their removal ----------------------------------------
@@ -296,6 +296,10 @@ pn_control scanners "clamd:$CLAMD_SOCK
 # The instance lets 127.0.0.1 relay (tcp.smtp: RELAYCLIENT), and relay clients' mail is not
 # scored by default: score it as inbound mail, as the gateway scores mail from outside.
 pn_control spamoutbound "score
+"
+# SPF, DKIM and DMARC (on by default, for mail from outside) ask DNS, which is not there;
+# rspamd's are off too.
+pn_control authchecks "0
 "
 pn_use() { # clamd | clamd+spamd | clamd+rspamd
   case $1 in
