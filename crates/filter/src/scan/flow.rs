@@ -155,18 +155,28 @@ pub fn run() -> Result<()> {
     }
     let mut engine_names = Vec::new();
     if refusal.is_none() && !engines.is_empty() {
-        // A named file (mode 0600, removed on drop) for command: scanners.
-        let file = tempfile::NamedTempFile::new()
-            .and_then(|mut f| f.write_all(&message).and(f.flush()).map(|_| f))
+        // A named file (mode 0600, removed on drop) for command: scanners, made only
+        // when there is one: clamd reads the message from its socket.
+        let needs_file = engines
+            .iter()
+            .any(|e| matches!(e, engines::Engine::Command(_)));
+        let file = needs_file
+            .then(|| {
+                tempfile::NamedTempFile::new()
+                    .and_then(|mut f| f.write_all(&message).and(f.flush()).map(|_| f))
+            })
+            .transpose()
             .map_err(|e| {
                 fatal(
                     qq::WRITE_ERROR,
                     format!("unable to write a temporary file: {e}"),
                 )
             })?;
+        // Only command: engines look at the path, and they have the file.
+        let path = file.as_ref().map_or(std::path::Path::new(""), |f| f.path());
         for engine in engines.iter().filter(|e| !e.is_score()) {
             engine_names.push(engine.name());
-            match engines::scan(engine, &message, file.path()) {
+            match engines::scan(engine, &message, path) {
                 Ok(engines::Verdict::Clean) => {}
                 Ok(engines::Verdict::Infected(sig)) => {
                     refusal = Some(Refusal {
@@ -291,7 +301,7 @@ fn accept(control: &Control, message: &[u8], envelope: &Envelope, engines: &str)
     };
     let program = client::postern_queue();
     let parts = [header.as_bytes(), message];
-    match client::command_with_files(&program, &parts, envelope, tempfile::tempfile) {
+    match client::command_with_files(&program, &parts, envelope, queue_file) {
         Ok(mut cmd) => {
             let err = cmd.exec();
             fatal(
@@ -303,5 +313,16 @@ fn accept(control: &Control, message: &[u8], envelope: &Envelope, engines: &str)
             qq::WRITE_ERROR,
             format!("unable to write a temporary file: {e}"),
         ),
+    }
+}
+
+/// An unnamed file for postern-queue's fd 0 or fd 1: in memory (`memfd_create`), so no
+/// inode is allocated and freed on the disk's file system for every message
+/// (docs/performance.md). A kernel without memfd gets an unnamed temporary file.
+fn queue_file() -> std::io::Result<std::fs::File> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    match memfd_create(c"postern-scan", MFdFlags::MFD_CLOEXEC) {
+        Ok(fd) => Ok(std::fs::File::from(fd)),
+        Err(_) => tempfile::tempfile(),
     }
 }

@@ -22,7 +22,7 @@
 //!
 //! Decoding header text and file names (RFC 2047, RFC 2231) is in `names`.
 
-use crate::scan::zipnames;
+use crate::scan::{bytes, zipnames};
 use mailparse::body::Body;
 use mailparse::{MailHeader, ParsedContentType};
 use names::{file_names, unfold, Params};
@@ -107,7 +107,7 @@ fn header_section_end(raw: &[u8], place: Place) -> Result<usize, String> {
             ));
         }
         let window = &raw[at..raw.len().min(MAX_HEADER_BYTES + 1)];
-        match window.iter().position(|&b| b == b'\n') {
+        match bytes::find(b'\n', window) {
             Some(nl) => at += nl + 1,
             None if raw.len() > MAX_HEADER_BYTES => at = MAX_HEADER_BYTES + 1,
             None => at = raw.len(),
@@ -130,7 +130,7 @@ fn find_line_prefix(body: &[u8], from: usize, delim: &[u8]) -> Option<usize> {
         if body[at..].starts_with(delim) {
             return Some(at);
         }
-        at += body[at..].iter().position(|&b| b == b'\n')? + 1;
+        at += bytes::find(b'\n', &body[at..])? + 1;
     }
     None
 }
@@ -157,7 +157,7 @@ fn split_multipart<'a>(body: &'a [u8], boundary: &str, limit: usize) -> Vec<&'a 
     };
     let mut delim_end = first + delim.len();
     while parts.len() < limit {
-        let Some(nl) = body[delim_end..].iter().position(|&b| b == b'\n') else {
+        let Some(nl) = bytes::find(b'\n', &body[delim_end..]) else {
             break;
         };
         let start = delim_end + nl + 1;
@@ -172,6 +172,24 @@ fn split_multipart<'a>(body: &'a [u8], boundary: &str, limit: usize) -> Vec<&'a 
         }
     }
     parts
+}
+
+/// The lines of `body` as `body.split(|&b| b == b'\n')` gives them, found a word at a time.
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match bytes::find(b'\n', r) {
+            Some(nl) => {
+                rest = Some(&r[nl + 1..]);
+                Some(&r[..nl])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
 }
 
 struct Walker {
@@ -338,7 +356,7 @@ impl Walker {
     /// uuencoded files inside text: `begin MODE NAME` … `end`.
     fn uuencoded(&mut self, body: &[u8]) {
         let mut current: Option<(String, u64)> = None;
-        for line in body.split(|&b| b == b'\n') {
+        for line in lines(body) {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             match &mut current {
                 None => {
@@ -385,6 +403,15 @@ mod tests {
 
     fn names(a: &Analysis) -> Vec<String> {
         a.attachments.iter().map(|x| x.name.clone()).collect()
+    }
+
+    #[test]
+    fn lines_are_split_as_slice_split_does() {
+        for body in [&b""[..], b"\n", b"a", b"a\n", b"a\nb", b"\n\na\r\n\nb\n\n"] {
+            let ours: Vec<&[u8]> = lines(body).collect();
+            let std: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+            assert_eq!(ours, std, "{body:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   [`postern_wire::qmail_queue`]'s.
 //! - [`auth`]: SPF, DKIM and DMARC for mail from outside ([`postern_auth::inbound`]).
 //! - [`rules`]: `control/filter.rules` (qmail-scanner's quarantine-attachments format).
-//! - [`mime`], [`zipnames`]: taking a message apart, bounded.
+//! - [`mime`], [`zipnames`]: taking a message apart, bounded; [`bytes`]: the byte
+//!   searches they and the rules use.
 //! - [`policy`]: applying the rules (pure).
 //! - [`engines`]: clamd (INSTREAM) and command-line virus scanners; the score engines'
 //!   addresses.
@@ -16,6 +17,7 @@
 
 pub mod alert;
 pub mod auth;
+pub mod bytes;
 pub mod engines;
 pub mod flow;
 pub mod json;

@@ -102,24 +102,41 @@ fn plausible_eocd(zip: &[u8], at: usize) -> bool {
     (disk == 0 || disk == 0xffff) && (cd_disk == 0 || cd_disk == 0xffff) && on_disk == total
 }
 
-/// The end-of-central-directory record, searched backwards from the end as zip readers
-/// do. `strict`: only a record whose fields make sense (so that four stray bytes in a
-/// picture are not taken for one).
-fn find_eocd(zip: &[u8], strict: bool) -> Option<usize> {
-    let last = zip.len().checked_sub(22)?;
+/// Where an end-of-central-directory signature is, searched backwards from the end as
+/// zip readers do (the last 64 KiB + 22 bytes): by the signature's last byte, a word at
+/// a time — every part of every message is searched.
+fn eocd_candidates(zip: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let last = zip.len().checked_sub(22);
     let first = zip.len().saturating_sub(EOCD_SEARCH);
-    (first..=last)
-        .rev()
-        .find(|&i| u32_at(zip, i) == Some(EOCD_SIG) && (!strict || plausible_eocd(zip, i)))
+    let [.., sig_last] = EOCD_SIG.to_le_bytes();
+    crate::scan::bytes::rfind_all(sig_last, &zip[first..])
+        .filter_map(move |j| (first + j).checked_sub(3).filter(|&i| i >= first))
+        .filter(move |&i| last.is_some_and(|last| i <= last) && u32_at(zip, i) == Some(EOCD_SIG))
+}
+
+/// The end-of-central-directory record, the last one first. `strict`: only a record
+/// whose fields make sense (so that four stray bytes in a picture are not taken for
+/// one).
+fn find_eocd(zip: &[u8], strict: bool) -> Option<usize> {
+    eocd_candidates(zip).find(|&i| !strict || plausible_eocd(zip, i))
 }
 
 /// Whether zip tools would open `data` as a zip: it starts with a local file header, or
 /// ends (within 64 KiB + 22 bytes) with an end-of-central-directory record — whatever
 /// comes before it — that reads as one or leads to a central directory that reads.
 pub fn is_zip(data: &[u8]) -> bool {
-    data.starts_with(b"PK\x03\x04")
-        || find_eocd(data, true).is_some()
-        || (find_eocd(data, false).is_some() && read_archive(data).is_ok())
+    if data.starts_with(b"PK\x03\x04") {
+        return true;
+    }
+    // One pass: a plausible record, else any record whose directory reads.
+    let mut any = false;
+    for at in eocd_candidates(data) {
+        if plausible_eocd(data, at) {
+            return true;
+        }
+        any = true;
+    }
+    any && read_archive(data).is_ok()
 }
 
 /// One central directory, at `start`; local header offsets shifted by `delta`.
@@ -437,6 +454,71 @@ fn inflate_member(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// The record search as a byte-by-byte loop, to hold the fast one against.
+    fn find_eocd_obvious(zip: &[u8], strict: bool) -> Option<usize> {
+        let last = zip.len().checked_sub(22)?;
+        let first = zip.len().saturating_sub(EOCD_SEARCH);
+        (first..=last)
+            .rev()
+            .find(|&i| u32_at(zip, i) == Some(EOCD_SIG) && (!strict || plausible_eocd(zip, i)))
+    }
+
+    #[test]
+    fn the_record_is_found_where_a_byte_by_byte_search_finds_it() {
+        let sig = EOCD_SIG.to_le_bytes();
+        let zip = make_zip(&[("a.txt", b"hello")]);
+        let mut inputs: Vec<Vec<u8>> = vec![vec![], sig.to_vec(), zip.clone()];
+        // Stray and real signatures at the edges of the searched window, in short and
+        // long data, with and without a record that makes sense.
+        for len in [
+            21,
+            22,
+            25,
+            100,
+            EOCD_SEARCH - 1,
+            EOCD_SEARCH,
+            EOCD_SEARCH + 50,
+        ] {
+            for at in [
+                0,
+                1,
+                3,
+                len.saturating_sub(26),
+                len.saturating_sub(22),
+                len.saturating_sub(4),
+                len / 2,
+            ] {
+                let mut data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+                if at + 4 <= len {
+                    data[at..at + 4].copy_from_slice(&sig);
+                }
+                inputs.push(data.clone());
+                if at + 22 <= len {
+                    data[at + 4..at + 22].fill(0);
+                    inputs.push(data);
+                }
+            }
+        }
+        let mut with_comment = zip.clone();
+        with_comment.extend_from_slice(&sig);
+        with_comment.extend_from_slice(&[0x06; 30]);
+        inputs.push(with_comment);
+        for data in &inputs {
+            for strict in [true, false] {
+                assert_eq!(
+                    find_eocd(data, strict),
+                    find_eocd_obvious(data, strict),
+                    "len {} strict {strict}",
+                    data.len()
+                );
+            }
+            let obvious = data.starts_with(b"PK\x03\x04")
+                || find_eocd_obvious(data, true).is_some()
+                || (find_eocd_obvious(data, false).is_some() && read_archive(data).is_ok());
+            assert_eq!(is_zip(data), obvious, "len {}", data.len());
+        }
+    }
 
     /// A stored (uncompressed) zip with the given files, built by hand.
     pub fn make_zip(files: &[(&str, &[u8])]) -> Vec<u8> {
