@@ -3,7 +3,8 @@
 //! (size-limited) or a `{N,M}` length; then the rules matched against names and values.
 //!
 //! Checks: every attachment rule matches its own pattern; a bad line is reported by its
-//! number; the file with comments and blank lines added parses to the same rules.
+//! number; the file with comments and blank lines added parses to the same rules; a
+//! pattern matched without a regex (`.{N,M}`, plain text) matches as its regex does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -47,8 +48,19 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             RuleKind::Header { value, .. } => {
+                // A pattern matched without compiling it matches as its regex does.
+                let regex = match value {
+                    rules::ValueMatch::LineRun { .. } | rules::ValueMatch::Literal(_) => Some(
+                        rules::header_regex(&rule.pattern)
+                            .expect("the regex of a fast pattern compiles"),
+                    ),
+                    _ => None,
+                };
                 for p in &probes {
-                    let _ = value.matches(p);
+                    let hit = value.matches(p);
+                    if let Some(re) = &regex {
+                        assert_eq!(hit, re.is_match(p), "{:?} on {p:?}", rule.pattern);
+                    }
                 }
             }
         }

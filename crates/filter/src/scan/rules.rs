@@ -14,12 +14,25 @@
 //! Names match case-insensitively, after trailing dots and spaces are removed (Windows
 //! ignores them, so `virus.exe.` is `virus.exe`). Blank lines and `#` comments are
 //! ignored; a bad line is an error naming its number, and the caller keeps the old rules.
+//!
+//! Compiling a regular expression is most of what postern-scan would spend per message
+//! (a Unicode `.{100,}` is a hundred UTF-8 automata: 2 million instructions each, at
+//! every start), so the two shapes real rule files use most are matched without one,
+//! exactly as the regex would match them: `.{N,}` / `.{N,M}` (some line of the value has
+//! N characters — the shipped header-overflow rules) and plain text (a case-insensitive
+//! substring, `I LOVE YOU`, `message/partial`). Every other pattern is a regex.
 
 use postern_common::{Error, Result};
 use regex::{Regex, RegexBuilder};
 
 /// Largest compiled size of one header pattern (bounds memory per rule).
 pub const MAX_REGEX_SIZE: usize = 256 * 1024;
+/// Largest `N` (and `M`) of a `.{N,}` / `.{N,M}` pattern matched without a regex: the
+/// regex of every such pattern compiles within [`MAX_REGEX_SIZE`] (a test says so), so
+/// a pattern that would fail as a regex is never taken for one that does not.
+pub const MAX_LINE_RUN: usize = 200;
+/// Longest plain-text pattern matched without a regex (the same reason).
+pub const MAX_LITERAL: usize = 256;
 
 /// What a header rule looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +49,13 @@ pub enum Field {
 #[derive(Debug, Clone)]
 pub enum ValueMatch {
     Regex(Regex),
+    /// `.{N,}` or `.{N,M}` as a regex searches: some line of the value (`.` is any
+    /// character but `\n`) has at least `min` characters.
+    LineRun {
+        min: usize,
+    },
+    /// A pattern of plain text as the case-insensitive regex searches it.
+    Literal(Literal),
     /// Value length in bytes within `min..=max`.
     Length {
         min: usize,
@@ -47,8 +67,57 @@ impl ValueMatch {
     pub fn matches(&self, value: &str) -> bool {
         match self {
             ValueMatch::Regex(re) => re.is_match(value),
+            ValueMatch::LineRun { min } => {
+                value.len() >= *min && value.split('\n').any(|l| l.chars().count() >= *min)
+            }
+            ValueMatch::Literal(text) => text.found_in(value),
             ValueMatch::Length { min, max } => (*min..=*max).contains(&value.len()),
         }
+    }
+}
+
+/// Plain text — printable ASCII without a regex metacharacter — searched for as the
+/// regex crate's case-insensitive search does: Unicode simple case folding, under which
+/// an ASCII letter matches its other case and nothing else, except `k` (also U+212A
+/// KELVIN SIGN) and `s` (also U+017F LATIN SMALL LETTER LONG S). A test holds this
+/// against the regex crate for every character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Literal {
+    /// The pattern, lower-case.
+    folded: Vec<u8>,
+}
+
+impl Literal {
+    /// The pattern as plain text, if it is such (and short enough).
+    fn parse(pattern: &str) -> Option<Literal> {
+        let plain = |b: u8| (b' '..=b'~').contains(&b) && !b"\\.+*?()|[]{}^$".contains(&b);
+        (pattern.len() <= MAX_LITERAL && pattern.bytes().all(plain)).then(|| Literal {
+            folded: pattern.to_ascii_lowercase().into_bytes(),
+        })
+    }
+
+    /// The ASCII byte a character is case-insensitively equal to, or 0xff (never in a
+    /// pattern) for one that equals none.
+    fn fold(c: char) -> u8 {
+        match c {
+            '\u{212a}' => b'k',
+            '\u{17f}' => b's',
+            c if c.is_ascii() => (c as u8).to_ascii_lowercase(),
+            _ => 0xff,
+        }
+    }
+
+    fn found_in(&self, value: &str) -> bool {
+        if value.len() < self.folded.len() {
+            // A character folded to ASCII is at least one byte long.
+            return false;
+        }
+        let folded: Vec<u8> = if value.is_ascii() {
+            value.as_bytes().to_ascii_lowercase()
+        } else {
+            value.chars().map(Self::fold).collect()
+        };
+        crate::scan::bytes::contains(&folded, &self.folded)
     }
 }
 
@@ -109,6 +178,43 @@ fn length_range(pattern: &str) -> Option<(usize, usize)> {
     (min <= max).then_some((min, max))
 }
 
+/// `.{N,}` or `.{N,M}` (N ≤ M ≤ [`MAX_LINE_RUN`], digits only): its `N`.
+fn line_run(pattern: &str) -> Option<usize> {
+    let inner = pattern.strip_prefix(".{")?.strip_suffix('}')?;
+    let (lo, hi) = inner.split_once(',')?;
+    let number = |t: &str| {
+        (!t.is_empty() && t.len() <= 4 && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse::<usize>().ok())
+            .flatten()
+    };
+    let min = number(lo)?;
+    let max = if hi.is_empty() { min } else { number(hi)? };
+    (min <= max && max <= MAX_LINE_RUN).then_some(min)
+}
+
+/// The regex a header rule's pattern is (when it is not `{N,M}`): case-insensitive,
+/// size-limited.
+pub fn header_regex(pattern: &str) -> std::result::Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(MAX_REGEX_SIZE)
+        .build()
+}
+
+/// How a header rule's pattern matches: `{N,M}` a length, else the regex — matched
+/// without compiling it when it is `.{N,M}` or plain text.
+fn value_match(pattern: &str) -> std::result::Result<ValueMatch, regex::Error> {
+    Ok(if let Some((min, max)) = length_range(pattern) {
+        ValueMatch::Length { min, max }
+    } else if let Some(min) = line_run(pattern) {
+        ValueMatch::LineRun { min }
+    } else if let Some(text) = Literal::parse(pattern) {
+        ValueMatch::Literal(text)
+    } else {
+        ValueMatch::Regex(header_regex(pattern)?)
+    })
+}
+
 fn parse_line(number: usize, line: &str) -> Result<Rule> {
     let bad = |why: &str| Error::perm(format!("control/filter.rules:{number}: {why}"));
     let mut cols = line.splitn(3, '\t');
@@ -137,21 +243,12 @@ fn parse_line(number: usize, line: &str) -> Result<Rule> {
             }
             _ => return Err(bad("bad header name after Virus-")),
         };
-        let value = match length_range(pattern) {
-            Some((min, max)) => ValueMatch::Length { min, max },
-            None => ValueMatch::Regex(
-                RegexBuilder::new(pattern)
-                    .case_insensitive(true)
-                    .size_limit(MAX_REGEX_SIZE)
-                    .build()
-                    .map_err(|e| {
-                        bad(&format!(
-                            "bad pattern: {}",
-                            e.to_string().lines().last().unwrap_or("")
-                        ))
-                    })?,
-            ),
-        };
+        let value = value_match(pattern).map_err(|e| {
+            bad(&format!(
+                "bad pattern: {}",
+                e.to_string().lines().last().unwrap_or("")
+            ))
+        })?;
         RuleKind::Header { field, value }
     } else {
         let size: u64 = kind_text
@@ -267,6 +364,133 @@ mod tests {
             panic!()
         };
         assert!(value.matches("fwd: i love you"));
+    }
+
+    /// Haystacks for holding a pattern matched without a regex against the regex.
+    const HAYSTACKS: &[&str] = &[
+        "",
+        "x",
+        "Message/Partial; id=1",
+        "MESSAGE/PARTIAL",
+        "message/partia",
+        "text/plain",
+        "fwd: I Love You",
+        "i love\nyou",
+        "mes\u{17f}age/partial",
+        "MESSAGE/PARTIAL\u{e9}",
+        "\u{212a}ey: \u{212a}ELVIN",
+        "key: kelvin",
+        "ſ ẞ ß ﬆ İ ı Ω ω K Å",
+        "ﬆop stop ſtop",
+        "\u{1f600}",
+    ];
+
+    fn run_of(n: usize, c: char) -> String {
+        std::iter::repeat_n(c, n).collect()
+    }
+
+    #[test]
+    fn patterns_matched_without_a_regex_match_as_the_regex_does() {
+        let mut haystacks: Vec<String> = HAYSTACKS.iter().map(|h| h.to_string()).collect();
+        for n in [0, 1, 2, 3, 99, 100, 101, 150, 199, 200, 201, 250] {
+            for c in ['x', '\u{e9}', '\u{1f600}', '\r'] {
+                haystacks.push(run_of(n, c));
+                haystacks.push(format!("{}\n{}", run_of(n / 2, c), run_of(n, c)));
+                haystacks.push(format!("{}\n", run_of(n, c)));
+            }
+        }
+        let patterns = [
+            ".{100,}",
+            ".{0,}",
+            ".{1,}",
+            ".{3,3}",
+            ".{100,150}",
+            ".{200,}",
+            ".{200,200}",
+            ".{0,200}",
+            "message/partial",
+            "I LOVE YOU",
+            "love",
+            "KEY",
+            "kelvin",
+            "stop",
+            "ss",
+            "a-b_c@d=e'f\"g<h>i!j%k,l;m:n/o#p&q~r`s",
+        ];
+        for pattern in patterns {
+            let rule = parse(&format!("{pattern}\tVirus-Subject\tx\n")).unwrap();
+            let RuleKind::Header { value, .. } = &rule[0].kind else {
+                panic!()
+            };
+            assert!(
+                !matches!(value, ValueMatch::Regex(_)),
+                "{pattern} should not need a regex"
+            );
+            let re = header_regex(pattern).unwrap();
+            for h in &haystacks {
+                assert_eq!(value.matches(h), re.is_match(h), "{pattern:?} on {h:?}");
+            }
+        }
+        // What is not of those shapes, or too big to be sure of, stays a regex.
+        for pattern in [
+            ".{201,}",
+            ".{0,201}",
+            ".{ 100,}",
+            ".{100}",
+            "^love",
+            "lo.e",
+            "caf\u{e9}",
+            &"x".repeat(MAX_LITERAL + 1),
+        ] {
+            let rule = parse(&format!("{pattern}\tVirus-Subject\tx\n")).unwrap();
+            let RuleKind::Header { value, .. } = &rule[0].kind else {
+                panic!()
+            };
+            assert!(matches!(value, ValueMatch::Regex(_)), "{pattern}");
+        }
+        // A reversed range is still the regex's error.
+        assert!(parse(".{5,3}\tVirus-Subject\tx\n").is_err());
+    }
+
+    #[test]
+    fn the_case_folding_of_plain_text_is_the_regex_crates() {
+        // Every character that a case-insensitive printable-ASCII class matches...
+        let ascii = header_regex("^[ -~]$").unwrap();
+        let mut buf = [0u8; 4];
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let one: &str = c.encode_utf8(&mut buf);
+            let folded = Literal::fold(c);
+            let printable = (b' '..=b'~').contains(&folded);
+            assert_eq!(ascii.is_match(one), printable, "{c:?} U+{:04X}", c as u32);
+            if printable {
+                // ...is the one ASCII character fold says, and matches nothing else.
+                for a in b' '..=b'~' {
+                    let re =
+                        header_regex(&format!("^{}$", regex::escape(&(a as char).to_string())))
+                            .unwrap();
+                    assert_eq!(
+                        re.is_match(one),
+                        a.to_ascii_lowercase() == folded,
+                        "{c:?} against {:?}",
+                        a as char
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_regex_of_every_pattern_matched_without_one_compiles() {
+        let n = MAX_LINE_RUN;
+        for pattern in [
+            format!(".{{{n},}}"),
+            format!(".{{{n},{n}}}"),
+            format!(".{{0,{n}}}"),
+            "k".repeat(MAX_LITERAL),
+            "s".repeat(MAX_LITERAL),
+        ] {
+            header_regex(&pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        }
     }
 
     #[test]
