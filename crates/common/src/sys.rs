@@ -217,6 +217,23 @@ pub fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> std::io
     }
 }
 
+/// A pidfd for the child `pid` (pidfd_open(2), Linux 5.3): it turns readable the moment
+/// the process exits, so a parent can wait for its child with `poll` and a timeout. The
+/// pid must be an unreaped child of the caller, so that it cannot have been reused.
+pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a system call with integer arguments only; no memory is handed over.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(r).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: the kernel created this descriptor for this call a moment ago; nothing else
+    // in the process knows its number, so it gets one owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Own descriptors that `recvmsg` just installed from an SCM_RIGHTS message, so that
 /// each is closed when dropped (a peer that sends more than asked for leaks nothing).
 pub fn own_received_fds(fds: &[RawFd]) -> Vec<OwnedFd> {
