@@ -72,6 +72,7 @@ CHAINS = [  # (sys, chain, column title)
     ("postfix", "postfix", "Postfix"),
 ]
 LOADS = [("session", "1 session, N messages"), ("conns", "N sessions, 1 message each")]
+LOAD_NAMES = {"session": "all messages over 1 session", "conns": "1 message per session"}
 ORDER = {  # rows in the order a message passes through
     "postern": ["postern-tcpserver", "postern-smtpd", "postern-scan", "postern-queue",
                 "postern-send", "postern-local", "postern-multilog"],
@@ -89,7 +90,7 @@ def cmd_report(machine, results):
     if not rows:
         print("No --count results.")
         return
-    n = int(rows[0]["messages"])
+    n_of = {r["sys"]: int(r["messages"]) for r in rows}  # messages per run, per system
     # per (sys, chain, load, round): {program: (ir, syscalls, processes)}
     runs = defaultdict(dict)
     for r in rows:
@@ -114,12 +115,13 @@ def cmd_report(machine, results):
         if not got:
             return None
         programs = {p for g in got for p in g}
+        n = n_of[sysname]
         return {p: (statistics.mean(g.get(p, (0, 0))[0] for g in got) / n,
                     statistics.mean(g.get(p, (0, 0))[1] for g in got) / n) for p in programs}
 
     def total(sysname, chain, load, rnd):
         d = delta(sysname, chain, load, rnd)
-        return None if d is None else sum(v[0] for v in d.values()) / n
+        return None if d is None else sum(v[0] for v in d.values()) / n_of[sysname]
 
     print(f"# Instruction counts per message (scripts/bench --count)\n")
     with open(machine) as f:
@@ -127,8 +129,9 @@ def cmd_report(machine, results):
             k, _, v = line.rstrip("\n").partition("=")
             if k in ("cpu", "cores", "kernel", "postfix", "rustc", "postern"):
                 print(f"- {k}: {v}")
-    print(f"- load: smtp-source, {n} messages of 4096 bytes to one local mailbox; "
-          f"{len(rounds)} round(s), tables give the mean")
+    print(f"- load: smtp-source, messages of 4096 bytes to one local mailbox, one client: "
+          + ", ".join(f"{k} {v} per run" for k, v in sorted(n_of.items()))
+          + f" (after 10 to warm up); {len(rounds)} round(s), tables give the mean")
     print("- counts: valgrind --tool=callgrind --trace-children=yes, user-space instructions "
           "(Ir) and system calls of every process of each system, from a fresh start through "
           "a warm-up, the load and a full stop, minus the same without the load (base); the "
@@ -144,6 +147,7 @@ def cmd_report(machine, results):
         known = [p for p in ORDER[sysname] if p in programs]
         programs = known + sorted(programs - set(known))
         print(f"## {'postern' if sysname == 'postern' else 'Postfix'}: instructions (system calls) per message\n")
+        n = n_of[sysname]
         print("| program | " + " | ".join(f"{c[2]}: {l[1].replace('N', str(n))}" for c, l in cols) + " |")
         print("|---|" + "---:|" * len(cols))
         for p in programs:
@@ -176,7 +180,7 @@ def cmd_report(machine, results):
 
         def fmt(v):
             return kilo(v) if v else "—"
-        print(f"| {title.replace('N', str(n))} | {fmt(t['queue'])} | {fmt(t['scan'])} | "
+        print(f"| {LOAD_NAMES[load]} | {fmt(t['queue'])} | {fmt(t['scan'])} | "
               f"{fmt(t['postfix'])} | {ratio(t['queue'], t['postfix'])} | "
               f"{ratio(t['scan'], t['postfix'])} | {fmt(scan_own)} |")
 
@@ -190,7 +194,7 @@ def cmd_report(machine, results):
                 continue
             have = [v for v in vals if v is not None]
             spread = (max(have) - min(have)) / statistics.mean(have) * 100 if len(have) > 1 else 0
-            print(f"| {title} | {ltitle.replace('N', str(n))} | "
+            print(f"| {title} | {ltitle.replace('N', str(n_of[sysname]))} | "
                   + " | ".join(f"{v:,.0f}" if v else "—" for v in vals) + f" | {spread:.2f}% |")
 
 
