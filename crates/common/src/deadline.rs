@@ -13,6 +13,44 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+/// Wait for `child` to exit until `deadline`: its status, or `None` when the time ran out
+/// (the child is left running: killing it is the caller's choice). It wakes the moment
+/// the child exits, by polling the child's pidfd (Linux 5.3); sleeping between checks
+/// would add up to the last sleep to every wait — on the path to a `250` or an AUTH
+/// answer, milliseconds per transaction. Without pidfds it checks every millisecond.
+pub fn wait_child(
+    child: &mut std::process::Child,
+    deadline: Instant,
+) -> io::Result<Option<std::process::ExitStatus>> {
+    let pid = child.id();
+    wait_exit(pid, || child.try_wait(), deadline)
+}
+
+/// [`wait_child`] for a child behind a wrapper: its `pid` and its `try_wait`.
+pub fn wait_exit(
+    pid: u32,
+    mut try_wait: impl FnMut() -> io::Result<Option<std::process::ExitStatus>>,
+    deadline: Instant,
+) -> io::Result<Option<std::process::ExitStatus>> {
+    let pidfd = crate::sys::pidfd_open(pid).ok();
+    loop {
+        if let Some(status) = try_wait()? {
+            return Ok(Some(status));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        match &pidfd {
+            // Readable once the child has exited; the loop then reaps it.
+            Some(fd) => {
+                wait_until(fd, PollFlags::POLLIN, deadline)?;
+            }
+            None => std::thread::sleep(left.min(Duration::from_millis(1))),
+        }
+    }
+}
+
 /// The error a run-out limit gives: `TimedOut`, saying `what` ran out.
 pub fn timed_out(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, what.to_string())
@@ -97,6 +135,30 @@ pub fn write_all(dst: &mut (impl Write + AsFd), mut data: &[u8], idle: Duration)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn wait_child_returns_at_the_exit_or_at_the_deadline() {
+        use std::process::Command;
+        let started = Instant::now();
+        let mut quick = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let status = wait_child(&mut quick, Instant::now() + Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(3));
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        let mut slow = Command::new("sleep").arg("30").spawn().unwrap();
+        let started = Instant::now();
+        let got = wait_child(&mut slow, Instant::now() + Duration::from_millis(200)).unwrap();
+        assert!(got.is_none());
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        slow.kill().unwrap();
+        // Reaped by the next call, at once.
+        let status = wait_child(&mut slow, Instant::now() + Duration::from_secs(10)).unwrap();
+        assert!(status.is_some_and(|s| !s.success()));
+    }
+
     use super::*;
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     use std::fs::File;

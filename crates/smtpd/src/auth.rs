@@ -121,27 +121,21 @@ impl Checker {
         let mut w = std::fs::File::from(w);
         let _ = w.write_all(&input);
         drop(w);
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    return match status.code() {
-                        Some(0) => Ok(true),
-                        Some(1) => Ok(false),
-                        Some(c) => Err(Error::temp(format!("checkpassword exited {c}"))),
-                        None => Err(Error::temp("checkpassword crashed")),
-                    }
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Ok(None) => {
-                    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                    let _ = child.wait();
-                    return Err(Error::temp("checkpassword timed out"));
-                }
-                Err(e) => return Err(Error::io("unable to wait for checkpassword", &e)),
+        // The AUTH answer waits on this: woken at the exit, not by polling with sleeps.
+        let until = Instant::now() + self.timeout;
+        match postern_common::deadline::wait_child(&mut child, until) {
+            Ok(Some(status)) => match status.code() {
+                Some(0) => Ok(true),
+                Some(1) => Ok(false),
+                Some(c) => Err(Error::temp(format!("checkpassword exited {c}"))),
+                None => Err(Error::temp("checkpassword crashed")),
+            },
+            Ok(None) => {
+                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                let _ = child.wait();
+                Err(Error::temp("checkpassword timed out"))
             }
+            Err(e) => Err(Error::io("unable to wait for checkpassword", &e)),
         }
     }
 }

@@ -126,38 +126,13 @@ impl QueueJob {
         let _ = self.queue.wait();
     }
 
-    /// Wait for the child's exit until the deadline; `None` on timeout.
-    ///
-    /// The `250` waits on this, so it wakes the moment the child exits: it polls the
-    /// child's pidfd. (Sleeping 1, 2, 4 … ms between checks, as before, added up to the
-    /// last sleep to every transaction: 1–3 ms when the queue program's fsyncs took a
-    /// little over 1 ms.) Without pidfds (a kernel before 5.3) it checks every
-    /// millisecond.
+    /// Wait for the child's exit until the deadline; `None` on timeout. The `250` waits
+    /// on this, so it wakes the moment the child exits ([`deadline::wait_child`]).
     fn wait_deadline(&mut self) -> Option<std::process::ExitStatus> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let until = Instant::now() + self.timeout;
-        let pidfd = postern_common::sys::pidfd_open(self.queue.id()).ok();
-        loop {
-            match self.queue.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) => {}
-                Err(_) => return None,
-            }
-            let now = Instant::now();
-            if now >= until {
-                return None;
-            }
-            let left = until - now;
-            match &pidfd {
-                Some(fd) => {
-                    // At most a second at a time: the loop re-checks the deadline.
-                    let ms = left.min(Duration::from_secs(1)).as_millis().max(1);
-                    let timeout = PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::MAX);
-                    let _ = poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLIN)], timeout);
-                }
-                None => std::thread::sleep(left.min(Duration::from_millis(1))),
-            }
-        }
+        let (pid, until) = (self.queue.id(), Instant::now() + self.timeout);
+        deadline::wait_exit(pid, || self.queue.try_wait(), until)
+            .ok()
+            .flatten()
     }
 }
 

@@ -78,21 +78,17 @@ fn run(program: &Path, home: &Path, addr: &str, limit: Duration) -> Result<Answe
     }
     postern_common::sys::with_default_signals(&mut cmd);
     let mut child = cmd.spawn().temp(format!("unable to run {shown}"))?;
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => {
-                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                let _ = child.wait();
-                return Err(Error::temp(format!(
-                    "{shown} gave no answer within {} seconds",
-                    limit.as_secs()
-                )));
-            }
-            Err(e) => return Err(Error::io(format!("unable to wait for {shown}"), &e)),
+    let status = match postern_common::deadline::wait_child(&mut child, Instant::now() + limit) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            return Err(Error::temp(format!(
+                "{shown} gave no answer within {} seconds",
+                limit.as_secs()
+            )));
         }
+        Err(e) => return Err(Error::io(format!("unable to wait for {shown}"), &e)),
     };
     let mut out = String::new();
     if let Some(stdout) = child.stdout.take() {
